@@ -1,0 +1,118 @@
+//! Command-line parsing and dispatch: turns flags into library calls and
+//! results into exit codes. One file per subcommand.
+
+mod graph;
+mod schema;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+use crate::spec::{self, Loaded, Source};
+
+/// Exit codes shared by every command (see README).
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const INVALID: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "Continuous integration, training and deployment for ML, from a Git repository",
+    long_about = None,
+)]
+struct Cli {
+    /// Run as if started in DIR (default: the git work tree around the current directory).
+    #[arg(short = 'C', long = "repo", value_name = "DIR", global = true)]
+    repo: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check every pipeline, stack and deployment file; exit 2 when any is invalid.
+    Validate(validate::Args),
+    /// Print the JSON Schema of a spec kind (for editors), or write all of them.
+    Schema(schema::Args),
+    /// Print a pipeline's step graph.
+    Graph(graph::Args),
+}
+
+/// Parses the command line, runs the command and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Validate(args) => {
+            repo_root(cli.repo.as_deref()).and_then(|root| validate::run(&root, args))
+        }
+        Command::Schema(args) => schema::run(args),
+        Command::Graph(args) => {
+            repo_root(cli.repo.as_deref()).and_then(|root| graph::run(&root, args))
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(exit::INVALID)
+        }
+    }
+}
+
+/// The repository root: `-C DIR` as given, else the enclosing git work tree,
+/// else the current directory.
+fn repo_root(explicit: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(dir) = explicit {
+        if !dir.is_dir() {
+            return Err(Error::usage(format!(
+                "-C {}: no such directory",
+                dir.display()
+            )));
+        }
+        return Ok(dir.to_path_buf());
+    }
+    let cwd = std::env::current_dir().map_err(|source| Error::Io {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    Ok(git2::Repository::discover(&cwd)
+        .ok()
+        .and_then(|repo| repo.workdir().map(Path::to_path_buf))
+        .unwrap_or(cwd))
+}
+
+/// Loads the specs of the work tree, or of `rev` read from git objects.
+fn load(root: &Path, rev: Option<&str>) -> Result<(Source, Loaded), Error> {
+    let source = match rev {
+        Some(rev) => Source::at_rev(root, rev)?,
+        None => Source::work_tree(root),
+    };
+    let loaded = spec::load(&source)?;
+    Ok((source, loaded))
+}
+
+/// Prints a report's problems for a person and says nothing was done.
+fn print_problems(loaded: &Loaded) {
+    let files: std::collections::BTreeSet<&str> = loaded
+        .report
+        .diagnostics
+        .iter()
+        .map(|d| d.file.as_str())
+        .collect();
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    eprint!("{}", loaded.report.render_text(color));
+    let n = loaded.report.diagnostics.len();
+    eprintln!(
+        "error: {n} problem{} in {} file{}",
+        if n == 1 { "" } else { "s" },
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+    );
+}

@@ -1,0 +1,40 @@
+//! Errors that stop a command before it can report anything else. Problems
+//! inside spec files are not errors of this kind: they are collected as
+//! diagnostics and reported together (see `diagnostic`).
+
+use std::path::PathBuf;
+
+/// A failure of the environment (disk, git, arguments), with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not inside a git repository ({source}); run `git init` there or pass -C with a repository", path.display())]
+    NotAGitRepo { path: PathBuf, source: git2::Error },
+    #[error("`{rev}` does not name a commit ({}); try a branch, a tag or a sha, and `git fetch` if it is remote", source.message())]
+    UnknownRev { rev: String, source: git2::Error },
+    #[error("git: cannot {what}: {}", source.message())]
+    Git {
+        what: &'static str,
+        source: git2::Error,
+    },
+    #[error("{message}")]
+    Usage { message: String },
+}
+
+impl Error {
+    /// Wraps a git2 error with what runner was doing.
+    pub fn git(what: &'static str) -> impl Fn(git2::Error) -> Error {
+        move |source| Error::Git { what, source }
+    }
+
+    /// A mistake in how runner was called.
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::Usage {
+            message: message.into(),
+        }
+    }
+}

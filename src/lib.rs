@@ -1,0 +1,12 @@
+//! runner: a Git repository as a continuously integrated, trained and
+//! deployed ML system. The binary is a thin shell over this library.
+
+pub mod cli;
+pub mod dag;
+pub mod diagnostic;
+pub mod error;
+pub mod spec;
+pub mod suggest;
+pub mod template;
+
+pub use error::Error;

@@ -1,0 +1,240 @@
+//! Discovery and parsing: every YAML document under `pipelines/`, `stacks/`
+//! and `deployments/`, checked against its kind's schema and turned into
+//! typed specs. Problems are collected, never thrown, so one pass reports all.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::schema::{self, Kind};
+use super::source::{FileText, Source};
+use super::types::{API_VERSION, Deployment, Pipeline, Stack};
+use super::yaml::{self, Node, Span};
+use crate::diagnostic::{Diagnostic, Report};
+use crate::error::Error;
+use crate::suggest::did_you_mean;
+
+/// Directories runner reads specs from, relative to the repo root.
+pub const PIPELINES_DIR: &str = "pipelines";
+pub const STACKS_DIR: &str = "stacks";
+pub const DEPLOYMENTS_DIR: &str = "deployments";
+
+/// A typed spec with the file and YAML tree it came from, so later checks can
+/// point at the line of any field.
+#[derive(Debug, Clone)]
+pub struct Document<T> {
+    pub spec: T,
+    /// Repo-relative path with `/` separators.
+    pub file: String,
+    pub node: Node,
+    pub text: Arc<str>,
+}
+
+impl<T> Document<T> {
+    /// The span of the node at `path` (a key's own span when `key` is true).
+    pub fn span(&self, path: &[&str], key: bool) -> Span {
+        self.node.locate(path, key).span
+    }
+
+    /// A diagnostic in this document's file.
+    pub fn error(&self, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self.file.clone(), Some(span), message)
+    }
+}
+
+/// Every spec document that parsed and matched its schema.
+#[derive(Debug, Default)]
+pub struct Specs {
+    pub pipelines: Vec<Document<Pipeline>>,
+    pub stacks: Vec<Document<Stack>>,
+    pub deployments: Vec<Document<Deployment>>,
+}
+
+/// Reads and parses every spec file of `source`. Problems in files go into
+/// the report; only failures to read the source at all are errors.
+pub fn load(source: &Source, report: &mut Report) -> Result<Specs, Error> {
+    let mut specs = Specs::default();
+    for dir in [PIPELINES_DIR, STACKS_DIR, DEPLOYMENTS_DIR] {
+        for file in source.yaml_files(dir)? {
+            let text = match source.read(&file)? {
+                Some(FileText::Text(text)) => text,
+                Some(FileText::NotUtf8) => {
+                    report.push(
+                        Diagnostic::new(&file, None, "file is not valid UTF-8")
+                            .with_help("save it as UTF-8 text"),
+                    );
+                    continue;
+                }
+                None => continue,
+            };
+            report.add_source(&file, &text);
+            load_file(&file, Arc::from(text), dir, &mut specs, report);
+        }
+    }
+    Ok(specs)
+}
+
+fn load_file(file: &str, text: Arc<str>, dir: &str, specs: &mut Specs, report: &mut Report) {
+    let docs = match yaml::parse_documents(&text) {
+        Ok(docs) => docs,
+        Err(err) => {
+            let mut diagnostic =
+                Diagnostic::new(file, err.span, format!("invalid YAML: {}", err.message));
+            if err.message.to_lowercase().contains("duplicate") {
+                diagnostic = diagnostic.with_help(
+                    "remove or rename one of the two keys: YAML mappings need unique keys",
+                );
+            }
+            report.push(diagnostic);
+            return;
+        }
+    };
+    for node in docs {
+        let Some(kind) = document_kind(file, &node, report) else {
+            continue;
+        };
+        if !kind_belongs_in(kind, dir) {
+            report.push(
+                Diagnostic::new(file, Some(node.locate(&["kind"], false).span), format!("a {kind} does not belong in `{dir}/`"))
+                    .with_help(match kind {
+                        Kind::Deployment => "Deployment files are written by runner under deployments/STACK/SERVICE.yaml",
+                        _ => "put pipelines in pipelines/ and stacks in stacks/; deployments/ holds only what runner writes",
+                    }),
+            );
+            continue;
+        }
+        let doc = (file, node, text.clone());
+        match kind {
+            Kind::Pipeline => push_typed(kind, doc, &mut specs.pipelines, report),
+            Kind::Stack => push_typed(kind, doc, &mut specs.stacks, report),
+            Kind::Deployment => push_typed(kind, doc, &mut specs.deployments, report),
+        }
+    }
+}
+
+fn kind_belongs_in(kind: Kind, dir: &str) -> bool {
+    match kind {
+        Kind::Pipeline | Kind::Stack => dir == PIPELINES_DIR || dir == STACKS_DIR,
+        Kind::Deployment => dir == DEPLOYMENTS_DIR,
+    }
+}
+
+/// Reads `apiVersion` and `kind` first, so a wrong one gets its own clear
+/// message instead of a pile of schema errors.
+fn document_kind(file: &str, node: &Node, report: &mut Report) -> Option<Kind> {
+    if !matches!(node.value, yaml::Value::Map(_)) {
+        report.push(
+            Diagnostic::new(
+                file,
+                Some(node.span),
+                format!(
+                    "a spec document must be a mapping, found {}",
+                    node.type_name()
+                ),
+            )
+            .with_help("start the document with `apiVersion: runner/v1` and `kind: Pipeline`"),
+        );
+        return None;
+    }
+    let mut ok = true;
+    match node.get("apiVersion") {
+        None => {
+            report.push(
+                Diagnostic::new(file, Some(node.span), "missing `apiVersion`").with_help(format!(
+                    "add `apiVersion: {API_VERSION}` at the top of the document"
+                )),
+            );
+            ok = false;
+        }
+        Some(version) if version.as_str() != Some(API_VERSION) => {
+            let found = version
+                .scalar_text()
+                .unwrap_or_else(|| version.type_name().to_string());
+            let help = if found.starts_with("runner/") {
+                format!(
+                    "this runner reads `{API_VERSION}`; a newer runner may read `{found}`: upgrade runner, or write the spec for `{API_VERSION}`"
+                )
+            } else {
+                format!("use `apiVersion: {API_VERSION}`")
+            };
+            report.push(
+                Diagnostic::new(
+                    file,
+                    Some(version.span),
+                    format!("unknown apiVersion `{found}`"),
+                )
+                .with_label("unknown apiVersion")
+                .with_help(help),
+            );
+            ok = false;
+        }
+        Some(_) => {}
+    }
+    let kind = match node.get("kind") {
+        None => {
+            report.push(
+                Diagnostic::new(file, Some(node.span), "missing `kind`")
+                    .with_help("add `kind: Pipeline`, `kind: Stack` or `kind: Deployment`"),
+            );
+            None
+        }
+        Some(kind_node) => {
+            let found = kind_node.scalar_text().unwrap_or_default();
+            match Kind::ALL.into_iter().find(|k| k.name() == found) {
+                Some(kind) => Some(kind),
+                None => {
+                    let names = Kind::ALL.map(Kind::name);
+                    let help = match did_you_mean(&found, names) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => "runner reads `Pipeline`, `Stack` and `Deployment`".to_string(),
+                    };
+                    report.push(
+                        Diagnostic::new(
+                            file,
+                            Some(kind_node.span),
+                            format!("unknown kind `{found}`"),
+                        )
+                        .with_label("unknown kind")
+                        .with_help(help),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    if ok { kind } else { None }
+}
+
+fn push_typed<T: DeserializeOwned>(
+    kind: Kind,
+    (file, node, text): (&str, Node, Arc<str>),
+    out: &mut Vec<Document<T>>,
+    report: &mut Report,
+) {
+    let json = node.to_json();
+    let problems = schema::check(kind, &node, &json);
+    if !problems.is_empty() {
+        for problem in problems {
+            let mut diagnostic = Diagnostic::new(file, Some(problem.span), problem.message);
+            diagnostic.label = problem.label;
+            diagnostic.help = problem.help;
+            report.push(diagnostic);
+        }
+        return;
+    }
+    match serde_json::from_value::<T>(json) {
+        Ok(spec) => out.push(Document {
+            spec,
+            file: file.to_string(),
+            node,
+            text,
+        }),
+        // The schema and the types are generated from one another, so this
+        // is rare (e.g. a number out of range for its Rust type).
+        Err(err) => report.push(Diagnostic::new(
+            file,
+            Some(node.span),
+            format!("invalid {kind}: {err}"),
+        )),
+    }
+}

@@ -1,0 +1,81 @@
+//! Spec files: their types, where they are read from, and how they are checked.
+
+pub mod load;
+pub mod paths;
+pub mod schema;
+pub mod source;
+pub mod types;
+pub mod validate;
+pub mod yaml;
+
+pub use load::{Document, Specs};
+pub use schema::Kind;
+pub use source::Source;
+pub use types::{Deployment, Pipeline, Stack, Step};
+
+use crate::dag::Dag;
+use crate::diagnostic::Report;
+use crate::error::Error;
+use crate::suggest::did_you_mean;
+
+/// Everything read from one snapshot of a repository, with every problem
+/// found in it.
+pub struct Loaded {
+    pub specs: Specs,
+    /// The DAG of each pipeline (same order as `specs.pipelines`); `None`
+    /// for a pipeline with problems.
+    pub dags: Vec<Option<Dag>>,
+    pub report: Report,
+}
+
+/// Loads and validates every spec of `source` in one pass.
+pub fn load(source: &Source) -> Result<Loaded, Error> {
+    let mut report = Report::default();
+    let specs = load::load(source, &mut report)?;
+    let dags = validate::check(&specs, &mut report);
+    report.sort();
+    Ok(Loaded {
+        specs,
+        dags,
+        report,
+    })
+}
+
+impl Loaded {
+    /// The pipeline called `name`, or the only one when `name` is `None`.
+    pub fn pipeline(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(&Document<Pipeline>, Option<&Dag>), Error> {
+        let names = || self.specs.pipelines.iter().map(|d| d.spec.name.as_str());
+        let index = match name {
+            Some(name) => self
+                .specs
+                .pipelines
+                .iter()
+                .position(|d| d.spec.name == name)
+                .ok_or_else(|| {
+                    let hint = match did_you_mean(name, names()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("pipelines: {}", names().collect::<Vec<_>>().join(", ")),
+                    };
+                    Error::usage(format!("no pipeline named `{name}`; {hint}"))
+                })?,
+            None => match self.specs.pipelines.len() {
+                0 => {
+                    return Err(Error::usage(
+                        "no pipelines found: add one under pipelines/ such as pipelines/train.yaml",
+                    ));
+                }
+                1 => 0,
+                _ => {
+                    return Err(Error::usage(format!(
+                        "this repository has several pipelines; name one of: {}",
+                        names().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            },
+        };
+        Ok((&self.specs.pipelines[index], self.dags[index].as_ref()))
+    }
+}

@@ -1,0 +1,408 @@
+//! The three spec kinds a repository holds. Field names are the contract:
+//! the JSON Schemas in `schemas/` are generated from these types, and the doc
+//! comments become the descriptions editors show.
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only spec version this runner reads.
+pub const API_VERSION: &str = "runner/v1";
+
+/// Names of pipelines, stacks and services: used in file paths, comment
+/// markers and Kubernetes object names.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
+
+/// Names of steps, outputs and params: identifiers, so templates can write
+/// `steps.NAME.outputs.OUT` and `params.NAME`.
+pub const IDENT_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[serde(rename = "runner/v1")]
+    V1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PipelineKind {
+    Pipeline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum StackKind {
+    Stack,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeploymentKind {
+    Deployment,
+}
+
+/// A DAG of steps, each a subprocess, plus how its model is promoted and served.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "runner Pipeline")]
+pub struct Pipeline {
+    #[serde(rename = "apiVersion")]
+    pub api_version: ApiVersion,
+    pub kind: PipelineKind,
+    /// Unique pipeline name in this repository.
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub name: String,
+    /// What the pipeline is for, shown in `runner graph` and reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Parameter defaults, read in templates as `params.NAME`; `-p NAME=VALUE` overrides them.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": IDENT_PATTERN}))]
+    pub params: IndexMap<String, serde_json::Value>,
+    /// What starts the pipeline under `runner watch` and in CI.
+    #[serde(default, rename = "on", skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<Triggers>,
+    /// The steps, by name. Order is kept for display; execution order comes from the DAG.
+    #[schemars(extend("propertyNames" = {"pattern": IDENT_PATTERN}), extend("minProperties" = 1))]
+    pub steps: IndexMap<String, Step>,
+    /// How a trained model is gated, deployed and served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<Promote>,
+}
+
+/// A command: a string runs through `sh -c`; a list runs as argv with no shell.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Command {
+    Shell(String),
+    Argv(#[schemars(length(min = 1))] Vec<String>),
+}
+
+impl Command {
+    /// The template strings the command is made of.
+    pub fn parts(&self) -> &[String] {
+        match self {
+            Command::Shell(s) => std::slice::from_ref(s),
+            Command::Argv(argv) => argv,
+        }
+    }
+}
+
+/// One node of the DAG: a subprocess with declared inputs and outputs.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// The command, a template: `{{ params.alpha }}`, `{{ outputs.model }}`,
+    /// `{{ steps.clean.outputs.data }}`. Interpolated values are shell-quoted.
+    pub run: Command,
+    /// What the step is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Steps that must succeed first (edges are also inferred from templates and deps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// Files and directories the step reads, relative to the repo root; their contents key the cache.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deps: Vec<String>,
+    /// Files or directories the step writes, by output name, relative to the repo root.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": IDENT_PATTERN}))]
+    pub outputs: IndexMap<String, String>,
+    /// The pipeline params this step uses: only these invalidate its cache.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<String>,
+    /// A JSON or YAML file of numbers the step writes; nested keys become dotted names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    /// Working directory relative to the repo root (default: the repo root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Environment variables passed through from runner's environment and masked in every log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// Kill the step (and everything it started) after this long, e.g. `90s`, `10m`, `1h 30m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// How many times to re-run a failed step, with backoff.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(max = 100))]
+    pub retries: u32,
+    /// `false` runs the step every time, whatever the cache says.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub cache: bool,
+}
+
+/// What starts a pipeline without a human.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    /// Cron expressions in UTC (5 fields, or 6 with seconds first), e.g. `0 3 * * 1`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<String>,
+    /// Globs of repo paths whose changes start a run, e.g. `data/**`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// What a schedule firing does while a run is going.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+    /// A firing missed while runner was down still runs at start if it is at most this old, e.g. `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline: Option<String>,
+}
+
+/// Policy for a schedule that fires while the pipeline is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    /// Skip the firing.
+    Forbid,
+    /// Cancel the running run and start a new one.
+    Replace,
+    /// Run once more after the current run.
+    Queue,
+}
+
+/// Promotion: the gate a candidate model must pass, and the service that serves it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Promote {
+    /// The output to deploy, as `STEP.OUTPUT`, e.g. `train.model`.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub model: String,
+    /// Expressions that must all hold to promote, over `metrics`, `params`,
+    /// `production` (the deployed model, or none) and `git`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate: Vec<String>,
+    /// The service that serves the promoted model.
+    pub service: Service,
+}
+
+/// A model server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Service name, unique per stack.
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub name: String,
+    /// The server command, a template over `model.path`, `model.digest`, `port` and `params`.
+    pub serve: Command,
+    /// HTTP path answering 200 when the server is ready.
+    #[serde(default = "default_health")]
+    pub health: String,
+    /// HTTP path that takes JSON rows and returns predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict: Option<String>,
+    /// Port to serve on (default: a free port, kept across updates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub port: Option<u16>,
+    /// How long the server may take to answer its health check, e.g. `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_timeout: Option<String>,
+}
+
+/// Which components run, store and serve things.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "runner Stack")]
+pub struct Stack {
+    #[serde(rename = "apiVersion")]
+    pub api_version: ApiVersion,
+    pub kind: StackKind,
+    /// Unique stack name in this repository, e.g. `local`, `staging`.
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub name: String,
+    #[serde(default)]
+    pub orchestrator: Orchestrator,
+    #[serde(default)]
+    pub artifact_store: ArtifactStore,
+    #[serde(default)]
+    pub model_deployer: ModelDeployer,
+    #[serde(default)]
+    pub git: GitSettings,
+}
+
+impl Stack {
+    /// The stack used when a repository defines none: everything local, nothing to install.
+    pub fn embedded_local() -> Stack {
+        Stack {
+            api_version: ApiVersion::V1,
+            kind: StackKind::Stack,
+            name: "local".to_string(),
+            orchestrator: Orchestrator::default(),
+            artifact_store: ArtifactStore::default(),
+            model_deployer: ModelDeployer::default(),
+            git: GitSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Orchestrator {
+    #[serde(rename = "type", default)]
+    pub kind: OrchestratorType,
+    /// How many steps run at once (default: the number of cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub parallelism: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrchestratorType {
+    /// Steps run as subprocesses on this machine.
+    #[default]
+    Local,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactStore {
+    #[serde(rename = "type", default)]
+    pub kind: ArtifactStoreType,
+    /// Directory of the content-addressed store, relative to the repo root (default `.runner/cache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactStoreType {
+    /// A directory on this machine.
+    #[default]
+    Local,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDeployer {
+    #[serde(rename = "type", default)]
+    pub kind: ModelDeployerType,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelDeployerType {
+    /// The service's `serve` command as a local daemon, health-checked.
+    #[default]
+    Process,
+}
+
+/// How runner writes the deployment state back to Git.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitSettings {
+    /// Commit the deployment state after a promotion.
+    #[serde(default = "yes")]
+    pub commit: bool,
+    /// Push the commit.
+    #[serde(default)]
+    pub push: bool,
+    /// Remote to push to.
+    #[serde(default = "default_remote")]
+    pub remote: String,
+    /// Branch to push to (default: the current branch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Commit author as `Name <email>` (default: `runner <runner@users.noreply.invalid>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Also commit `runner.lock`.
+    #[serde(default)]
+    pub commit_lock: bool,
+    /// Commit message template over `service`, `model`, `metrics`, `run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Default for GitSettings {
+    fn default() -> Self {
+        GitSettings {
+            commit: true,
+            push: false,
+            remote: default_remote(),
+            branch: None,
+            author: None,
+            commit_lock: false,
+            message: None,
+        }
+    }
+}
+
+/// The deployed state of one service on one stack, written and committed by runner.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "runner Deployment")]
+pub struct Deployment {
+    #[serde(rename = "apiVersion")]
+    pub api_version: ApiVersion,
+    pub kind: DeploymentKind,
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub service: String,
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub stack: String,
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub pipeline: String,
+    pub model: DeployedModel,
+    /// The metrics the promoted model was measured with.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    /// Every gate check, with its result.
+    #[serde(default)]
+    pub gate: Vec<GateRecord>,
+    pub source: DeploymentSource,
+    /// When it was deployed, RFC 3339 in UTC.
+    pub deployed_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployedModel {
+    /// The model's path in the repo work tree when it was promoted.
+    pub path: String,
+    /// Content digest, e.g. `blake3:...`.
+    #[schemars(regex(pattern = "^[a-z0-9]+:[0-9a-f]+$"))]
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateRecord {
+    pub check: String,
+    pub value: bool,
+    /// The values the check read, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSource {
+    /// The commit the model was trained on.
+    pub commit: String,
+    /// The run that trained it.
+    pub run: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn default_health() -> String {
+    "/health".to_string()
+}
+
+fn default_remote() -> String {
+    "origin".to_string()
+}

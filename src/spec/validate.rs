@@ -1,0 +1,704 @@
+//! Checks that need more than a schema: references between steps, paths,
+//! templates, expressions, durations, cron, unique names and the DAG itself.
+//! Every problem becomes a diagnostic placed on the YAML node it concerns.
+
+use std::collections::{BTreeMap, HashMap};
+
+use croner::parser::{CronParser, Seconds, Year};
+
+use super::load::{DEPLOYMENTS_DIR, Document, Specs};
+use super::paths::{self, normalize};
+use super::types::{Command, Pipeline, Step};
+use super::yaml::{Node, Span};
+use crate::dag::{Dag, EdgeReason};
+use crate::diagnostic::{Diagnostic, Report};
+use crate::suggest::did_you_mean;
+use crate::template::Templates;
+
+/// Runs every semantic check and returns the DAG of each pipeline that has no
+/// problems, in the order the pipelines were loaded.
+pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
+    let templates = Templates::new();
+    unique_names(
+        "pipeline",
+        specs.pipelines.iter().map(|d| (d, d.spec.name.as_str())),
+        report,
+    );
+    unique_names(
+        "stack",
+        specs.stacks.iter().map(|d| (d, d.spec.name.as_str())),
+        report,
+    );
+    for doc in &specs.stacks {
+        if let Some(path) = &doc.spec.artifact_store.path {
+            check_path(doc, &["artifact_store", "path"], path, report);
+        }
+    }
+    for doc in &specs.deployments {
+        let expected = format!(
+            "{DEPLOYMENTS_DIR}/{}/{}.yaml",
+            doc.spec.stack, doc.spec.service
+        );
+        if doc.file != expected && doc.file != expected.replace(".yaml", ".yml") {
+            report.push(
+                doc.error(doc.span(&["service"], false), format!("this Deployment belongs in `{expected}`"))
+                    .with_help("runner finds a service's state by its path: move the file or fix `stack`/`service`"),
+            );
+        }
+    }
+    specs
+        .pipelines
+        .iter()
+        .map(|doc| PipelineCheck::new(doc, &templates).run(report))
+        .collect()
+}
+
+fn unique_names<'a, T: 'a>(
+    what: &str,
+    docs: impl Iterator<Item = (&'a Document<T>, &'a str)>,
+    report: &mut Report,
+) {
+    let mut seen: HashMap<&str, (&Document<T>, Span)> = HashMap::new();
+    for (doc, name) in docs {
+        let span = doc.span(&["name"], false);
+        match seen.get(name) {
+            Some((first, first_span)) => report.push(
+                doc.error(span, format!("duplicate {what} name `{name}`"))
+                    .with_label("defined again here")
+                    .with_help(format!(
+                        "`{name}` is already defined at {}:{}; rename one of them",
+                        first.file, first_span.line
+                    )),
+            ),
+            None => {
+                seen.insert(name, (doc, span));
+            }
+        }
+    }
+}
+
+fn check_path<T>(
+    doc: &Document<T>,
+    at: &[&str],
+    path: &str,
+    report: &mut Report,
+) -> Option<String> {
+    match normalize(path) {
+        Ok(normal) => Some(normal),
+        Err(problem) => {
+            report.push(
+                doc.error(
+                    doc.span(at, false),
+                    format!("path `{path}` {}", problem.message()),
+                )
+                .with_help("paths are relative to the repository root and must stay inside it"),
+            );
+            None
+        }
+    }
+}
+
+/// A step output's path and the step that writes it.
+struct Written<'a> {
+    step: &'a str,
+    path: String,
+    at: Vec<String>,
+}
+
+struct PipelineCheck<'a> {
+    doc: &'a Document<Pipeline>,
+    templates: &'a Templates,
+    errors: usize,
+    dag: Dag,
+    /// Where each edge was declared, to point at it when it closes a cycle.
+    edge_spans: HashMap<(&'a str, &'a str), Span>,
+}
+
+impl<'a> PipelineCheck<'a> {
+    fn new(doc: &'a Document<Pipeline>, templates: &'a Templates) -> Self {
+        PipelineCheck {
+            doc,
+            templates,
+            errors: 0,
+            dag: Dag::new(doc.spec.steps.keys().map(String::as_str)),
+            edge_spans: HashMap::new(),
+        }
+    }
+
+    fn spec(&self) -> &'a Pipeline {
+        &self.doc.spec
+    }
+
+    fn push(&mut self, report: &mut Report, diagnostic: Diagnostic) {
+        self.errors += 1;
+        report.push(diagnostic);
+    }
+
+    fn error(&self, at: &[&str], key: bool, message: impl Into<String>) -> Diagnostic {
+        self.doc.error(self.doc.span(at, key), message)
+    }
+
+    fn run(mut self, report: &mut Report) -> Option<Dag> {
+        self.check_triggers(report);
+        let written = self.check_outputs(report);
+        let spec = self.spec();
+        for (name, step) in &spec.steps {
+            self.check_step(name, step, &written, report);
+        }
+        self.check_promote(report);
+        for cycle in self.dag.cycles() {
+            let (last, first) = (&cycle[cycle.len() - 2], &cycle[cycle.len() - 1]);
+            let span = self
+                .edge_spans
+                .get(&(last.as_str(), first.as_str()))
+                .copied()
+                .unwrap_or_else(|| self.doc.span(&["steps", first], true));
+            let diagnostic = self
+                .doc
+                .error(span, format!("dependency cycle: {}", cycle.join(" -> ")))
+                .with_label("this edge closes the cycle")
+                .with_help(
+                    "a step cannot depend, even indirectly, on itself: remove one of these edges",
+                );
+            self.push(report, diagnostic);
+        }
+        (self.errors == 0).then_some(self.dag)
+    }
+
+    fn check_triggers(&mut self, report: &mut Report) {
+        let Some(triggers) = &self.spec().triggers else {
+            return;
+        };
+        let parser = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build();
+        for (i, expr) in triggers.schedule.iter().enumerate() {
+            let index = i.to_string();
+            let fields = expr.split_whitespace().count();
+            let problem = if expr.trim_start().starts_with('@') {
+                parser.parse(expr).err().map(|e| e.to_string())
+            } else if fields != 5 && fields != 6 {
+                Some(format!("it has {fields} fields"))
+            } else {
+                parser.parse(expr).err().map(|e| e.to_string())
+            };
+            if let Some(problem) = problem {
+                let d = self
+                    .error(&["on", "schedule", &index], false, format!("invalid cron expression `{expr}`: {problem}"))
+                    .with_help("write 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, in UTC, e.g. `0 3 * * 1` for Mondays at 03:00");
+                self.push(report, d);
+            }
+        }
+        for (i, glob) in triggers.paths.iter().enumerate() {
+            let index = i.to_string();
+            let at = ["on", "paths", index.as_str()];
+            if let Err(problem) = normalize(glob) {
+                let d = self
+                    .error(&at, false, format!("path `{glob}` {}", problem.message()))
+                    .with_help("globs are matched against paths relative to the repository root");
+                self.push(report, d);
+            } else if let Err(err) = globset::Glob::new(glob) {
+                let d = self
+                    .error(&at, false, format!("invalid glob `{glob}`: {}", err.kind()))
+                    .with_help(
+                        "use `*` within a directory, `**` across directories, e.g. `data/**/*.csv`",
+                    );
+                self.push(report, d);
+            }
+        }
+        if let Some(deadline) = &triggers.starting_deadline {
+            self.check_duration(&["on", "starting_deadline"], deadline, report);
+        }
+    }
+
+    fn check_duration(&mut self, at: &[&str], text: &str, report: &mut Report) {
+        let problem = match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => Some("it is zero".to_string()),
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(problem) = problem {
+            let d = self
+                .error(at, false, format!("invalid duration `{text}`: {problem}"))
+                .with_help("write a number and a unit, e.g. `90s`, `10m`, `1h 30m`");
+            self.push(report, d);
+        }
+    }
+
+    /// Checks every output and metrics path and returns what each step
+    /// writes, keyed by normalised path; two steps writing one path (or one
+    /// writing inside the other's output directory) is an error.
+    fn check_outputs(&mut self, report: &mut Report) -> BTreeMap<String, Written<'a>> {
+        let mut written: BTreeMap<String, Written<'a>> = BTreeMap::new();
+        let spec = self.spec();
+        for (step_name, step) in &spec.steps {
+            let outputs = step.outputs.iter().map(|(out, path)| {
+                (
+                    vec![
+                        "steps".to_string(),
+                        step_name.clone(),
+                        "outputs".into(),
+                        out.clone(),
+                    ],
+                    path,
+                )
+            });
+            let metrics = step.metrics.iter().map(|path| {
+                (
+                    vec!["steps".to_string(), step_name.clone(), "metrics".into()],
+                    path,
+                )
+            });
+            for (at, path) in outputs.chain(metrics) {
+                let at_refs: Vec<&str> = at.iter().map(String::as_str).collect();
+                let Some(normal) = self.path(&at_refs, path, report) else {
+                    continue;
+                };
+                if normal == "." {
+                    let d = self
+                        .error(
+                            &at_refs,
+                            false,
+                            format!("output `{path}` is the whole repository"),
+                        )
+                        .with_help("write outputs to a file or a directory such as `build/`");
+                    self.push(report, d);
+                    continue;
+                }
+                let clash = written
+                    .get(&normal)
+                    .or_else(|| ancestors(&normal).find_map(|a| written.get(a)))
+                    .or_else(|| descendants(&written, &normal).next());
+                if let Some(other) = clash {
+                    let message = if other.path == normal {
+                        format!(
+                            "`{path}` is written by two steps: `{}` and `{step_name}`",
+                            other.step
+                        )
+                    } else {
+                        format!(
+                            "output `{path}` of step `{step_name}` overlaps `{}` of step `{}`",
+                            other.path, other.step
+                        )
+                    };
+                    let other_line = self
+                        .doc
+                        .span(
+                            &other.at.iter().map(String::as_str).collect::<Vec<_>>(),
+                            false,
+                        )
+                        .line;
+                    let d = self
+                        .error(&at_refs, false, message)
+                        .with_label("written again here")
+                        .with_help(format!(
+                            "the other is at {}:{other_line}; give each step its own output paths",
+                            self.doc.file
+                        ));
+                    self.push(report, d);
+                    continue;
+                }
+                written.insert(
+                    normal.clone(),
+                    Written {
+                        step: step_name,
+                        path: normal,
+                        at,
+                    },
+                );
+            }
+        }
+        written
+    }
+
+    fn path(&mut self, at: &[&str], path: &str, report: &mut Report) -> Option<String> {
+        let before = report.diagnostics.len();
+        let normal = check_path(self.doc, at, path, report);
+        self.errors += report.diagnostics.len() - before;
+        normal
+    }
+
+    fn check_step(
+        &mut self,
+        name: &'a str,
+        step: &'a Step,
+        written: &BTreeMap<String, Written<'a>>,
+        report: &mut Report,
+    ) {
+        let spec = self.spec();
+        let steps = || spec.steps.keys().map(String::as_str);
+        for (i, need) in step.needs.iter().enumerate() {
+            let index = i.to_string();
+            let at = ["steps", name, "needs", index.as_str()];
+            if need == name {
+                let d = self
+                    .error(&at, false, format!("step `{name}` needs itself"))
+                    .with_help("remove it from `needs`");
+                self.push(report, d);
+            } else if spec.steps.contains_key(need) {
+                self.add_edge(need, name, EdgeReason::Needs, &at);
+            } else {
+                let d = self
+                    .error(
+                        &at,
+                        false,
+                        format!(
+                            "step `{name}` needs `{need}`, which is not a step of this pipeline"
+                        ),
+                    )
+                    .with_label("no such step")
+                    .with_help(suggest_or_list(need, steps()));
+                self.push(report, d);
+            }
+        }
+        for (i, param) in step.params.iter().enumerate() {
+            if !spec.params.contains_key(param) {
+                let index = i.to_string();
+                let d = self
+                    .error(
+                        &["steps", name, "params", &index],
+                        false,
+                        format!("param `{param}` is not declared in `params`"),
+                    )
+                    .with_help(suggest_or_list(
+                        param,
+                        spec.params.keys().map(String::as_str),
+                    ));
+                self.push(report, d);
+            }
+        }
+        for (i, dep) in step.deps.iter().enumerate() {
+            let index = i.to_string();
+            let at = ["steps", name, "deps", index.as_str()];
+            let Some(normal) = self.path(&at, dep, report) else {
+                continue;
+            };
+            let producers: Vec<&Written> = written
+                .get(&normal)
+                .into_iter()
+                .chain(ancestors(&normal).filter_map(|a| written.get(a)))
+                .chain(descendants(written, &normal))
+                .collect();
+            for producer in producers {
+                if producer.step == name {
+                    let d = self
+                        .error(
+                            &at,
+                            false,
+                            format!(
+                                "step `{name}` lists its own output `{}` in deps",
+                                producer.path
+                            ),
+                        )
+                        .with_help("a step's outputs are not its inputs: remove it from `deps`");
+                    self.push(report, d);
+                } else {
+                    self.add_edge(producer.step, name, EdgeReason::Deps(normal.clone()), &at);
+                }
+            }
+        }
+        if let Some(workdir) = &step.workdir {
+            self.path(&["steps", name, "workdir"], workdir, report);
+        }
+        if let Some(timeout) = &step.timeout {
+            self.check_duration(&["steps", name, "timeout"], timeout, report);
+        }
+        for key in step.env.keys() {
+            if key.starts_with("RUNNER_") {
+                let d = self
+                    .error(
+                        &["steps", name, "env", key],
+                        true,
+                        format!("`{key}` is set by runner"),
+                    )
+                    .with_help("names starting with RUNNER_ are reserved; choose another name");
+                self.push(report, d);
+            }
+        }
+        let at = ["steps", name, "run"];
+        self.check_command(&step.run, &at, report, |check, path, report| {
+            check.step_reference(name, step, path, report)
+        });
+    }
+
+    /// Parses each part of a command as a template and checks what it reads.
+    fn check_command(
+        &mut self,
+        command: &Command,
+        at: &[&str],
+        report: &mut Report,
+        mut check_ref: impl FnMut(&mut Self, &Reference, &mut Report),
+    ) {
+        for (i, part) in command.parts().iter().enumerate() {
+            let index = i.to_string();
+            let mut path: Vec<&str> = at.to_vec();
+            if matches!(command, Command::Argv(_)) {
+                path.push(&index);
+            }
+            let node = self.doc.node.locate(&path, false);
+            match self.templates.references(part) {
+                Ok(refs) => {
+                    for reference in refs {
+                        let r = Reference {
+                            span: span_of_text(self.doc, node, &reference, None),
+                            path: reference,
+                        };
+                        check_ref(self, &r, report);
+                    }
+                }
+                Err(err) => {
+                    let span = span_of_text(self.doc, node, part, err.offset);
+                    let d = self
+                        .doc
+                        .error(span, format!("template does not parse: {}", err.message))
+                        .with_help("templates use `{{ params.NAME }}`, `{{ outputs.NAME }}` and `{{ steps.STEP.outputs.NAME }}`");
+                    self.push(report, d);
+                }
+            }
+        }
+    }
+
+    fn step_reference(
+        &mut self,
+        name: &'a str,
+        step: &Step,
+        reference: &Reference,
+        report: &mut Report,
+    ) {
+        let spec = self.spec();
+        let parts: Vec<&str> = reference.path.split('.').collect();
+        let problem: Option<(String, String)> = match parts.as_slice() {
+            ["params", param, ..] => self.param_problem(param),
+            ["outputs", output, ..] if !step.outputs.contains_key(*output) => Some((
+                format!("step `{name}` has no output `{output}`"),
+                suggest_or_list(output, step.outputs.keys().map(String::as_str)),
+            )),
+            ["steps", other, rest @ ..] => match spec.steps.get_key_value(*other) {
+                None => Some((
+                    format!(
+                        "`{}` reads step `{other}`, which is not a step of this pipeline",
+                        reference.path
+                    ),
+                    suggest_or_list(other, spec.steps.keys().map(String::as_str)),
+                )),
+                Some((other, _)) if other == name => Some((
+                    format!("step `{name}` reads its own outputs through `steps.{name}`"),
+                    "use `outputs.NAME` for the step's own outputs".to_string(),
+                )),
+                Some((other, other_step)) => match rest {
+                    ["outputs", output, ..] if other_step.outputs.contains_key(*output) => {
+                        let at = ["steps", name, "run"];
+                        self.add_edge(
+                            other,
+                            name,
+                            EdgeReason::Template((*output).to_string()),
+                            &at,
+                        );
+                        None
+                    }
+                    ["outputs", output, ..] => Some((
+                        format!("step `{other}` has no output `{output}`"),
+                        suggest_or_list(output, other_step.outputs.keys().map(String::as_str)),
+                    )),
+                    _ => Some((
+                        format!("`{}` is not something a template can read", reference.path),
+                        format!("read another step's outputs as `steps.{other}.outputs.NAME`"),
+                    )),
+                },
+            },
+            ["params" | "outputs" | "steps" | "pipeline", ..] => None,
+            [root, ..] => Some(unknown_root(
+                root,
+                &["params", "outputs", "steps", "pipeline"],
+            )),
+            [] => None,
+        };
+        if let Some((message, help)) = problem {
+            let d = self.doc.error(reference.span, message).with_help(help);
+            self.push(report, d);
+        }
+    }
+
+    fn param_problem(&self, param: &str) -> Option<(String, String)> {
+        let params = &self.spec().params;
+        (!params.contains_key(param)).then(|| {
+            (
+                format!("param `{param}` is not declared in `params`"),
+                suggest_or_list(param, params.keys().map(String::as_str)),
+            )
+        })
+    }
+
+    fn check_promote(&mut self, report: &mut Report) {
+        let Some(promote) = &self.spec().promote else {
+            return;
+        };
+        let spec = self.spec();
+        if let Some((step_name, output)) = promote.model.split_once('.') {
+            let problem = match spec.steps.get(step_name) {
+                None => Some((
+                    format!(
+                        "`promote.model` names step `{step_name}`, which is not a step of this pipeline"
+                    ),
+                    suggest_or_list(step_name, spec.steps.keys().map(String::as_str)),
+                )),
+                Some(step) if !step.outputs.contains_key(output) => Some((
+                    format!("step `{step_name}` has no output `{output}` to promote"),
+                    suggest_or_list(output, step.outputs.keys().map(String::as_str)),
+                )),
+                Some(_) => None,
+            };
+            if let Some((message, help)) = problem {
+                let d = self
+                    .error(&["promote", "model"], false, message)
+                    .with_help(help);
+                self.push(report, d);
+            }
+        }
+        for (i, expr) in promote.gate.iter().enumerate() {
+            let index = i.to_string();
+            let node = self.doc.node.locate(&["promote", "gate", &index], false);
+            match self.templates.expression_references(expr) {
+                Ok(refs) => {
+                    for path in refs {
+                        let root = path.split('.').next().unwrap_or_default();
+                        let problem = match root {
+                            "params" => path.split('.').nth(1).and_then(|p| self.param_problem(p)),
+                            "metrics" | "production" | "git" => None,
+                            other => Some(unknown_root(
+                                other,
+                                &["metrics", "params", "production", "git"],
+                            )),
+                        };
+                        if let Some((message, help)) = problem {
+                            let span = span_of_text(self.doc, node, &path, None);
+                            let d = self.doc.error(span, message).with_help(help);
+                            self.push(report, d);
+                        }
+                    }
+                }
+                Err(err) => {
+                    let span = span_of_text(self.doc, node, expr, err.offset);
+                    let d = self
+                        .doc
+                        .error(span, format!("gate expression does not compile: {}", err.message))
+                        .with_help("write a comparison such as `metrics.mse <= params.max_mse` or `production is none or metrics.r2 >= production.metrics.r2`");
+                    self.push(report, d);
+                }
+            }
+        }
+        self.check_command(
+            &promote.service.serve,
+            &["promote", "service", "serve"],
+            report,
+            |check, reference, report| {
+                let problem = match reference.path.split('.').collect::<Vec<_>>().as_slice() {
+                    ["params", param, ..] => check.param_problem(param),
+                    ["model", "path" | "digest"] | ["model"] | ["port"] | ["service", ..] => None,
+                    ["model", other, ..] => Some((
+                        format!("`model.{other}` is not known"),
+                        "the model is `model.path` and `model.digest`".to_string(),
+                    )),
+                    [root, ..] => Some(unknown_root(root, &["model", "port", "params", "service"])),
+                    [] => None,
+                };
+                if let Some((message, help)) = problem {
+                    let d = check.doc.error(reference.span, message).with_help(help);
+                    check.push(report, d);
+                }
+            },
+        );
+        if let Some(timeout) = &promote.service.ready_timeout {
+            self.check_duration(&["promote", "service", "ready_timeout"], timeout, report);
+        }
+    }
+
+    fn add_edge(&mut self, before: &'a str, after: &'a str, reason: EdgeReason, at: &[&str]) {
+        let span = self.doc.span(at, false);
+        self.edge_spans.entry((before, after)).or_insert(span);
+        self.dag.add_edge(before, after, reason);
+    }
+}
+
+/// A variable path a template reads, and where it is written.
+struct Reference {
+    path: String,
+    span: Span,
+}
+
+fn unknown_root(root: &str, allowed: &[&str]) -> (String, String) {
+    let list = allowed
+        .iter()
+        .map(|a| format!("`{a}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let help = match did_you_mean(root, allowed.iter().copied()) {
+        Some(close) => format!("did you mean `{close}`? this template can read {list}"),
+        None => format!("this template can read {list}"),
+    };
+    (format!("unknown variable `{root}`"), help)
+}
+
+fn suggest_or_list<'s>(input: &str, candidates: impl Iterator<Item = &'s str> + Clone) -> String {
+    if let Some(close) = did_you_mean(input, candidates.clone()) {
+        return format!("did you mean `{close}`?");
+    }
+    let all: Vec<String> = candidates.take(12).map(|c| format!("`{c}`")).collect();
+    if all.is_empty() {
+        "there are none declared".to_string()
+    } else {
+        format!("known: {}", all.join(", "))
+    }
+}
+
+/// `a/b/c` gives `a/b`, then `a`.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/')
+        .map(move |(i, _)| &path[..i])
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+}
+
+/// Entries of `written` strictly inside directory `dir`.
+fn descendants<'m, 'a>(
+    written: &'m BTreeMap<String, Written<'a>>,
+    dir: &str,
+) -> impl Iterator<Item = &'m Written<'a>> {
+    let prefix = format!("{dir}/");
+    written
+        .range(prefix.clone()..)
+        .take_while(move |(path, _)| path.starts_with(&prefix))
+        .map(|(_, w)| w)
+        .filter(move |w| paths::is_inside(&w.path, dir))
+}
+
+/// The position of `needle` inside a scalar's source text, or of byte
+/// `offset` inside it, falling back to the scalar itself. Positions inside
+/// a scalar are exact when the scalar is written on one line as parsed.
+fn span_of_text<T>(doc: &Document<T>, node: &Node, needle: &str, offset: Option<usize>) -> Span {
+    let text: &str = &doc.text;
+    let start = node.span.offset.min(text.len());
+    let end = if node.span.len > 0 {
+        (start + node.span.len).min(text.len())
+    } else {
+        text[start..].find('\n').map_or(text.len(), |i| start + i)
+    };
+    let raw = &text[start..end];
+    let found = match offset {
+        Some(offset) => raw.find(needle).map(|at| at + offset),
+        None => raw.find(needle),
+    };
+    let Some(relative) = found.filter(|r| *r <= raw.len()) else {
+        return node.span;
+    };
+    let absolute = start + relative;
+    let line_start = text[..absolute].rfind('\n').map_or(0, |i| i + 1);
+    Span {
+        line: text[..absolute].matches('\n').count() + 1,
+        column: text[line_start..absolute].chars().count() + 1,
+        offset: absolute,
+        len: if offset.is_some() { 1 } else { needle.len() },
+    }
+}
