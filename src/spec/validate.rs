@@ -266,10 +266,17 @@ impl<'a> PipelineCheck<'a> {
                     self.push(report, d);
                     continue;
                 }
+                // A step may name one path twice (its metrics file is often
+                // one of its outputs); only another step writing there clashes.
                 let clash = written
                     .get(&normal)
-                    .or_else(|| ancestors(&normal).find_map(|a| written.get(a)))
-                    .or_else(|| descendants(&written, &normal).next());
+                    .into_iter()
+                    .chain(ancestors(&normal).filter_map(|a| written.get(a)))
+                    .chain(descendants(&written, &normal))
+                    .find(|other| other.step != step_name.as_str());
+                if written.contains_key(&normal) && clash.is_none() {
+                    continue;
+                }
                 if let Some(other) = clash {
                     let message = if other.path == normal {
                         format!(
