@@ -96,28 +96,33 @@ impl Report {
         let mut out = String::new();
         for diagnostic in &self.diagnostics {
             let text = self.sources.get(&diagnostic.file);
-            let mut title = Level::ERROR.primary_title(diagnostic.message.as_str());
-            let mut groups = Vec::new();
-            match (text, diagnostic.span) {
-                (Some(text), Some(span)) => {
-                    let range = byte_range(text, span);
-                    let mut annotation = AnnotationKind::Primary.span(range);
-                    if let Some(label) = &diagnostic.label {
-                        annotation = annotation.label(label.as_str());
-                    }
-                    let group = title.element(
+            let (Some(text), Some(span)) = (text, diagnostic.span) else {
+                // A problem with the whole file: no line to show.
+                let _ = writeln!(
+                    out,
+                    "error: {}\n --> {}",
+                    diagnostic.message, diagnostic.file
+                );
+                if let Some(help) = &diagnostic.help {
+                    let _ = writeln!(out, "help: {help}");
+                }
+                out.push('\n');
+                continue;
+            };
+            let mut annotation = AnnotationKind::Primary.span(byte_range(text, span));
+            if let Some(label) = &diagnostic.label {
+                annotation = annotation.label(label.as_str());
+            }
+            let mut groups = vec![
+                Level::ERROR
+                    .primary_title(diagnostic.message.as_str())
+                    .element(
                         Snippet::source(text.as_str())
                             .path(diagnostic.file.as_str())
                             .fold(true)
                             .annotation(annotation),
-                    );
-                    groups.push(group);
-                }
-                _ => {
-                    title = title.id(diagnostic.file.as_str());
-                    groups.push(Group::with_title(title));
-                }
-            }
+                    ),
+            ];
             if let Some(help) = &diagnostic.help {
                 groups.push(Group::with_title(
                     Level::HELP.secondary_title(help.as_str()),

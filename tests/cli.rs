@@ -15,6 +15,7 @@ steps:
     run: [python3, train.py, '{{ steps.prepare.outputs.data }}', '{{ params.alpha }}']
     params: [alpha]
     outputs: {model: build/model.json}
+    env: {OMP_NUM_THREADS: 2, DEBUG: false}
   report:
     run: cat build/model.json
     deps: [build/model.json]
@@ -49,11 +50,22 @@ fn stderr(out: &Output) -> String {
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .current_dir(dir)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .output()
         .unwrap();
-    assert!(status.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 }
 
 fn write(path: &Path, text: &str) {
@@ -89,18 +101,35 @@ fn valid_repo_validates_from_any_subdirectory() {
 fn rev_reads_git_objects_not_the_work_tree() {
     let repo = repo();
     // Break the work tree only: HEAD stays valid.
-    write(&repo.path().join("pipelines/demo.yaml"), &VALID.replace("needs", "x").replace("outputs: {model", "outptus: {model"));
+    write(
+        &repo.path().join("pipelines/demo.yaml"),
+        &VALID
+            .replace("needs", "x")
+            .replace("outputs: {model", "outptus: {model"),
+    );
     let out = runner(repo.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown field `outptus`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown field `outptus`"),
+        "{}",
+        stderr(&out)
+    );
     let out = runner(repo.path(), &["validate", "--rev", "HEAD"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("in HEAD ("), "{}", stdout(&out));
 
     // Commit the broken spec: HEAD~1 is still valid, HEAD is not.
     git(repo.path(), &["commit", "-qam", "break"]);
-    assert_eq!(runner(repo.path(), &["validate", "--rev", "HEAD~1"]).status.code(), Some(0));
-    let out = runner(repo.path(), &["validate", "--rev", "HEAD", "--format", "json"]);
+    assert_eq!(
+        runner(repo.path(), &["validate", "--rev", "HEAD~1"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = runner(
+        repo.path(),
+        &["validate", "--rev", "HEAD", "--format", "json"],
+    );
     assert_eq!(out.status.code(), Some(2));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["valid"], false);
@@ -118,7 +147,11 @@ fn rev_works_for_a_runner_repo_inside_a_larger_git_repo() {
     std::fs::remove_dir_all(outer.path().join("ml/pipelines")).unwrap();
     let out = runner(outer.path(), &["-C", "ml", "validate", "--rev", "main"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("1 pipeline (3 steps)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("1 pipeline (3 steps)"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -127,13 +160,19 @@ fn unknown_rev_is_a_clear_error() {
     let out = runner(repo.path(), &["validate", "--rev", "no-such-branch"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.starts_with("error: `no-such-branch` does not name a commit"), "{err}");
+    assert!(
+        err.starts_with("error: `no-such-branch` does not name a commit"),
+        "{err}"
+    );
 }
 
 #[test]
 fn github_format_annotates_files() {
     let repo = repo();
-    write(&repo.path().join("pipelines/demo.yaml"), &VALID.replace("params: [alpha]", "params: [alpah]"));
+    write(
+        &repo.path().join("pipelines/demo.yaml"),
+        &VALID.replace("params: [alpha]", "params: [alpah]"),
+    );
     let out = runner(repo.path(), &["validate", "--format", "github"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
@@ -152,10 +191,19 @@ fn graph_shows_every_edge_kind() {
         "demo: 3 steps, 2 edges, 3 stages\n  stage 1:\n    prepare\n  stage 2:\n    train    <- prepare\n  stage 3:\n    report   <- train\n"
     );
     let dot = stdout(&runner(repo.path(), &["graph", "demo", "--format", "dot"]));
-    assert!(dot.contains("\"prepare\" -> \"train\" [label=\"reads outputs.data\"];"), "{dot}");
-    assert!(dot.contains("\"train\" -> \"report\" [label=\"deps build/model.json\"];"), "{dot}");
+    assert!(
+        dot.contains("\"prepare\" -> \"train\" [label=\"reads outputs.data\"];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"train\" -> \"report\" [label=\"deps build/model.json\"];"),
+        "{dot}"
+    );
     let mermaid = stdout(&runner(repo.path(), &["graph", "--format", "mermaid"]));
-    assert!(mermaid.starts_with("flowchart LR\n") && mermaid.contains("  train --> report\n"), "{mermaid}");
+    assert!(
+        mermaid.starts_with("flowchart LR\n") && mermaid.contains("  train --> report\n"),
+        "{mermaid}"
+    );
 }
 
 #[test]
@@ -163,11 +211,24 @@ fn graph_of_a_missing_or_invalid_pipeline_fails_clearly() {
     let repo = repo();
     let out = runner(repo.path(), &["graph", "dmeo"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(stderr(&out).trim(), "error: no pipeline named `dmeo`; did you mean `demo`?");
-    write(&repo.path().join("pipelines/demo.yaml"), &VALID.replace("deps: [build/model.json]", "deps: [build/model.json]\n    needs: [report]"));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: no pipeline named `dmeo`; did you mean `demo`?"
+    );
+    write(
+        &repo.path().join("pipelines/demo.yaml"),
+        &VALID.replace(
+            "deps: [build/model.json]",
+            "deps: [build/model.json]\n    needs: [report]",
+        ),
+    );
     let out = runner(repo.path(), &["graph"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("step `report` needs itself"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("step `report` needs itself"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -201,12 +262,18 @@ fn example_repo_is_valid_and_matches_the_schemas() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // Check with an independent validator too, as an editor would.
     for (kind, file) in [
-        ("pipeline", "example-repo/pipelines/customer-satisfaction.yaml"),
+        (
+            "pipeline",
+            "example-repo/pipelines/customer-satisfaction.yaml",
+        ),
         ("stack", "example-repo/stacks/local.yaml"),
     ] {
-        let schema: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(root.join(format!("schemas/{kind}.json"))).unwrap()).unwrap();
-        let doc: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(root.join(file)).unwrap()).unwrap();
+        let schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(format!("schemas/{kind}.json"))).unwrap(),
+        )
+        .unwrap();
+        let doc: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(root.join(file)).unwrap()).unwrap();
         let validator = jsonschema::validator_for(&schema).unwrap();
         let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{file}: {errors:?}");

@@ -31,8 +31,14 @@ fn corpus_dir() -> PathBuf {
 fn parse_expectation(file: &str, spec: &str) -> Expectation {
     let (position, message) = spec.trim().split_once(' ').unwrap_or((spec.trim(), ""));
     let mut parts = position.split(':');
-    let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("bad expectation `{spec}`"));
-    let column = parts.next().and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad expectation `{spec}`"));
+    let line = parts
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("bad expectation `{spec}`"));
+    let column = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad expectation `{spec}`"));
     Expectation {
         file: file.to_string(),
         line,
@@ -55,7 +61,10 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 fn load_cases() -> Vec<Case> {
-    let mut entries: Vec<_> = std::fs::read_dir(corpus_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     entries
         .into_iter()
@@ -88,7 +97,11 @@ fn load_cases() -> Vec<Case> {
                 std::fs::write(dest, text).unwrap();
             }
             assert!(!expected.is_empty(), "case {name} expects nothing");
-            Case { name, repo, expected }
+            Case {
+                name,
+                repo,
+                expected,
+            }
         })
         .collect()
 }
@@ -115,7 +128,11 @@ fn every_malformed_spec_is_reported_where_it_is() {
         let out = runner(case.repo.path(), &["validate", "--format", "json"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         if out.status.code() != Some(2) {
-            failures.push(format!("{}: exit {:?}, want 2\n{stdout}", case.name, out.status.code()));
+            failures.push(format!(
+                "{}: exit {:?}, want 2\n{stdout}",
+                case.name,
+                out.status.code()
+            ));
             continue;
         }
         let report: serde_json::Value = match serde_json::from_str(&stdout) {
@@ -132,7 +149,9 @@ fn every_malformed_spec_is_reported_where_it_is() {
                 e["file"] == want.file.as_str()
                     && e["line"] == want.line
                     && e["column"] == want.column
-                    && e["message"].as_str().is_some_and(|m| m.contains(&want.message))
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(&want.message))
             });
             match found {
                 Some(i) => {
@@ -155,9 +174,19 @@ fn every_malformed_spec_is_reported_where_it_is() {
         // The human format must fail the same way, with snippets and no panic.
         let text = runner(case.repo.path(), &["validate"]);
         let stderr = String::from_utf8_lossy(&text.stderr);
-        if text.status.code() != Some(2) || stderr.contains("panicked") || !stderr.contains("error") {
-            failures.push(format!("{}: text format: exit {:?}\n{stderr}", case.name, text.status.code()));
+        if text.status.code() != Some(2) || stderr.contains("panicked") || !stderr.contains("error")
+        {
+            failures.push(format!(
+                "{}: text format: exit {:?}\n{stderr}",
+                case.name,
+                text.status.code()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} problem(s):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

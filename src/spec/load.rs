@@ -28,6 +28,9 @@ pub struct Document<T> {
     pub file: String,
     pub node: Node,
     pub text: Arc<str>,
+    /// True when problems were already reported for this document and it was
+    /// read only by dropping unknown fields: check it, but never use it.
+    pub recovered: bool,
 }
 
 impl<T> Document<T> {
@@ -211,15 +214,22 @@ fn push_typed<T: DeserializeOwned>(
     out: &mut Vec<Document<T>>,
     report: &mut Report,
 ) {
-    let json = node.to_json();
+    let mut json = node.to_json();
     let problems = schema::check(kind, &node, &json);
-    if !problems.is_empty() {
-        for problem in problems {
-            let mut diagnostic = Diagnostic::new(file, Some(problem.span), problem.message);
-            diagnostic.label = problem.label;
-            diagnostic.help = problem.help;
-            report.push(diagnostic);
+    // Unknown fields alone do not stop the semantic checks: drop them and go
+    // on, so one pass reports a typo'd key and a wrong reference together.
+    let recoverable = problems.iter().all(|p| p.unknown_field.is_some());
+    let recovered = !problems.is_empty();
+    for problem in problems {
+        if let Some(path) = &problem.unknown_field {
+            remove_path(&mut json, path);
         }
+        let mut diagnostic = Diagnostic::new(file, Some(problem.span), problem.message);
+        diagnostic.label = problem.label;
+        diagnostic.help = problem.help;
+        report.push(diagnostic);
+    }
+    if !recoverable || (recovered && !schema::check(kind, &node, &json).is_empty()) {
         return;
     }
     match serde_json::from_value::<T>(json) {
@@ -228,6 +238,7 @@ fn push_typed<T: DeserializeOwned>(
             file: file.to_string(),
             node,
             text,
+            recovered,
         }),
         // The schema and the types are generated from one another, so this
         // is rare (e.g. a number out of range for its Rust type).
@@ -236,5 +247,28 @@ fn push_typed<T: DeserializeOwned>(
             Some(node.span),
             format!("invalid {kind}: {err}"),
         )),
+    }
+}
+
+fn remove_path(json: &mut serde_json::Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = json;
+    for segment in parents {
+        let next = match current {
+            serde_json::Value::Object(map) => map.get_mut(segment),
+            serde_json::Value::Array(items) => {
+                segment.parse::<usize>().ok().and_then(|i| items.get_mut(i))
+            }
+            _ => None,
+        };
+        match next {
+            Some(next) => current = next,
+            None => return,
+        }
+    }
+    if let serde_json::Value::Object(map) = current {
+        map.shift_remove(last);
     }
 }

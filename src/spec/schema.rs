@@ -82,6 +82,9 @@ pub struct SchemaProblem {
     pub message: String,
     pub label: Option<String>,
     pub help: Option<String>,
+    /// For an unknown field: its path. Such a field means nothing, so the
+    /// document can still be checked further without it.
+    pub unknown_field: Option<Vec<String>>,
 }
 
 /// Checks a document against its kind's schema and returns every problem,
@@ -117,6 +120,7 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
         message,
         label: None,
         help: None,
+        unknown_field: None,
     };
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
@@ -127,6 +131,7 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
                 let key = doc.locate(&at, true);
                 let mut p = problem(key.span, format!("unknown field `{field}` in {here}"));
                 p.label = Some("unknown field".to_string());
+                p.unknown_field = Some(at.iter().map(|s| s.to_string()).collect());
                 p.help = Some(
                     match did_you_mean(field, known.iter().map(String::as_str)) {
                         Some(close) => format!("did you mean `{close}`?"),
@@ -139,8 +144,9 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
         }
         ValidationErrorKind::Required { property } => {
             let field = property.as_str().unwrap_or_default();
+            // Point at the key that opens the incomplete mapping (`train:`).
             let mut p = problem(
-                node.span,
+                doc.locate(&segments, true).span,
                 format!("missing required field `{field}` in {here}"),
             );
             p.help = field_help(field);
@@ -156,6 +162,29 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
             out.push(p);
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            // Alternatives whose type matched failed deeper down: those are the
+            // problems to report (e.g. `on:` is a mapping, or nothing; an
+            // unknown key inside the mapping is the real error).
+            let here_path = error.instance_path().as_str();
+            let failed_here = |e: &ValidationError| {
+                e.instance_path().as_str() == here_path
+                    && matches!(
+                        e.kind(),
+                        ValidationErrorKind::Type { .. }
+                            | ValidationErrorKind::Constant { .. }
+                            | ValidationErrorKind::Enum { .. }
+                    )
+            };
+            let matched: Vec<&Vec<ValidationError>> = context
+                .iter()
+                .filter(|branch| !branch.is_empty() && !branch.iter().any(failed_here))
+                .collect();
+            if let [branch] = matched.as_slice() {
+                for e in branch.iter() {
+                    describe(schema, doc, e, out);
+                }
+                return;
+            }
             let mut types: Vec<String> = Vec::new();
             let mut options: Vec<String> = Vec::new();
             for e in context.iter().flatten() {
@@ -251,6 +280,7 @@ fn one_of(node: &Node, here: &str, options: &[String]) -> SchemaProblem {
         label: None,
         help: did_you_mean(&found, options.iter().map(String::as_str))
             .map(|close| format!("did you mean `{close}`?")),
+        unknown_field: None,
     }
 }
 

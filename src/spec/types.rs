@@ -19,6 +19,45 @@ pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
 /// `steps.NAME.outputs.OUT` and `params.NAME`.
 pub const IDENT_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 
+/// Environment variable names.
+pub const ENV_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+/// An environment variable's value: YAML `2` or `true` is meant as the text
+/// `2` or `true`, as in GitHub Actions' `env:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(from = "EnvScalar", into = "String")]
+#[schemars(with = "EnvScalar")]
+pub struct EnvValue(pub String);
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum EnvScalar {
+    Text(String),
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+impl From<EnvScalar> for EnvValue {
+    fn from(scalar: EnvScalar) -> Self {
+        EnvValue(match scalar {
+            EnvScalar::Text(s) => s,
+            EnvScalar::Number(n) => n.to_string(),
+            EnvScalar::Bool(b) => b.to_string(),
+        })
+    }
+}
+
+impl From<EnvValue> for String {
+    fn from(value: EnvValue) -> Self {
+        value.0
+    }
+}
+
+/// The name of an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct EnvName(#[schemars(regex(pattern = ENV_PATTERN))] pub String);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ApiVersion {
     #[serde(rename = "runner/v1")]
@@ -116,12 +155,13 @@ pub struct Step {
     /// Working directory relative to the repo root (default: the repo root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
-    /// Extra environment variables.
+    /// Extra environment variables. Numbers and booleans are written as text.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    #[schemars(extend("propertyNames" = {"pattern": ENV_PATTERN}))]
+    pub env: BTreeMap<String, EnvValue>,
     /// Environment variables passed through from runner's environment and masked in every log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub secrets: Vec<String>,
+    pub secrets: Vec<EnvName>,
     /// Kill the step (and everything it started) after this long, e.g. `90s`, `10m`, `1h 30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,

@@ -13,7 +13,7 @@ use super::yaml::{Node, Span};
 use crate::dag::{Dag, EdgeReason};
 use crate::diagnostic::{Diagnostic, Report};
 use crate::suggest::did_you_mean;
-use crate::template::Templates;
+use crate::template::{TemplateError, Templates};
 
 /// Runs every semantic check and returns the DAG of each pipeline that has no
 /// problems, in the order the pipelines were loaded.
@@ -112,6 +112,9 @@ struct PipelineCheck<'a> {
     dag: Dag,
     /// Where each edge was declared, to point at it when it closes a cycle.
     edge_spans: HashMap<(&'a str, &'a str), Span>,
+    /// Each step's key and value nodes: finding a node under `steps` must not
+    /// scan thousands of siblings.
+    step_nodes: HashMap<&'a str, (&'a Node, &'a Node)>,
 }
 
 impl<'a> PipelineCheck<'a> {
@@ -122,6 +125,25 @@ impl<'a> PipelineCheck<'a> {
             errors: 0,
             dag: Dag::new(doc.spec.steps.keys().map(String::as_str)),
             edge_spans: HashMap::new(),
+            step_nodes: match doc.node.get("steps").map(|n| &n.value) {
+                Some(super::yaml::Value::Map(entries)) => entries
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?, (k, v))))
+                    .collect(),
+                _ => HashMap::new(),
+            },
+        }
+    }
+
+    /// The node at `at` (see `Node::locate`), found through the step index.
+    fn node(&self, at: &[&str], key: bool) -> &'a Node {
+        match at {
+            ["steps", step, rest @ ..] => match self.step_nodes.get(step) {
+                Some((key_node, _)) if rest.is_empty() && key => key_node,
+                Some((_, value)) => value.locate(rest, key),
+                None => self.doc.node.locate(at, key),
+            },
+            _ => self.doc.node.locate(at, key),
         }
     }
 
@@ -135,7 +157,7 @@ impl<'a> PipelineCheck<'a> {
     }
 
     fn error(&self, at: &[&str], key: bool, message: impl Into<String>) -> Diagnostic {
-        self.doc.error(self.doc.span(at, key), message)
+        self.doc.error(self.node(at, key).span, message)
     }
 
     fn run(mut self, report: &mut Report) -> Option<Dag> {
@@ -152,7 +174,7 @@ impl<'a> PipelineCheck<'a> {
                 .edge_spans
                 .get(&(last.as_str(), first.as_str()))
                 .copied()
-                .unwrap_or_else(|| self.doc.span(&["steps", first], true));
+                .unwrap_or_else(|| self.node(&["steps", first], true).span);
             let diagnostic = self
                 .doc
                 .error(span, format!("dependency cycle: {}", cycle.join(" -> ")))
@@ -162,7 +184,7 @@ impl<'a> PipelineCheck<'a> {
                 );
             self.push(report, diagnostic);
         }
-        (self.errors == 0).then_some(self.dag)
+        (self.errors == 0 && !self.doc.recovered).then_some(self.dag)
     }
 
     fn check_triggers(&mut self, report: &mut Report) {
@@ -186,7 +208,7 @@ impl<'a> PipelineCheck<'a> {
             if let Some(problem) = problem {
                 let d = self
                     .error(&["on", "schedule", &index], false, format!("invalid cron expression `{expr}`: {problem}"))
-                    .with_help("write 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, in UTC, e.g. `0 3 * * 1` for Mondays at 03:00");
+                    .with_help("write 5 fields, minute (0-59) hour (0-23) day-of-month (1-31) month (1-12) day-of-week (0-7 or SUN-SAT), or 6 with seconds (0-59) first; times are UTC, e.g. `0 3 * * 1` is Mondays at 03:00");
                 self.push(report, d);
             }
         }
@@ -344,7 +366,7 @@ impl<'a> PipelineCheck<'a> {
                     .with_help("remove it from `needs`");
                 self.push(report, d);
             } else if spec.steps.contains_key(need) {
-                self.add_edge(need, name, EdgeReason::Needs, &at);
+                self.add_edge(need, name, EdgeReason::Needs, self.node(&at, false).span);
             } else {
                 let d = self
                     .error(
@@ -401,7 +423,8 @@ impl<'a> PipelineCheck<'a> {
                         .with_help("a step's outputs are not its inputs: remove it from `deps`");
                     self.push(report, d);
                 } else {
-                    self.add_edge(producer.step, name, EdgeReason::Deps(normal.clone()), &at);
+                    let span = self.node(&at, false).span;
+                    self.add_edge(producer.step, name, EdgeReason::Deps(normal.clone()), span);
                 }
             }
         }
@@ -443,19 +466,19 @@ impl<'a> PipelineCheck<'a> {
             if matches!(command, Command::Argv(_)) {
                 path.push(&index);
             }
-            let node = self.doc.node.locate(&path, false);
+            let node = self.node(&path, false);
             match self.templates.references(part) {
                 Ok(refs) => {
                     for reference in refs {
                         let r = Reference {
-                            span: span_of_text(self.doc, node, &reference, None),
+                            span: reference_span(self.doc, node, &reference),
                             path: reference,
                         };
                         check_ref(self, &r, report);
                     }
                 }
                 Err(err) => {
-                    let span = span_of_text(self.doc, node, part, err.offset);
+                    let span = error_span(self.doc, node, part, &err);
                     let d = self
                         .doc
                         .error(span, format!("template does not parse: {}", err.message))
@@ -495,13 +518,8 @@ impl<'a> PipelineCheck<'a> {
                 )),
                 Some((other, other_step)) => match rest {
                     ["outputs", output, ..] if other_step.outputs.contains_key(*output) => {
-                        let at = ["steps", name, "run"];
-                        self.add_edge(
-                            other,
-                            name,
-                            EdgeReason::Template((*output).to_string()),
-                            &at,
-                        );
+                        let reason = EdgeReason::Template((*output).to_string());
+                        self.add_edge(other, name, reason, reference.span);
                         None
                     }
                     ["outputs", output, ..] => Some((
@@ -565,7 +583,7 @@ impl<'a> PipelineCheck<'a> {
         }
         for (i, expr) in promote.gate.iter().enumerate() {
             let index = i.to_string();
-            let node = self.doc.node.locate(&["promote", "gate", &index], false);
+            let node = self.node(&["promote", "gate", &index], false);
             match self.templates.expression_references(expr) {
                 Ok(refs) => {
                     for path in refs {
@@ -579,14 +597,14 @@ impl<'a> PipelineCheck<'a> {
                             )),
                         };
                         if let Some((message, help)) = problem {
-                            let span = span_of_text(self.doc, node, &path, None);
+                            let span = reference_span(self.doc, node, &path);
                             let d = self.doc.error(span, message).with_help(help);
                             self.push(report, d);
                         }
                     }
                 }
                 Err(err) => {
-                    let span = span_of_text(self.doc, node, expr, err.offset);
+                    let span = error_span(self.doc, node, expr, &err);
                     let d = self
                         .doc
                         .error(span, format!("gate expression does not compile: {}", err.message))
@@ -621,8 +639,7 @@ impl<'a> PipelineCheck<'a> {
         }
     }
 
-    fn add_edge(&mut self, before: &'a str, after: &'a str, reason: EdgeReason, at: &[&str]) {
-        let span = self.doc.span(at, false);
+    fn add_edge(&mut self, before: &'a str, after: &'a str, reason: EdgeReason, span: Span) {
         self.edge_spans.entry((before, after)).or_insert(span);
         self.dag.add_edge(before, after, reason);
     }
@@ -681,10 +698,9 @@ fn descendants<'m, 'a>(
         .filter(move |w| paths::is_inside(&w.path, dir))
 }
 
-/// The position of `needle` inside a scalar's source text, or of byte
-/// `offset` inside it, falling back to the scalar itself. Positions inside
-/// a scalar are exact when the scalar is written on one line as parsed.
-fn span_of_text<T>(doc: &Document<T>, node: &Node, needle: &str, offset: Option<usize>) -> Span {
+/// The source text of a scalar node: from its start to its end (or the end
+/// of its line when the parser gave no length).
+fn raw_text<'t, T>(doc: &'t Document<T>, node: &Node) -> (usize, &'t str) {
     let text: &str = &doc.text;
     let start = node.span.offset.min(text.len());
     let end = if node.span.len > 0 {
@@ -692,20 +708,76 @@ fn span_of_text<T>(doc: &Document<T>, node: &Node, needle: &str, offset: Option<
     } else {
         text[start..].find('\n').map_or(text.len(), |i| start + i)
     };
-    let raw = &text[start..end];
-    let found = match offset {
-        Some(offset) => raw.find(needle).map(|at| at + offset),
-        None => raw.find(needle),
-    };
-    let Some(relative) = found.filter(|r| *r <= raw.len()) else {
+    (start, &text[start..end])
+}
+
+/// Where a variable path is read inside a template scalar: the first
+/// occurrence of it as a whole name inside `{{ }}` or `{% %}`. Falls back
+/// to the scalar itself.
+fn reference_span<T>(doc: &Document<T>, node: &Node, path: &str) -> Span {
+    let (start, raw) = raw_text(doc, node);
+    let is_name = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    let found = raw.match_indices(path).map(|(i, _)| i).find(|&i| {
+        let before = &raw[..i];
+        let last_open = before.rfind("{{").max(before.rfind("{%"));
+        let inside = last_open > before.rfind("}}").max(before.rfind("%}"));
+        let bounded = !before.ends_with(is_name) && !raw[i + path.len()..].starts_with(is_name);
+        inside && bounded
+    });
+    match found {
+        Some(i) => span_within(node, raw, start, i, path.len()),
+        None => node.span,
+    }
+}
+
+/// Where a template or expression error is: minijinja's byte offset mapped
+/// back into the file by finding the token there (the occurrence nearest the
+/// offset, as quoting and folding shift it). At the end of the input, the
+/// last `{{` or `{%` that was never closed is the culprit.
+fn error_span<T>(doc: &Document<T>, node: &Node, template: &str, err: &TemplateError) -> Span {
+    let (start, raw) = raw_text(doc, node);
+    let Some(mut offset) = err.offset else {
         return node.span;
     };
-    let absolute = start + relative;
-    let line_start = text[..absolute].rfind('\n').map_or(0, |i| i + 1);
+    if err.message.contains("end of input") {
+        let open = template.rfind("{{").max(template.rfind("{%"));
+        if open.is_some() && template.rfind("}}").max(template.rfind("%}")) < open {
+            offset = open.unwrap_or(offset);
+        }
+    }
+    let offset = offset.min(template.len());
+    let token = template[offset..]
+        .split(char::is_whitespace)
+        .next()
+        .unwrap_or_default();
+    if token.is_empty() {
+        return node.span;
+    }
+    let nearest = raw
+        .match_indices(token)
+        .map(|(i, _)| i)
+        .min_by_key(|&i| i.abs_diff(offset));
+    match nearest {
+        Some(i) => span_within(node, raw, start, i, token.len()),
+        None => node.span,
+    }
+}
+
+/// The span of `raw[at..at + len]`, where `raw` is the source text of `node`
+/// starting at byte `start`. Counts only within the node, never the file.
+fn span_within(node: &Node, raw: &str, start: usize, at: usize, len: usize) -> Span {
+    let before = &raw[..at];
+    let (line, column) = match before.rfind('\n') {
+        None => (node.span.line, node.span.column + before.chars().count()),
+        Some(newline) => (
+            node.span.line + before.matches('\n').count(),
+            before[newline + 1..].chars().count() + 1,
+        ),
+    };
     Span {
-        line: text[..absolute].matches('\n').count() + 1,
-        column: text[line_start..absolute].chars().count() + 1,
-        offset: absolute,
-        len: if offset.is_some() { 1 } else { needle.len() },
+        line,
+        column,
+        offset: start + at,
+        len,
     }
 }
