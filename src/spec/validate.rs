@@ -471,7 +471,7 @@ impl<'a> PipelineCheck<'a> {
                 Ok(refs) => {
                     for reference in refs {
                         let r = Reference {
-                            span: reference_span(self.doc, node, &reference),
+                            span: reference_span(self.doc, node, &reference, true),
                             path: reference,
                         };
                         check_ref(self, &r, report);
@@ -597,7 +597,7 @@ impl<'a> PipelineCheck<'a> {
                             )),
                         };
                         if let Some((message, help)) = problem {
-                            let span = reference_span(self.doc, node, &path);
+                            let span = reference_span(self.doc, node, &path, false);
                             let d = self.doc.error(span, message).with_help(help);
                             self.push(report, d);
                         }
@@ -711,16 +711,16 @@ fn raw_text<'t, T>(doc: &'t Document<T>, node: &Node) -> (usize, &'t str) {
     (start, &text[start..end])
 }
 
-/// Where a variable path is read inside a template scalar: the first
-/// occurrence of it as a whole name inside `{{ }}` or `{% %}`. Falls back
-/// to the scalar itself.
-fn reference_span<T>(doc: &Document<T>, node: &Node, path: &str) -> Span {
+/// Where a variable path is read inside a scalar: the first occurrence of it
+/// as a whole name (inside `{{ }}` or `{% %}` for a template, anywhere in a
+/// bare expression). Falls back to the scalar itself.
+fn reference_span<T>(doc: &Document<T>, node: &Node, path: &str, template: bool) -> Span {
     let (start, raw) = raw_text(doc, node);
     let is_name = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
     let found = raw.match_indices(path).map(|(i, _)| i).find(|&i| {
         let before = &raw[..i];
         let last_open = before.rfind("{{").max(before.rfind("{%"));
-        let inside = last_open > before.rfind("}}").max(before.rfind("%}"));
+        let inside = !template || last_open > before.rfind("}}").max(before.rfind("%}"));
         let bounded = !before.ends_with(is_name) && !raw[i + path.len()..].starts_with(is_name);
         inside && bounded
     });
