@@ -83,11 +83,7 @@ fn load_file(file: &str, text: Arc<str>, dir: &str, specs: &mut Specs, report: &
         Err(err) => {
             let mut diagnostic =
                 Diagnostic::new(file, err.span, format!("invalid YAML: {}", err.message));
-            if err.message.to_lowercase().contains("duplicate") {
-                diagnostic = diagnostic.with_help(
-                    "remove or rename one of the two keys: YAML mappings need unique keys",
-                );
-            }
+            diagnostic.help = err.help;
             report.push(diagnostic);
             return;
         }

@@ -31,7 +31,9 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
     );
     for doc in &specs.stacks {
         if let Some(path) = &doc.spec.artifact_store.path {
-            check_path(doc, &["artifact_store", "path"], path, report);
+            if let Err(diagnostic) = check_path(doc, &["artifact_store", "path"], path) {
+                report.push(diagnostic);
+            }
         }
     }
     for doc in &specs.deployments {
@@ -49,7 +51,11 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
     specs
         .pipelines
         .iter()
-        .map(|doc| PipelineCheck::new(doc, &templates).run(report))
+        .map(|doc| {
+            let (diagnostics, dag) = PipelineCheck::new(doc, &templates).run();
+            diagnostics.into_iter().for_each(|d| report.push(d));
+            dag
+        })
         .collect()
 }
 
@@ -77,25 +83,14 @@ fn unique_names<'a, T: 'a>(
     }
 }
 
-fn check_path<T>(
-    doc: &Document<T>,
-    at: &[&str],
-    path: &str,
-    report: &mut Report,
-) -> Option<String> {
-    match normalize(path) {
-        Ok(normal) => Some(normal),
-        Err(problem) => {
-            report.push(
-                doc.error(
-                    doc.span(at, false),
-                    format!("path `{path}` {}", problem.message()),
-                )
-                .with_help("paths are relative to the repository root and must stay inside it"),
-            );
-            None
-        }
-    }
+fn check_path<T>(doc: &Document<T>, at: &[&str], path: &str) -> Result<String, Diagnostic> {
+    normalize(path).map_err(|problem| {
+        doc.error(
+            doc.span(at, false),
+            format!("path `{path}` {}", problem.message()),
+        )
+        .with_help("paths are relative to the repository root and must stay inside it")
+    })
 }
 
 /// A step output's path and the step that writes it.
@@ -105,26 +100,32 @@ struct Written<'a> {
     at: Vec<String>,
 }
 
+/// An edge found while checking a step: before, after, why, and where.
+type Edge<'a> = (&'a str, &'a str, EdgeReason, Span);
+
+/// The checks of one pipeline. Step checks only read shared data and write
+/// their own diagnostics and edges, so large pipelines check steps on
+/// several threads; the DAG is assembled afterwards.
 struct PipelineCheck<'a> {
     doc: &'a Document<Pipeline>,
     templates: &'a Templates,
-    errors: usize,
-    dag: Dag,
-    /// Where each edge was declared, to point at it when it closes a cycle.
-    edge_spans: HashMap<(&'a str, &'a str), Span>,
+    diagnostics: Vec<Diagnostic>,
+    edges: Vec<Edge<'a>>,
     /// Each step's key and value nodes: finding a node under `steps` must not
     /// scan thousands of siblings.
     step_nodes: HashMap<&'a str, (&'a Node, &'a Node)>,
 }
+
+/// Below this many steps, threads cost more than they save.
+const PARALLEL_STEPS: usize = 512;
 
 impl<'a> PipelineCheck<'a> {
     fn new(doc: &'a Document<Pipeline>, templates: &'a Templates) -> Self {
         PipelineCheck {
             doc,
             templates,
-            errors: 0,
-            dag: Dag::new(doc.spec.steps.keys().map(String::as_str)),
-            edge_spans: HashMap::new(),
+            diagnostics: Vec::new(),
+            edges: Vec::new(),
             step_nodes: match doc.node.get("steps").map(|n| &n.value) {
                 Some(super::yaml::Value::Map(entries)) => entries
                     .iter()
@@ -151,27 +152,29 @@ impl<'a> PipelineCheck<'a> {
         &self.doc.spec
     }
 
-    fn push(&mut self, report: &mut Report, diagnostic: Diagnostic) {
-        self.errors += 1;
-        report.push(diagnostic);
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
     }
 
     fn error(&self, at: &[&str], key: bool, message: impl Into<String>) -> Diagnostic {
         self.doc.error(self.node(at, key).span, message)
     }
 
-    fn run(mut self, report: &mut Report) -> Option<Dag> {
-        self.check_triggers(report);
-        let written = self.check_outputs(report);
-        let spec = self.spec();
-        for (name, step) in &spec.steps {
-            self.check_step(name, step, &written, report);
+    /// Every problem of the pipeline, and its DAG when there are none.
+    fn run(mut self) -> (Vec<Diagnostic>, Option<Dag>) {
+        self.check_triggers();
+        let written = self.check_outputs();
+        self.check_steps(&written);
+        self.check_promote();
+        let mut dag = Dag::new(self.spec().steps.keys().map(String::as_str));
+        let mut edge_spans: HashMap<(&str, &str), Span> = HashMap::new();
+        for (before, after, reason, span) in std::mem::take(&mut self.edges) {
+            edge_spans.entry((before, after)).or_insert(span);
+            dag.add_edge(before, after, reason);
         }
-        self.check_promote(report);
-        for cycle in self.dag.cycles() {
+        for cycle in dag.cycles() {
             let (last, first) = (&cycle[cycle.len() - 2], &cycle[cycle.len() - 1]);
-            let span = self
-                .edge_spans
+            let span = edge_spans
                 .get(&(last.as_str(), first.as_str()))
                 .copied()
                 .unwrap_or_else(|| self.node(&["steps", first], true).span);
@@ -182,12 +185,50 @@ impl<'a> PipelineCheck<'a> {
                 .with_help(
                     "a step cannot depend, even indirectly, on itself: remove one of these edges",
                 );
-            self.push(report, diagnostic);
+            self.push(diagnostic);
         }
-        (self.errors == 0 && !self.doc.recovered).then_some(self.dag)
+        let valid = self.diagnostics.is_empty() && !self.doc.recovered;
+        (self.diagnostics, valid.then_some(dag))
     }
 
-    fn check_triggers(&mut self, report: &mut Report) {
+    fn check_steps(&mut self, written: &BTreeMap<String, Written<'a>>) {
+        let steps: Vec<(&'a String, &'a Step)> = self.spec().steps.iter().collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        if threads < 2 || steps.len() < PARALLEL_STEPS {
+            for (name, step) in steps {
+                self.check_step(name, step, written);
+            }
+            return;
+        }
+        let (doc, templates) = (self.doc, self.templates);
+        let results: Vec<(Vec<Diagnostic>, Vec<Edge<'a>>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = steps
+                .chunks(steps.len().div_ceil(threads))
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut worker = PipelineCheck::new(doc, templates);
+                        for (name, step) in part {
+                            worker.check_step(name, step, written);
+                        }
+                        (worker.diagnostics, worker.edges)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        for (diagnostics, edges) in results {
+            self.diagnostics.extend(diagnostics);
+            self.edges.extend(edges);
+        }
+    }
+
+    fn check_triggers(&mut self) {
         let Some(triggers) = &self.spec().triggers else {
             return;
         };
@@ -209,7 +250,7 @@ impl<'a> PipelineCheck<'a> {
                 let d = self
                     .error(&["on", "schedule", &index], false, format!("invalid cron expression `{expr}`: {problem}"))
                     .with_help("write 5 fields, minute (0-59) hour (0-23) day-of-month (1-31) month (1-12) day-of-week (0-7 or SUN-SAT), or 6 with seconds (0-59) first; times are UTC, e.g. `0 3 * * 1` is Mondays at 03:00");
-                self.push(report, d);
+                self.push(d);
             }
         }
         for (i, glob) in triggers.paths.iter().enumerate() {
@@ -219,22 +260,22 @@ impl<'a> PipelineCheck<'a> {
                 let d = self
                     .error(&at, false, format!("path `{glob}` {}", problem.message()))
                     .with_help("globs are matched against paths relative to the repository root");
-                self.push(report, d);
+                self.push(d);
             } else if let Err(err) = globset::Glob::new(glob) {
                 let d = self
                     .error(&at, false, format!("invalid glob `{glob}`: {}", err.kind()))
                     .with_help(
                         "use `*` within a directory, `**` across directories, e.g. `data/**/*.csv`",
                     );
-                self.push(report, d);
+                self.push(d);
             }
         }
         if let Some(deadline) = &triggers.starting_deadline {
-            self.check_duration(&["on", "starting_deadline"], deadline, report);
+            self.check_duration(&["on", "starting_deadline"], deadline);
         }
     }
 
-    fn check_duration(&mut self, at: &[&str], text: &str, report: &mut Report) {
+    fn check_duration(&mut self, at: &[&str], text: &str) {
         let problem = match humantime::parse_duration(text) {
             Ok(d) if d.is_zero() => Some("it is zero".to_string()),
             Ok(_) => None,
@@ -244,14 +285,14 @@ impl<'a> PipelineCheck<'a> {
             let d = self
                 .error(at, false, format!("invalid duration `{text}`: {problem}"))
                 .with_help("write a number and a unit, e.g. `90s`, `10m`, `1h 30m`");
-            self.push(report, d);
+            self.push(d);
         }
     }
 
     /// Checks every output and metrics path and returns what each step
     /// writes, keyed by normalised path; two steps writing one path (or one
     /// writing inside the other's output directory) is an error.
-    fn check_outputs(&mut self, report: &mut Report) -> BTreeMap<String, Written<'a>> {
+    fn check_outputs(&mut self) -> BTreeMap<String, Written<'a>> {
         let mut written: BTreeMap<String, Written<'a>> = BTreeMap::new();
         let spec = self.spec();
         for (step_name, step) in &spec.steps {
@@ -274,7 +315,7 @@ impl<'a> PipelineCheck<'a> {
             });
             for (at, path) in outputs.chain(metrics) {
                 let at_refs: Vec<&str> = at.iter().map(String::as_str).collect();
-                let Some(normal) = self.path(&at_refs, path, report) else {
+                let Some(normal) = self.path(&at_refs, path) else {
                     continue;
                 };
                 if normal == "." {
@@ -285,7 +326,7 @@ impl<'a> PipelineCheck<'a> {
                             format!("output `{path}` is the whole repository"),
                         )
                         .with_help("write outputs to a file or a directory such as `build/`");
-                    self.push(report, d);
+                    self.push(d);
                     continue;
                 }
                 // A step may name one path twice (its metrics file is often
@@ -325,7 +366,7 @@ impl<'a> PipelineCheck<'a> {
                             "the other is at {}:{other_line}; give each step its own output paths",
                             self.doc.file
                         ));
-                    self.push(report, d);
+                    self.push(d);
                     continue;
                 }
                 written.insert(
@@ -341,11 +382,10 @@ impl<'a> PipelineCheck<'a> {
         written
     }
 
-    fn path(&mut self, at: &[&str], path: &str, report: &mut Report) -> Option<String> {
-        let before = report.diagnostics.len();
-        let normal = check_path(self.doc, at, path, report);
-        self.errors += report.diagnostics.len() - before;
-        normal
+    fn path(&mut self, at: &[&str], path: &str) -> Option<String> {
+        check_path(self.doc, at, path)
+            .map_err(|d| self.push(d))
+            .ok()
     }
 
     fn check_step(
@@ -353,7 +393,6 @@ impl<'a> PipelineCheck<'a> {
         name: &'a str,
         step: &'a Step,
         written: &BTreeMap<String, Written<'a>>,
-        report: &mut Report,
     ) {
         let spec = self.spec();
         let steps = || spec.steps.keys().map(String::as_str);
@@ -364,7 +403,7 @@ impl<'a> PipelineCheck<'a> {
                 let d = self
                     .error(&at, false, format!("step `{name}` needs itself"))
                     .with_help("remove it from `needs`");
-                self.push(report, d);
+                self.push(d);
             } else if spec.steps.contains_key(need) {
                 self.add_edge(need, name, EdgeReason::Needs, self.node(&at, false).span);
             } else {
@@ -378,7 +417,7 @@ impl<'a> PipelineCheck<'a> {
                     )
                     .with_label("no such step")
                     .with_help(suggest_or_list(need, steps()));
-                self.push(report, d);
+                self.push(d);
             }
         }
         for (i, param) in step.params.iter().enumerate() {
@@ -394,13 +433,13 @@ impl<'a> PipelineCheck<'a> {
                         param,
                         spec.params.keys().map(String::as_str),
                     ));
-                self.push(report, d);
+                self.push(d);
             }
         }
         for (i, dep) in step.deps.iter().enumerate() {
             let index = i.to_string();
             let at = ["steps", name, "deps", index.as_str()];
-            let Some(normal) = self.path(&at, dep, report) else {
+            let Some(normal) = self.path(&at, dep) else {
                 continue;
             };
             let producers: Vec<&Written> = written
@@ -421,7 +460,7 @@ impl<'a> PipelineCheck<'a> {
                             ),
                         )
                         .with_help("a step's outputs are not its inputs: remove it from `deps`");
-                    self.push(report, d);
+                    self.push(d);
                 } else {
                     let span = self.node(&at, false).span;
                     self.add_edge(producer.step, name, EdgeReason::Deps(normal.clone()), span);
@@ -429,10 +468,10 @@ impl<'a> PipelineCheck<'a> {
             }
         }
         if let Some(workdir) = &step.workdir {
-            self.path(&["steps", name, "workdir"], workdir, report);
+            self.path(&["steps", name, "workdir"], workdir);
         }
         if let Some(timeout) = &step.timeout {
-            self.check_duration(&["steps", name, "timeout"], timeout, report);
+            self.check_duration(&["steps", name, "timeout"], timeout);
         }
         for key in step.env.keys() {
             if key.starts_with("RUNNER_") {
@@ -443,12 +482,12 @@ impl<'a> PipelineCheck<'a> {
                         format!("`{key}` is set by runner"),
                     )
                     .with_help("names starting with RUNNER_ are reserved; choose another name");
-                self.push(report, d);
+                self.push(d);
             }
         }
         let at = ["steps", name, "run"];
-        self.check_command(&step.run, &at, report, |check, path, report| {
-            check.step_reference(name, step, path, report)
+        self.check_command(&step.run, &at, |check, path| {
+            check.step_reference(name, step, path)
         });
     }
 
@@ -457,8 +496,7 @@ impl<'a> PipelineCheck<'a> {
         &mut self,
         command: &Command,
         at: &[&str],
-        report: &mut Report,
-        mut check_ref: impl FnMut(&mut Self, &Reference, &mut Report),
+        mut check_ref: impl FnMut(&mut Self, &Reference),
     ) {
         for (i, part) in command.parts().iter().enumerate() {
             let index = i.to_string();
@@ -474,7 +512,7 @@ impl<'a> PipelineCheck<'a> {
                             span: reference_span(self.doc, node, &reference, true),
                             path: reference,
                         };
-                        check_ref(self, &r, report);
+                        check_ref(self, &r);
                     }
                 }
                 Err(err) => {
@@ -483,19 +521,13 @@ impl<'a> PipelineCheck<'a> {
                         .doc
                         .error(span, format!("template does not parse: {}", err.message))
                         .with_help("templates use `{{ params.NAME }}`, `{{ outputs.NAME }}` and `{{ steps.STEP.outputs.NAME }}`");
-                    self.push(report, d);
+                    self.push(d);
                 }
             }
         }
     }
 
-    fn step_reference(
-        &mut self,
-        name: &'a str,
-        step: &Step,
-        reference: &Reference,
-        report: &mut Report,
-    ) {
+    fn step_reference(&mut self, name: &'a str, step: &Step, reference: &Reference) {
         let spec = self.spec();
         let parts: Vec<&str> = reference.path.split('.').collect();
         let problem: Option<(String, String)> = match parts.as_slice() {
@@ -541,7 +573,7 @@ impl<'a> PipelineCheck<'a> {
         };
         if let Some((message, help)) = problem {
             let d = self.doc.error(reference.span, message).with_help(help);
-            self.push(report, d);
+            self.push(d);
         }
     }
 
@@ -555,7 +587,7 @@ impl<'a> PipelineCheck<'a> {
         })
     }
 
-    fn check_promote(&mut self, report: &mut Report) {
+    fn check_promote(&mut self) {
         let Some(promote) = &self.spec().promote else {
             return;
         };
@@ -578,7 +610,7 @@ impl<'a> PipelineCheck<'a> {
                 let d = self
                     .error(&["promote", "model"], false, message)
                     .with_help(help);
-                self.push(report, d);
+                self.push(d);
             }
         }
         for (i, expr) in promote.gate.iter().enumerate() {
@@ -599,7 +631,7 @@ impl<'a> PipelineCheck<'a> {
                         if let Some((message, help)) = problem {
                             let span = reference_span(self.doc, node, &path, false);
                             let d = self.doc.error(span, message).with_help(help);
-                            self.push(report, d);
+                            self.push(d);
                         }
                     }
                 }
@@ -609,15 +641,14 @@ impl<'a> PipelineCheck<'a> {
                         .doc
                         .error(span, format!("gate expression does not compile: {}", err.message))
                         .with_help("write a comparison such as `metrics.mse <= params.max_mse` or `production is none or metrics.r2 >= production.metrics.r2`");
-                    self.push(report, d);
+                    self.push(d);
                 }
             }
         }
         self.check_command(
             &promote.service.serve,
             &["promote", "service", "serve"],
-            report,
-            |check, reference, report| {
+            |check, reference| {
                 let problem = match reference.path.split('.').collect::<Vec<_>>().as_slice() {
                     ["params", param, ..] => check.param_problem(param),
                     ["model", "path" | "digest"] | ["model"] | ["port"] | ["service", ..] => None,
@@ -630,18 +661,17 @@ impl<'a> PipelineCheck<'a> {
                 };
                 if let Some((message, help)) = problem {
                     let d = check.doc.error(reference.span, message).with_help(help);
-                    check.push(report, d);
+                    check.push(d);
                 }
             },
         );
         if let Some(timeout) = &promote.service.ready_timeout {
-            self.check_duration(&["promote", "service", "ready_timeout"], timeout, report);
+            self.check_duration(&["promote", "service", "ready_timeout"], timeout);
         }
     }
 
     fn add_edge(&mut self, before: &'a str, after: &'a str, reason: EdgeReason, span: Span) {
-        self.edge_spans.entry((before, after)).or_insert(span);
-        self.dag.add_edge(before, after, reason);
+        self.edges.push((before, after, reason, span));
     }
 }
 
