@@ -88,13 +88,13 @@ impl Source {
             } => {
                 let tree = commit_tree(repo, *commit)?;
                 let full = join(prefix, dir);
-                if let Ok(entry) = tree.get_path(Path::new(&full)) {
-                    if entry.kind() == Some(ObjectType::Tree) {
-                        let subtree = repo
-                            .find_tree(entry.id())
-                            .map_err(Error::git("read tree"))?;
-                        walk_tree(repo, &subtree, dir, &mut files)?;
-                    }
+                if let Ok(entry) = tree.get_path(Path::new(&full))
+                    && entry.kind() == Some(ObjectType::Tree)
+                {
+                    let subtree = repo
+                        .find_tree(entry.id())
+                        .map_err(Error::git("read tree"))?;
+                    walk_tree(repo, &subtree, dir, &mut files)?;
                 }
             }
         }

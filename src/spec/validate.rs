@@ -30,10 +30,10 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
         report,
     );
     for doc in &specs.stacks {
-        if let Some(path) = &doc.spec.artifact_store.path {
-            if let Err(diagnostic) = check_path(doc, &["artifact_store", "path"], path) {
-                report.push(diagnostic);
-            }
+        if let Some(path) = &doc.spec.artifact_store.path
+            && let Err(diagnostic) = check_path(doc, &["artifact_store", "path"], path)
+        {
+            report.push(*diagnostic);
         }
     }
     for doc in &specs.deployments {
@@ -83,13 +83,15 @@ fn unique_names<'a, T: 'a>(
     }
 }
 
-fn check_path<T>(doc: &Document<T>, at: &[&str], path: &str) -> Result<String, Diagnostic> {
+fn check_path<T>(doc: &Document<T>, at: &[&str], path: &str) -> Result<String, Box<Diagnostic>> {
     normalize(path).map_err(|problem| {
-        doc.error(
-            doc.span(at, false),
-            format!("path `{path}` {}", problem.message()),
+        Box::new(
+            doc.error(
+                doc.span(at, false),
+                format!("path `{path}` {}", problem.message()),
+            )
+            .with_help("paths are relative to the repository root and must stay inside it"),
         )
-        .with_help("paths are relative to the repository root and must stay inside it")
     })
 }
 
@@ -384,7 +386,7 @@ impl<'a> PipelineCheck<'a> {
 
     fn path(&mut self, at: &[&str], path: &str) -> Option<String> {
         check_path(self.doc, at, path)
-            .map_err(|d| self.push(d))
+            .map_err(|d| self.push(*d))
             .ok()
     }
 
