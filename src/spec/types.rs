@@ -264,21 +264,6 @@ pub struct Stack {
     pub git: GitSettings,
 }
 
-impl Stack {
-    /// The stack used when a repository defines none: everything local, nothing to install.
-    pub fn embedded_local() -> Stack {
-        Stack {
-            api_version: ApiVersion::V1,
-            kind: StackKind::Stack,
-            name: "local".to_string(),
-            orchestrator: Orchestrator::default(),
-            artifact_store: ArtifactStore::default(),
-            model_deployer: ModelDeployer::default(),
-            git: GitSettings::default(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Orchestrator {
