@@ -5,6 +5,7 @@ pub mod cli;
 pub mod dag;
 pub mod diagnostic;
 pub mod error;
+pub mod exec;
 pub mod spec;
 pub mod suggest;
 pub mod template;

@@ -1,0 +1,92 @@
+//! Secret masking: every value listed under `secrets:` is replaced by `***`
+//! in everything runner prints or writes. A multi-line value is masked line by
+//! line, because logs are read (and leak) a line at a time.
+
+use std::borrow::Cow;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+/// What a secret is replaced with.
+pub const MASK: &str = "***";
+
+/// Lines shorter than this are not masked: a 1- or 2-character "secret"
+/// would turn every log into asterisks and hides nothing worth hiding.
+const MIN_LEN: usize = 3;
+
+/// Replaces known secret values in text.
+#[derive(Debug, Clone, Default)]
+pub struct Masker {
+    matcher: Option<AhoCorasick>,
+}
+
+impl Masker {
+    /// A masker for these secret values.
+    pub fn new<I, S>(values: I) -> Masker
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut needles: Vec<String> = values
+            .into_iter()
+            .flat_map(|v| {
+                let v = v.as_ref();
+                let mut pieces = vec![v.to_string()];
+                pieces.extend(v.lines().map(|l| l.trim_end_matches('\r').to_string()));
+                pieces
+            })
+            .filter(|n| n.trim().len() >= MIN_LEN)
+            .collect();
+        needles.sort();
+        needles.dedup();
+        // Leftmost-longest: a whole multi-line value wins over its lines.
+        let matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&needles)
+            .ok()
+            .filter(|_| !needles.is_empty());
+        Masker { matcher }
+    }
+
+    /// The text with every secret replaced by `***`.
+    pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        match &self.matcher {
+            Some(matcher) if matcher.is_match(text) => {
+                Cow::Owned(matcher.replace_all(text, &vec![MASK; matcher.patterns_len()]))
+            }
+            _ => Cow::Borrowed(text),
+        }
+    }
+
+    /// True when there is nothing to mask.
+    pub fn is_empty(&self) -> bool {
+        self.matcher.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_and_multi_line_values_are_masked() {
+        let masker = Masker::new([
+            "s3cr3t-token",
+            "-----BEGIN KEY-----\nMIIEvQIBADAN\n-----END KEY-----",
+        ]);
+        assert_eq!(masker.mask("token=s3cr3t-token;"), "token=***;");
+        assert_eq!(
+            masker.mask("key:\n-----BEGIN KEY-----\nMIIEvQIBADAN\n-----END KEY-----\n"),
+            "key:\n***\n"
+        );
+        // A log read line by line still masks each line.
+        assert_eq!(masker.mask("got MIIEvQIBADAN here"), "got *** here");
+    }
+
+    #[test]
+    fn short_values_and_no_secrets_leave_text_alone() {
+        let masker = Masker::new(["ab", ""]);
+        assert!(masker.is_empty());
+        assert!(matches!(masker.mask("abc"), Cow::Borrowed(_)));
+        assert_eq!(Masker::default().mask("x"), "x");
+    }
+}
