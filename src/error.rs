@@ -23,6 +23,12 @@ pub enum Error {
     },
     #[error("{message}")]
     Usage { message: String },
+    #[error("pipeline `{pipeline}`, step `{step}`: cannot render the command: {message}")]
+    Template {
+        pipeline: String,
+        step: String,
+        message: String,
+    },
 }
 
 impl Error {

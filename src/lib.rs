@@ -6,6 +6,8 @@ pub mod dag;
 pub mod diagnostic;
 pub mod error;
 pub mod exec;
+pub mod plan;
+pub mod report;
 pub mod spec;
 pub mod suggest;
 pub mod template;

@@ -2,6 +2,8 @@
 //! results into exit codes. One file per subcommand.
 
 mod graph;
+mod run;
+mod runs;
 mod schema;
 mod validate;
 
@@ -17,7 +19,9 @@ use crate::spec::{self, Loaded, Source};
 /// Exit codes shared by every command (see README).
 pub mod exit {
     pub const SUCCESS: u8 = 0;
+    pub const STEP_FAILED: u8 = 1;
     pub const INVALID: u8 = 2;
+    pub const CANCELLED: u8 = 130;
 }
 
 #[derive(Debug, Parser)]
@@ -43,19 +47,23 @@ enum Command {
     Schema(schema::Args),
     /// Print a pipeline's step graph.
     Graph(graph::Args),
+    /// Run a pipeline's steps in parallel, in dependency order.
+    Run(run::Args),
+    /// Recorded runs: list, show, logs.
+    #[command(subcommand)]
+    Runs(runs::Command),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let root = || repo_root(cli.repo.as_deref());
     let result = match &cli.command {
-        Command::Validate(args) => {
-            repo_root(cli.repo.as_deref()).and_then(|root| validate::run(&root, args))
-        }
+        Command::Validate(args) => root().and_then(|root| validate::run(&root, args)),
         Command::Schema(args) => schema::run(args),
-        Command::Graph(args) => {
-            repo_root(cli.repo.as_deref()).and_then(|root| graph::run(&root, args))
-        }
+        Command::Graph(args) => root().and_then(|root| graph::run(&root, args)),
+        Command::Run(args) => root().and_then(|root| run::run(&root, args)),
+        Command::Runs(command) => root().and_then(|root| runs::run(&root, command)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,4 +1,8 @@
-//! Running steps: subprocesses, their output, and keeping secrets out of it.
+//! Running a plan: the scheduler, steps as process groups, the events they
+//! emit, the run record written from those events, and secret masking.
 
+pub mod events;
 pub mod mask;
 pub mod process;
+pub mod record;
+pub mod scheduler;

@@ -262,6 +262,26 @@ pub struct Stack {
     pub model_deployer: ModelDeployer,
     #[serde(default)]
     pub git: GitSettings,
+    /// Environment variables every step receives from runner's environment,
+    /// masked in every log (as a step's own `secrets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<EnvName>,
+}
+
+impl Stack {
+    /// The stack used when a repository defines none: everything local, nothing to install.
+    pub fn embedded_local() -> Stack {
+        Stack {
+            api_version: ApiVersion::V1,
+            kind: StackKind::Stack,
+            name: "local".to_string(),
+            orchestrator: Orchestrator::default(),
+            artifact_store: ArtifactStore::default(),
+            model_deployer: ModelDeployer::default(),
+            git: GitSettings::default(),
+            secrets: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -118,6 +118,9 @@ struct PipelineCheck<'a> {
     step_nodes: HashMap<&'a str, (&'a Node, &'a Node)>,
 }
 
+/// What a step's command template can read.
+const STEP_ROOTS: &[&str] = &["params", "outputs", "steps", "run", "git", "pipeline"];
+
 /// Below this many steps, threads cost more than they save.
 const PARALLEL_STEPS: usize = 512;
 
@@ -566,11 +569,13 @@ impl<'a> PipelineCheck<'a> {
                     )),
                 },
             },
-            ["params" | "outputs" | "steps" | "pipeline", ..] => None,
-            [root, ..] => Some(unknown_root(
-                root,
-                &["params", "outputs", "steps", "pipeline"],
+            ["run", "id"] | ["git", "sha" | "branch"] | ["pipeline"] => None,
+            ["run" | "git", ..] => Some((
+                format!("`{}` is not known", reference.path),
+                "templates can read `run.id`, `git.sha` and `git.branch`".to_string(),
             )),
+            ["params" | "outputs" | "steps", ..] => None,
+            [root, ..] => Some(unknown_root(root, STEP_ROOTS)),
             [] => None,
         };
         if let Some((message, help)) = problem {

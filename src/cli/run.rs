@@ -1,0 +1,132 @@
+//! `runner run`: plan, then execute the plan with a reporter and a recorder.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::exit;
+use crate::error::Error;
+use crate::exec::events::RunStatus;
+use crate::exec::mask::Masker;
+use crate::exec::record::Recorder;
+use crate::exec::scheduler::{self, ExecOptions};
+use crate::plan::{Plan, PlanOptions};
+use crate::report::{self, Format};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pipeline (optional when the repository has one).
+    pipeline: Option<String>,
+    /// Steps to run at once (default: the stack's parallelism, else the number of cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    jobs: Option<u32>,
+    /// Override a param: `-p alpha=0.5` (repeatable).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// The stack to run on (default: `local`, or the only stack, or the built-in local stack).
+    #[arg(long, value_name = "NAME")]
+    stack: Option<String>,
+    /// After a failure, keep running every step that does not depend on it.
+    #[arg(short = 'k', long)]
+    keep_going: bool,
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    format: Format,
+}
+
+pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
+    let (_, loaded) = super::load(root, None)?;
+    if !loaded.report.is_empty() {
+        super::print_problems(&loaded);
+        return Ok(exit::INVALID);
+    }
+    let options = PlanOptions {
+        params: args.params.clone(),
+        stack: args.stack.clone(),
+        jobs: args.jobs.map(|j| j as usize),
+    };
+    let plan = Arc::new(Plan::build(
+        &loaded,
+        root,
+        args.pipeline.as_deref(),
+        &options,
+    )?);
+    let masker = Arc::new(Masker::new(&plan.secret_values));
+    ignore_runner_dir(root);
+    let mut recorder = Recorder::create(&plan, masker.clone())?;
+    let mut reporter = report::reporter(args.format);
+    let exec_options = ExecOptions {
+        keep_going: args.keep_going,
+        ..ExecOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+    let status = runtime.block_on(async move {
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            let _ = cancel_tx.send(true);
+        });
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        let execution = tokio::spawn(scheduler::execute(
+            plan,
+            exec_options,
+            masker,
+            events_tx,
+            cancel_rx,
+        ));
+        let mut record_failed = false;
+        while let Some(event) = events_rx.recv().await {
+            if let Err(err) = recorder.event(&event)
+                && !record_failed
+            {
+                record_failed = true;
+                eprintln!("warning: the run record is incomplete: {err}");
+            }
+            reporter.event(&event);
+        }
+        match execution.await {
+            Ok(outcome) => outcome.status,
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
+    });
+    Ok(match status {
+        RunStatus::Succeeded => exit::SUCCESS,
+        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
+    })
+}
+
+/// Ctrl-C, or SIGTERM (what CI systems send on a cancelled job).
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `.runner/` is local state: keep it out of `git status` from the start.
+fn ignore_runner_dir(root: &Path) {
+    let ignore = root.join(".runner/.gitignore");
+    if !ignore.exists() {
+        let _ = std::fs::create_dir_all(root.join(".runner"));
+        let _ = std::fs::write(
+            ignore,
+            "# runner's local state: caches, run records, services\n*\n",
+        );
+    }
+}

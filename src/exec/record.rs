@@ -1,0 +1,282 @@
+//! Run records: `.runner/runs/<run-id>/run.json` and one log per step,
+//! written from the events as they happen, so a run that is killed half way
+//! still says what finished. Everything is masked before it is written.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::events::{Event, RunStatus, StepStatus};
+use super::mask::Masker;
+use crate::error::Error;
+use crate::plan::{GitInfo, Plan};
+
+/// Where run records live, relative to the repo root.
+pub const RUNS_DIR: &str = ".runner/runs";
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub pipeline: String,
+    pub stack: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    pub jobs: usize,
+    pub params: IndexMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitRecord>,
+    pub steps: Vec<StepRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GitRecord {
+    pub sha: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
+impl From<&GitInfo> for GitRecord {
+    fn from(git: &GitInfo) -> Self {
+        GitRecord {
+            sha: git.sha.clone(),
+            branch: git.branch.clone(),
+        }
+    }
+}
+
+/// One step of `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StepStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The step's log, relative to the run's directory.
+    pub log: String,
+}
+
+/// Writes a run's record as its events arrive.
+pub struct Recorder {
+    dir: PathBuf,
+    record: RunRecord,
+    index: HashMap<String, usize>,
+    logs: HashMap<String, BufWriter<File>>,
+    masker: Arc<Masker>,
+}
+
+impl Recorder {
+    /// Creates `.runner/runs/<id>/` and writes the initial `run.json`.
+    pub fn create(plan: &Plan, masker: Arc<Masker>) -> Result<Recorder, Error> {
+        let dir = plan.root.join(RUNS_DIR).join(&plan.run_id);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let record = RunRecord {
+            id: plan.run_id.clone(),
+            pipeline: plan.pipeline.clone(),
+            stack: plan.stack.clone(),
+            status: RunStatus::Running,
+            started_at: now(),
+            finished_at: None,
+            duration_ms: None,
+            jobs: plan.jobs,
+            params: plan.params.clone(),
+            git: plan.git.as_ref().map(GitRecord::from),
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| StepRecord {
+                    name: s.name.clone(),
+                    command: masker.mask(&s.command).into_owned(),
+                    status: None,
+                    exit_code: None,
+                    attempts: 0,
+                    started_at: None,
+                    duration_ms: None,
+                    reason: None,
+                    log: log_name(&s.name),
+                })
+                .collect(),
+        };
+        let index = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let recorder = Recorder {
+            dir,
+            record,
+            index,
+            logs: HashMap::new(),
+            masker,
+        };
+        recorder.save()?;
+        Ok(recorder)
+    }
+
+    /// The run's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Applies one event to the record and the logs.
+    pub fn event(&mut self, event: &Event) -> Result<(), Error> {
+        match event {
+            Event::StepStarted { step, attempt, .. } => {
+                if let Some(&i) = self.index.get(step) {
+                    let s = &mut self.record.steps[i];
+                    s.started_at.get_or_insert_with(now);
+                    s.attempts = *attempt;
+                }
+                let log = self.log(step)?;
+                let _ = writeln!(log, "--- attempt {attempt} ---");
+            }
+            Event::Output { step, line, .. } => {
+                let log = self.log(step)?;
+                let _ = writeln!(log, "{line}");
+            }
+            Event::StepRetrying { step, reason, .. } => {
+                let log = self.log(step)?;
+                let _ = writeln!(log, "--- {reason}; retrying ---");
+            }
+            Event::StepFinished {
+                step,
+                status,
+                exit_code,
+                attempts,
+                duration_ms,
+                reason,
+            } => {
+                if let Some(log) = self.logs.get_mut(step) {
+                    if let Some(reason) = reason {
+                        let _ = writeln!(log, "--- {reason} ---");
+                    }
+                    let _ = log.flush();
+                }
+                if let Some(&i) = self.index.get(step) {
+                    let s = &mut self.record.steps[i];
+                    s.status = Some(*status);
+                    s.exit_code = *exit_code;
+                    s.attempts = *attempts;
+                    s.duration_ms = Some(*duration_ms);
+                    s.reason = reason.clone();
+                }
+                self.save()?;
+            }
+            Event::StepSkipped { step, reason } => {
+                if let Some(&i) = self.index.get(step) {
+                    let s = &mut self.record.steps[i];
+                    s.status = Some(StepStatus::Skipped);
+                    s.reason = Some(reason.clone());
+                }
+            }
+            Event::RunFinished {
+                status,
+                duration_ms,
+                ..
+            } => {
+                for log in self.logs.values_mut() {
+                    let _ = log.flush();
+                }
+                self.record.status = *status;
+                self.record.finished_at = Some(now());
+                self.record.duration_ms = Some(*duration_ms);
+                self.save()?;
+            }
+            Event::RunStarted { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, step: &str) -> Result<&mut BufWriter<File>, Error> {
+        match self.logs.entry(step.to_string()) {
+            Entry::Occupied(log) => Ok(log.into_mut()),
+            Entry::Vacant(slot) => {
+                let path = self.dir.join(log_name(step));
+                let file = File::create(&path).map_err(|source| Error::Io { path, source })?;
+                Ok(slot.insert(BufWriter::new(file)))
+            }
+        }
+    }
+
+    /// Writes `run.json` atomically: a reader never sees half a file.
+    fn save(&self) -> Result<(), Error> {
+        let json = serde_json::to_string_pretty(&self.record).unwrap_or_default();
+        let text = self.masker.mask(&json);
+        let path = self.dir.join("run.json");
+        let tmp = self.dir.join("run.json.tmp");
+        std::fs::write(&tmp, text.as_bytes())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| Error::Io { path, source })
+    }
+}
+
+fn log_name(step: &str) -> String {
+    format!("{step}.log")
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Every recorded run of the repository, newest first.
+pub fn list_runs(root: &Path) -> Result<Vec<RunRecord>, Error> {
+    let dir = root.join(RUNS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::Io { path: dir, source }),
+    };
+    let mut runs: Vec<RunRecord> = entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("run.json")).ok())
+        .filter_map(|text| serde_json::from_str(&text).ok())
+        .collect();
+    runs.sort_by(|a, b| b.id.cmp(&a.id));
+    Ok(runs)
+}
+
+/// The run `id`: a full id, a unique prefix of one, or `last`.
+pub fn find_run(root: &Path, id: &str) -> Result<RunRecord, Error> {
+    let runs = list_runs(root)?;
+    if id == "last" || id == "latest" {
+        return runs
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::usage("no runs recorded yet: start one with `runner run`"));
+    }
+    let mut matches: Vec<RunRecord> = runs.into_iter().filter(|r| r.id.starts_with(id)).collect();
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => Err(Error::usage(format!(
+            "no run `{id}`; `runner runs list` shows them"
+        ))),
+        n => Err(Error::usage(format!(
+            "`{id}` matches {n} runs; give more of the id"
+        ))),
+    }
+}

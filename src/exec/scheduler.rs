@@ -1,0 +1,316 @@
+//! The scheduler: starts every step whose dependencies succeeded, up to
+//! `jobs` at a time, and reports everything as events.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::events::{Event, RunStatus, StepStatus};
+use super::mask::Masker;
+use super::process::{self, Exit, ProcessSpec};
+use crate::plan::Plan;
+
+/// How failures and stops are handled.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// After a failure, go on with every step that does not depend on it.
+    pub keep_going: bool,
+    /// Between SIGTERM and SIGKILL when a step is stopped.
+    pub grace: Duration,
+    /// First delay before a retry; doubled for each further attempt.
+    pub backoff: Duration,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            keep_going: false,
+            grace: Duration::from_secs(5),
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The end state of every step, in plan order, and of the run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: RunStatus,
+    pub steps: Vec<StepStatus>,
+}
+
+struct Finished {
+    index: usize,
+    status: StepStatus,
+}
+
+/// Runs the plan. Setting `cancel` stops running steps (their whole process
+/// groups) and starts no new ones.
+pub async fn execute(
+    plan: Arc<Plan>,
+    options: ExecOptions,
+    masker: Arc<Masker>,
+    events: mpsc::UnboundedSender<Event>,
+    cancel: watch::Receiver<bool>,
+) -> Outcome {
+    let started = Instant::now();
+    let n = plan.steps.len();
+    let _ = events.send(Event::RunStarted {
+        run_id: plan.run_id.clone(),
+        pipeline: plan.pipeline.clone(),
+        stack: plan.stack.clone(),
+        jobs: plan.jobs,
+        steps: n,
+    });
+    let mut waiting_on: Vec<usize> = plan.steps.iter().map(|s| s.upstream.len()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, step) in plan.steps.iter().enumerate() {
+        for &up in &step.upstream {
+            dependents[up].push(i);
+        }
+    }
+    let mut status: Vec<Option<StepStatus>> = vec![None; n];
+    let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting_on[i] == 0).collect();
+    let mut running: JoinSet<Finished> = JoinSet::new();
+    let mut first_failure: Option<usize> = None;
+    let mut cancelled = *cancel.borrow();
+    let mut watch_cancel = cancel.clone();
+
+    loop {
+        let stop_new = cancelled || (first_failure.is_some() && !options.keep_going);
+        while !stop_new && running.len() < plan.jobs {
+            let Some(index) = ready.pop_front() else {
+                break;
+            };
+            let (plan, masker, events, cancel, options) = (
+                plan.clone(),
+                masker.clone(),
+                events.clone(),
+                cancel.clone(),
+                options.clone(),
+            );
+            running.spawn(async move {
+                let status = run_step(&plan, index, &options, &masker, &events, cancel).await;
+                Finished { index, status }
+            });
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next() => {
+                let Some(joined) = joined else { continue };
+                let finished = match joined {
+                    Ok(finished) => finished,
+                    // A step task panicked: a bug, but never a silent one.
+                    Err(err) => std::panic::resume_unwind(err.into_panic()),
+                };
+                let i = finished.index;
+                status[i] = Some(finished.status);
+                match finished.status {
+                    StepStatus::Succeeded => {
+                        for &d in &dependents[i] {
+                            waiting_on[d] -= 1;
+                            if waiting_on[d] == 0 && status[d].is_none() {
+                                ready.push_back(d);
+                            }
+                        }
+                    }
+                    StepStatus::Cancelled => cancelled = true,
+                    _ => {
+                        first_failure.get_or_insert(i);
+                        if options.keep_going {
+                            skip_dependents(&plan, i, &dependents, &mut status, &events);
+                        }
+                    }
+                }
+            }
+            _ = watch_cancel.wait_for(|stop| *stop), if !cancelled => cancelled = true,
+        }
+    }
+
+    for (i, slot) in status.iter_mut().enumerate() {
+        if slot.is_none() {
+            let reason = match first_failure {
+                _ if cancelled => "the run was cancelled".to_string(),
+                Some(f) => format!("not started after `{}` failed", plan.steps[f].name),
+                None => "not started".to_string(),
+            };
+            *slot = Some(StepStatus::Skipped);
+            let _ = events.send(Event::StepSkipped {
+                step: plan.steps[i].name.clone(),
+                reason,
+            });
+        }
+    }
+    let steps: Vec<StepStatus> = status
+        .into_iter()
+        .map(|s| s.unwrap_or(StepStatus::Skipped))
+        .collect();
+    let run_status = if cancelled {
+        RunStatus::Cancelled
+    } else if steps.iter().any(|s| s.is_failure()) {
+        RunStatus::Failed
+    } else {
+        RunStatus::Succeeded
+    };
+    let count = |wanted: &dyn Fn(&StepStatus) -> bool| steps.iter().filter(|s| wanted(s)).count();
+    let _ = events.send(Event::RunFinished {
+        run_id: plan.run_id.clone(),
+        status: run_status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        succeeded: count(&|s| *s == StepStatus::Succeeded),
+        failed: count(&|s| s.is_failure()),
+        skipped: count(&|s| matches!(s, StepStatus::Skipped | StepStatus::Cancelled)),
+    });
+    Outcome {
+        status: run_status,
+        steps,
+    }
+}
+
+/// Marks every step downstream of `failed` as skipped (for `--keep-going`).
+fn skip_dependents(
+    plan: &Plan,
+    failed: usize,
+    dependents: &[Vec<usize>],
+    status: &mut [Option<StepStatus>],
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let mut stack = dependents[failed].clone();
+    while let Some(d) = stack.pop() {
+        if status[d].is_some() {
+            continue;
+        }
+        status[d] = Some(StepStatus::Skipped);
+        let _ = events.send(Event::StepSkipped {
+            step: plan.steps[d].name.clone(),
+            reason: format!("depends on `{}`, which failed", plan.steps[failed].name),
+        });
+        stack.extend(&dependents[d]);
+    }
+}
+
+/// Runs one step with its retries; returns how it ended.
+async fn run_step(
+    plan: &Plan,
+    index: usize,
+    options: &ExecOptions,
+    masker: &Arc<Masker>,
+    events: &mpsc::UnboundedSender<Event>,
+    mut cancel: watch::Receiver<bool>,
+) -> StepStatus {
+    let step = &plan.steps[index];
+    let started = Instant::now();
+    let attempts = step.retries + 1;
+    let spec = ProcessSpec {
+        argv: step.argv.clone(),
+        cwd: step.cwd.clone(),
+        env: step.env.clone(),
+        timeout: step.timeout,
+        grace: options.grace,
+    };
+    let finish = |status, exit_code, attempts, reason: Option<String>| {
+        let _ = events.send(Event::StepFinished {
+            step: step.name.clone(),
+            status,
+            exit_code,
+            attempts,
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason: reason.map(|r| masker.mask(&r).into_owned()),
+        });
+        status
+    };
+    let mut attempt = 1;
+    loop {
+        let _ = events.send(Event::StepStarted {
+            step: step.name.clone(),
+            attempt,
+            command: masker.mask(&step.command).into_owned(),
+        });
+        for (_, path) in &step.outputs {
+            if let Some(parent) = plan.root.join(path).parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+        }
+        let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<(process::Stream, String)>();
+        let forward = {
+            let (events, name) = (events.clone(), step.name.clone());
+            let masker = Arc::clone(masker);
+            tokio::spawn(async move {
+                while let Some((stream, line)) = lines_rx.recv().await {
+                    let line = masker.mask(&line).into_owned();
+                    let _ = events.send(Event::Output {
+                        step: name.clone(),
+                        stream,
+                        line,
+                    });
+                }
+            })
+        };
+        let result = process::run(&spec, lines_tx, cancel.clone()).await;
+        let _ = forward.await;
+        let (status, exit_code, reason) = match result {
+            Err(err) => (
+                StepStatus::Failed,
+                None,
+                Some(format!(
+                    "cannot start `{}`: {err}",
+                    spec.argv.first().map_or("", String::as_str)
+                )),
+            ),
+            Ok(Exit::Cancelled) => return finish(StepStatus::Cancelled, None, attempt, None),
+            Ok(Exit::TimedOut) => (
+                StepStatus::TimedOut,
+                None,
+                Some(format!(
+                    "timed out after {}; its process group was stopped",
+                    humantime::format_duration(step.timeout.unwrap_or_default())
+                )),
+            ),
+            Ok(Exit::Signal(signal)) => (
+                StepStatus::Failed,
+                None,
+                Some(format!("killed by signal {signal}")),
+            ),
+            Ok(Exit::Code(0)) => match missing_output(plan, index) {
+                None => return finish(StepStatus::Succeeded, Some(0), attempt, None),
+                Some(missing) => (StepStatus::Failed, Some(0), Some(missing)),
+            },
+            Ok(Exit::Code(code)) => (
+                StepStatus::Failed,
+                Some(code),
+                Some(format!("exited with code {code}")),
+            ),
+        };
+        if attempt >= attempts {
+            return finish(status, exit_code, attempt, reason);
+        }
+        let delay = options
+            .backoff
+            .saturating_mul(1 << (attempt - 1).min(16))
+            .min(Duration::from_secs(60));
+        let _ = events.send(Event::StepRetrying {
+            step: step.name.clone(),
+            attempt: attempt + 1,
+            delay_ms: delay.as_millis() as u64,
+            reason: reason.unwrap_or_default(),
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = cancel.wait_for(|stop| *stop) => return finish(StepStatus::Cancelled, None, attempt, None),
+        }
+        attempt += 1;
+    }
+}
+
+/// "declared output `model` (build/model.json) was not written", when one is missing.
+fn missing_output(plan: &Plan, index: usize) -> Option<String> {
+    let step = &plan.steps[index];
+    step.outputs
+        .iter()
+        .find(|(_, path)| !plan.root.join(path).exists())
+        .map(|(name, path)| format!("declared output `{name}` ({path}) was not written"))
+}

@@ -1,0 +1,410 @@
+//! The Plan: everything a run will execute, with every command rendered,
+//! built from validated specs before anything starts. A template that reads
+//! an undefined value or a secret that is not set fails here, not half way
+//! through a run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use indexmap::IndexMap;
+use minijinja::value::Serde;
+use minijinja::{Value, context};
+
+use crate::error::Error;
+use crate::spec::types::{Command, Stack};
+use crate::spec::{Document, Loaded, Pipeline};
+use crate::suggest::did_you_mean;
+use crate::template::{Escape, Templates, shell_quote};
+
+/// One step, ready to run.
+pub struct PlannedStep {
+    pub name: String,
+    /// The command as a person reads it (shell text, or quoted argv).
+    pub command: String,
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    /// Added to runner's environment: declared `env`, `RUNNER_*`, secrets.
+    pub env: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    /// Declared outputs: name and repo-relative path; each must exist after success.
+    pub outputs: Vec<(String, String)>,
+    /// Indexes (into `Plan::steps`) of the steps that must succeed first.
+    pub upstream: Vec<usize>,
+}
+
+/// The commit a run starts from.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GitInfo {
+    pub sha: String,
+    pub branch: Option<String>,
+}
+
+/// What `runner run` will do.
+pub struct Plan {
+    pub run_id: String,
+    pub pipeline: String,
+    pub root: PathBuf,
+    pub stack: String,
+    pub jobs: usize,
+    pub params: IndexMap<String, serde_json::Value>,
+    pub git: Option<GitInfo>,
+    pub steps: Vec<PlannedStep>,
+    /// Values of every secret the steps receive, to mask them everywhere.
+    pub secret_values: Vec<String>,
+}
+
+/// Choices from the command line.
+#[derive(Debug, Default)]
+pub struct PlanOptions {
+    /// `-p NAME=VALUE`, in order; later ones win.
+    pub params: Vec<String>,
+    pub stack: Option<String>,
+    pub jobs: Option<usize>,
+}
+
+impl Plan {
+    /// Plans a run of `pipeline` (or the only one). `loaded` must be valid.
+    pub fn build(
+        loaded: &Loaded,
+        root: &Path,
+        pipeline: Option<&str>,
+        options: &PlanOptions,
+    ) -> Result<Plan, Error> {
+        let (doc, dag) = loaded.pipeline(pipeline)?;
+        let dag =
+            dag.ok_or_else(|| Error::usage(format!("pipeline `{}` is not valid", doc.spec.name)))?;
+        let stack = choose_stack(loaded, options.stack.as_deref())?;
+        let params = merge_params(doc, &options.params)?;
+        let jobs = options
+            .jobs
+            .or(stack.orchestrator.parallelism.map(|n| n as usize))
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let run_id = new_run_id();
+        let git = git_info(root);
+        let spec = &doc.spec;
+
+        let templates = Templates::new();
+        let params_value = Value::from(Serde(&params));
+        let git_value = git
+            .as_ref()
+            .map_or(Value::from(()), |g| Value::from(Serde(g)));
+        let run_value = context! { id => run_id.clone() };
+        let outputs_of = |base: &str| -> Value {
+            let steps: IndexMap<&str, Value> = spec
+                .steps
+                .iter()
+                .map(|(name, step)| {
+                    let outputs: IndexMap<&str, String> = step
+                        .outputs
+                        .iter()
+                        .map(|(k, p)| (k.as_str(), relative_to(base, p)))
+                        .collect();
+                    (
+                        name.as_str(),
+                        context! { outputs => Value::from(Serde(outputs)) },
+                    )
+                })
+                .collect();
+            Value::from(Serde(&steps))
+        };
+        let root_outputs = outputs_of("");
+        let index: IndexMap<&str, usize> = spec
+            .steps
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+
+        let mut secret_names: Vec<(&str, &str)> = stack
+            .secrets
+            .iter()
+            .map(|s| ("stack", s.0.as_str()))
+            .collect();
+        let mut secret_values = Vec::new();
+        let mut steps = Vec::with_capacity(spec.steps.len());
+        for (name, step) in &spec.steps {
+            let workdir = step
+                .workdir
+                .as_deref()
+                .map(normalize_dir)
+                .unwrap_or_default();
+            let steps_value = if workdir.is_empty() {
+                root_outputs.clone()
+            } else {
+                outputs_of(&workdir)
+            };
+            let own: IndexMap<&str, String> = step
+                .outputs
+                .iter()
+                .map(|(k, p)| (k.as_str(), relative_to(&workdir, p)))
+                .collect();
+            let ctx = context! {
+                params => params_value.clone(),
+                outputs => Value::from(Serde(own)),
+                steps => steps_value,
+                run => run_value.clone(),
+                git => git_value.clone(),
+                pipeline => spec.name.clone(),
+            };
+            let render = |text: &str, escape| {
+                templates
+                    .render(text, escape, &ctx)
+                    .map_err(|e| Error::Template {
+                        pipeline: spec.name.clone(),
+                        step: name.clone(),
+                        message: e.message,
+                    })
+            };
+            let (argv, command) = match &step.run {
+                Command::Shell(text) => {
+                    let rendered = render(text, Escape::Shell)?;
+                    (
+                        vec!["sh".to_string(), "-c".to_string(), rendered.clone()],
+                        rendered,
+                    )
+                }
+                Command::Argv(parts) => {
+                    let argv = parts
+                        .iter()
+                        .map(|p| render(p, Escape::Verbatim))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let command = argv
+                        .iter()
+                        .map(|a| shell_quote(a))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    (argv, command)
+                }
+            };
+            let mut env: Vec<(String, String)> = step
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect();
+            env.push(("RUNNER_RUN_ID".into(), run_id.clone()));
+            env.push(("RUNNER_PIPELINE".into(), spec.name.clone()));
+            env.push(("RUNNER_STEP".into(), name.clone()));
+            secret_names.extend(step.secrets.iter().map(|s| (name.as_str(), s.0.as_str())));
+            for secret in stack.secrets.iter().chain(&step.secrets) {
+                if let Ok(value) = std::env::var(&secret.0) {
+                    env.push((secret.0.clone(), value.clone()));
+                    secret_values.push(value);
+                }
+            }
+            let upstream = dag
+                .upstream(name)
+                .into_iter()
+                .filter_map(|(up, _)| index.get(up).copied())
+                .collect();
+            steps.push(PlannedStep {
+                name: name.clone(),
+                command,
+                argv,
+                cwd: root.join(&workdir),
+                env,
+                timeout: step
+                    .timeout
+                    .as_deref()
+                    .and_then(|t| humantime::parse_duration(t).ok()),
+                retries: step.retries,
+                outputs: step
+                    .outputs
+                    .iter()
+                    .map(|(k, p)| (k.clone(), p.clone()))
+                    .collect(),
+                upstream,
+            });
+        }
+        let missing: Vec<String> = secret_names
+            .iter()
+            .filter(|(_, secret)| std::env::var_os(secret).is_none())
+            .map(|(owner, secret)| format!("`{secret}` ({owner})"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::usage(format!(
+                "secret {} not set in the environment; export it (in CI, map it from the secret store) or remove it from `secrets`",
+                missing.join(", ")
+            )));
+        }
+        secret_values.sort();
+        secret_values.dedup();
+        Ok(Plan {
+            run_id,
+            pipeline: spec.name.clone(),
+            root: root.to_path_buf(),
+            stack: stack.name.clone(),
+            jobs,
+            params,
+            git,
+            steps,
+            secret_values,
+        })
+    }
+}
+
+/// `--stack NAME`; else a stack called `local`, else the only one, else the
+/// built-in local stack (nothing to install).
+fn choose_stack<'a>(
+    loaded: &'a Loaded,
+    name: Option<&str>,
+) -> Result<std::borrow::Cow<'a, Stack>, Error> {
+    let stacks = &loaded.specs.stacks;
+    let found = match name {
+        Some(name) => Some(stacks.iter().find(|s| s.spec.name == name).ok_or_else(|| {
+            let names: Vec<&str> = stacks.iter().map(|s| s.spec.name.as_str()).collect();
+            let hint = match did_you_mean(name, names.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None if names.is_empty() => "there are no stacks under stacks/".to_string(),
+                None => format!("stacks: {}", names.join(", ")),
+            };
+            Error::usage(format!("no stack named `{name}`; {hint}"))
+        })?),
+        None => stacks
+            .iter()
+            .find(|s| s.spec.name == "local")
+            .or(if stacks.len() == 1 {
+                stacks.first()
+            } else {
+                None
+            }),
+    };
+    Ok(match found {
+        Some(doc) => std::borrow::Cow::Borrowed(&doc.spec),
+        None => std::borrow::Cow::Owned(Stack::embedded_local()),
+    })
+}
+
+/// The pipeline's params with `-p NAME=VALUE` overrides; a value reads as a
+/// number or boolean when it looks like one (`-p alpha=0.5`).
+fn merge_params(
+    doc: &Document<Pipeline>,
+    overrides: &[String],
+) -> Result<IndexMap<String, serde_json::Value>, Error> {
+    let mut params = doc.spec.params.clone();
+    for item in overrides {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| Error::usage(format!("-p {item}: write -p NAME=VALUE")))?;
+        let Some(slot) = params.get_mut(key) else {
+            let hint = match did_you_mean(key, doc.spec.params.keys().map(String::as_str)) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!("declare it under `params:` in {}", doc.file),
+            };
+            return Err(Error::usage(format!(
+                "-p {key}: pipeline `{}` has no param `{key}`; {hint}",
+                doc.spec.name
+            )));
+        };
+        *slot = parse_scalar(value);
+    }
+    Ok(params)
+}
+
+fn parse_scalar(text: &str) -> serde_json::Value {
+    if let Ok(i) = text.parse::<i64>() {
+        return i.into();
+    }
+    if let Ok(f) = text.parse::<f64>()
+        && f.is_finite()
+    {
+        return f.into();
+    }
+    match text {
+        "true" => true.into(),
+        "false" => false.into(),
+        _ => text.into(),
+    }
+}
+
+/// `path` (repo-relative) as seen from the repo-relative directory `base`.
+fn relative_to(base: &str, path: &str) -> String {
+    if base.is_empty() {
+        return path.to_string();
+    }
+    let mut base_parts: Vec<&str> = base.split('/').collect();
+    let mut path_parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    while !base_parts.is_empty() && !path_parts.is_empty() && base_parts[0] == path_parts[0] {
+        base_parts.remove(0);
+        path_parts.remove(0);
+    }
+    let mut out: Vec<&str> = vec![".."; base_parts.len()];
+    out.extend(path_parts);
+    out.join("/")
+}
+
+fn normalize_dir(dir: &str) -> String {
+    crate::spec::paths::normalize(dir)
+        .ok()
+        .filter(|d| d != ".")
+        .unwrap_or_default()
+}
+
+/// A run id that sorts by time: `20261125T223512.123Z-3f9a`.
+pub fn new_run_id() -> String {
+    let now = SystemTime::now();
+    let stamp: String = humantime::format_rfc3339_millis(now)
+        .to_string()
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    let nanos = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{stamp}-{salt:04x}")
+}
+
+/// The checked-out commit and branch, when `root` is in a git work tree with commits.
+pub fn git_info(root: &Path) -> Option<GitInfo> {
+    let repo = git2::Repository::discover(root).ok()?;
+    let head = repo.head().ok()?;
+    let sha = head.peel_to_commit().ok()?.id().to_string();
+    let branch = head
+        .is_branch()
+        .then(|| head.shorthand().ok().map(str::to_string))
+        .flatten();
+    Some(GitInfo { sha, branch })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_relative_to_the_working_directory() {
+        assert_eq!(relative_to("", "build/model.json"), "build/model.json");
+        assert_eq!(
+            relative_to("src", "build/model.json"),
+            "../build/model.json"
+        );
+        assert_eq!(
+            relative_to("build/sub", "build/model.json"),
+            "../model.json"
+        );
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let a = new_run_id();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = new_run_id();
+        assert!(a < b, "{a} !< {b}");
+        assert_eq!(a.len(), "20261125T223512.123Z-3f9a".len(), "{a}");
+    }
+
+    #[test]
+    fn overrides_read_numbers_and_booleans() {
+        assert_eq!(parse_scalar("0.5"), serde_json::json!(0.5));
+        assert_eq!(parse_scalar("3"), serde_json::json!(3));
+        assert_eq!(parse_scalar("true"), serde_json::json!(true));
+        assert_eq!(
+            parse_scalar("x; rm -rf ~"),
+            serde_json::json!("x; rm -rf ~")
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! Reporters: turn executor events into what a person or a machine reads.
+//! The executor never prints; choosing a reporter is choosing a view.
+
+mod json;
+mod plain;
+mod tty;
+
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+
+use crate::exec::events::Event;
+
+pub use json::JsonReporter;
+pub use plain::PlainReporter;
+pub use tty::TtyReporter;
+
+/// Consumes the events of one run.
+pub trait Reporter: Send {
+    fn event(&mut self, event: &Event);
+}
+
+/// The CI system runner is running under, for log folding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ci {
+    None,
+    GitHub,
+    GitLab,
+}
+
+impl Ci {
+    /// From the variables GitHub Actions and GitLab CI set.
+    pub fn detect() -> Ci {
+        if std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true") {
+            Ci::GitHub
+        } else if std::env::var_os("GITLAB_CI").is_some_and(|v| v == "true") {
+            Ci::GitLab
+        } else {
+            Ci::None
+        }
+    }
+}
+
+/// `--format` of commands that run steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `tty` on a terminal, else `plain` (folded per step on GitHub and GitLab).
+    Auto,
+    Tty,
+    Plain,
+    Json,
+}
+
+/// The reporter for a format; `auto` looks at stderr and the CI variables.
+pub fn reporter(format: Format) -> Box<dyn Reporter> {
+    let ci = Ci::detect();
+    match format {
+        Format::Json => Box::new(JsonReporter),
+        Format::Tty => Box::new(TtyReporter::new()),
+        Format::Plain => Box::new(PlainReporter::new(ci)),
+        Format::Auto if ci == Ci::None && std::io::stderr().is_terminal() => {
+            Box::new(TtyReporter::new())
+        }
+        Format::Auto => Box::new(PlainReporter::new(ci)),
+    }
+}
+
+/// "1.23s", "2m 5s": short durations for status lines.
+pub fn seconds(ms: u64) -> String {
+    if ms < 60_000 {
+        format!("{:.2}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m {}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// The last lines a step printed, to show when it fails.
+#[derive(Debug, Default)]
+pub struct Tail {
+    lines: VecDeque<String>,
+}
+
+impl Tail {
+    pub const LINES: usize = 20;
+
+    pub fn push(&mut self, line: &str) {
+        if self.lines.len() == Self::LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line.to_string());
+    }
+
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.lines.iter().map(String::as_str)
+    }
+}

@@ -1,0 +1,171 @@
+//! Plain lines for logs that are not a terminal. Live output is prefixed with
+//! the step name; under GitHub Actions and GitLab CI each step's output is
+//! held back and printed as one collapsible group when the step ends, so
+//! parallel steps never interleave inside a group.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{Ci, Reporter, Tail, seconds};
+use crate::exec::events::{Event, RunStatus, StepStatus};
+
+pub struct PlainReporter {
+    ci: Ci,
+    held: HashMap<String, Vec<String>>,
+    tails: HashMap<String, Tail>,
+}
+
+impl PlainReporter {
+    pub fn new(ci: Ci) -> PlainReporter {
+        PlainReporter {
+            ci,
+            held: HashMap::new(),
+            tails: HashMap::new(),
+        }
+    }
+
+    fn print(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
+    }
+}
+
+/// A label right-aligned to a column, as cargo and nextest print status.
+fn status(label: &str, rest: &str) -> String {
+    format!("{label:>9} {rest}")
+}
+
+impl Reporter for PlainReporter {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted {
+                run_id,
+                pipeline,
+                stack,
+                jobs,
+                steps,
+            } => self.print(&status(
+                "RUN",
+                &format!(
+                    "{pipeline}: {steps} steps, {jobs} at a time, stack {stack} (run {run_id})"
+                ),
+            )),
+            Event::StepStarted {
+                step,
+                attempt,
+                command,
+            } => {
+                let attempt = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                self.print(&status("START", &format!("{step}{attempt}: {command}")));
+            }
+            Event::Output { step, line, .. } => {
+                if self.ci == Ci::None {
+                    self.print(&format!("[{step}] {line}"));
+                } else {
+                    self.held
+                        .entry(step.clone())
+                        .or_default()
+                        .push(line.clone());
+                }
+                self.tails.entry(step.clone()).or_default().push(line);
+            }
+            Event::StepRetrying {
+                step,
+                attempt,
+                delay_ms,
+                reason,
+            } => self.print(&status(
+                "RETRY",
+                &format!(
+                    "{step}: {reason}; attempt {attempt} in {}",
+                    seconds(*delay_ms)
+                ),
+            )),
+            Event::StepFinished {
+                step,
+                status: outcome,
+                duration_ms,
+                reason,
+                ..
+            } => {
+                let label = match outcome {
+                    StepStatus::Succeeded => "OK",
+                    StepStatus::Failed => "FAIL",
+                    StepStatus::TimedOut => "TIMEOUT",
+                    StepStatus::Cancelled => "CANCEL",
+                    StepStatus::Skipped => "SKIP",
+                };
+                let mut line = format!("{step} ({})", seconds(*duration_ms));
+                if let Some(reason) = reason {
+                    line.push_str(&format!(": {reason}"));
+                }
+                let held = self.held.remove(step).unwrap_or_default();
+                match self.ci {
+                    Ci::None => self.print(&status(label, &line)),
+                    Ci::GitHub => {
+                        self.print(&format!("::group::{} {line}", label.to_lowercase()));
+                        held.iter().for_each(|l| self.print(l));
+                        self.print("::endgroup::");
+                        if outcome.is_failure() {
+                            let why = reason
+                                .as_deref()
+                                .unwrap_or("failed")
+                                .replace('%', "%25")
+                                .replace('\n', "%0A");
+                            self.print(&format!(
+                                "::error title=step {step} {}::{why}",
+                                outcome.as_str()
+                            ));
+                        }
+                    }
+                    Ci::GitLab => {
+                        let now = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        let collapsed = !outcome.is_failure();
+                        self.print(&format!(
+                            "\x1b[0Ksection_start:{now}:step_{step}[collapsed={collapsed}]\r\x1b[0K{} {line}",
+                            label.to_lowercase()
+                        ));
+                        held.iter().for_each(|l| self.print(l));
+                        self.print(&format!("\x1b[0Ksection_end:{now}:step_{step}\r\x1b[0K"));
+                    }
+                }
+                if outcome.is_failure() && self.ci == Ci::None {
+                    // Live output was already shown; nothing more to repeat.
+                    self.tails.remove(step);
+                }
+            }
+            Event::StepSkipped { step, reason } => {
+                self.print(&status("SKIP", &format!("{step}: {reason}")))
+            }
+            Event::RunFinished {
+                run_id,
+                status: outcome,
+                duration_ms,
+                succeeded,
+                failed,
+                skipped,
+            } => {
+                let word = match outcome {
+                    RunStatus::Succeeded => "SUCCEEDED",
+                    RunStatus::Failed => "FAILED",
+                    RunStatus::Cancelled => "CANCELLED",
+                    RunStatus::Running => "RUNNING",
+                };
+                self.print(&status(
+                    word,
+                    &format!(
+                        "in {}: {succeeded} succeeded, {failed} failed, {skipped} skipped; `runner runs show {run_id}`",
+                        seconds(*duration_ms)
+                    ),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The terminal view: one spinner line per running step showing its latest
+//! output, a status line per finished step, and the tail of a failed step's
+//! output, so the screen stays short however many steps run.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{Reporter, Tail, seconds};
+use crate::exec::events::{Event, RunStatus, StepStatus};
+
+pub struct TtyReporter {
+    bars: MultiProgress,
+    running: HashMap<String, ProgressBar>,
+    tails: HashMap<String, Tail>,
+    style: ProgressStyle,
+}
+
+impl TtyReporter {
+    pub fn new() -> TtyReporter {
+        TtyReporter {
+            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            running: HashMap::new(),
+            tails: HashMap::new(),
+            style: ProgressStyle::with_template(
+                "{spinner:.cyan} {prefix:.bold} {elapsed:>4} {wide_msg:.dim}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        }
+    }
+
+    fn line(&self, text: String) {
+        let _ = self.bars.println(text);
+    }
+}
+
+impl Default for TtyReporter {
+    fn default() -> Self {
+        TtyReporter::new()
+    }
+}
+
+impl Reporter for TtyReporter {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted {
+                pipeline,
+                steps,
+                jobs,
+                stack,
+                ..
+            } => {
+                self.line(format!(
+                    "\x1b[1m{pipeline}\x1b[0m: {steps} steps, {jobs} at a time, stack {stack}"
+                ));
+            }
+            Event::StepStarted { step, attempt, .. } => {
+                let bar = self.running.remove(step).unwrap_or_else(|| {
+                    let bar = self.bars.add(ProgressBar::new_spinner());
+                    bar.set_style(self.style.clone());
+                    bar.set_prefix(step.clone());
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                    bar
+                });
+                if *attempt > 1 {
+                    bar.set_message(format!("attempt {attempt}"));
+                }
+                self.running.insert(step.clone(), bar);
+            }
+            Event::Output { step, line, .. } => {
+                if let Some(bar) = self.running.get(step) {
+                    bar.set_message(line.clone());
+                }
+                self.tails.entry(step.clone()).or_default().push(line);
+            }
+            Event::StepRetrying {
+                step,
+                reason,
+                delay_ms,
+                ..
+            } => {
+                if let Some(bar) = self.running.get(step) {
+                    bar.set_message(format!("{reason}; retrying in {}", seconds(*delay_ms)));
+                }
+            }
+            Event::StepFinished {
+                step,
+                status,
+                duration_ms,
+                reason,
+                ..
+            } => {
+                if let Some(bar) = self.running.remove(step) {
+                    bar.finish_and_clear();
+                    self.bars.remove(&bar);
+                }
+                let (mark, color) = match status {
+                    StepStatus::Succeeded => ("✓", "32"),
+                    StepStatus::Cancelled | StepStatus::Skipped => ("-", "33"),
+                    StepStatus::Failed | StepStatus::TimedOut => ("✗", "31"),
+                };
+                let mut text = format!(
+                    "\x1b[{color}m{mark}\x1b[0m {step} \x1b[2m{}\x1b[0m",
+                    seconds(*duration_ms)
+                );
+                if let Some(reason) = reason {
+                    text.push_str(&format!(": {reason}"));
+                }
+                self.line(text);
+                let tail = self.tails.remove(step);
+                if status.is_failure()
+                    && let Some(tail) = tail
+                {
+                    for l in tail.lines() {
+                        self.line(format!("  \x1b[2m│\x1b[0m {l}"));
+                    }
+                }
+            }
+            Event::StepSkipped { step, reason } => {
+                self.line(format!("\x1b[33m-\x1b[0m {step}: {reason}"))
+            }
+            Event::RunFinished {
+                run_id,
+                status,
+                duration_ms,
+                succeeded,
+                failed,
+                skipped,
+            } => {
+                let word = match status {
+                    RunStatus::Succeeded => "\x1b[32msucceeded\x1b[0m",
+                    RunStatus::Failed => "\x1b[31mfailed\x1b[0m",
+                    RunStatus::Cancelled => "\x1b[33mcancelled\x1b[0m",
+                    RunStatus::Running => "running",
+                };
+                self.line(format!(
+                    "{word} in {}: {succeeded} succeeded, {failed} failed, {skipped} skipped (run {run_id})",
+                    seconds(*duration_ms)
+                ));
+            }
+        }
+    }
+}
