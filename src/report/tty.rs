@@ -30,8 +30,14 @@ impl TtyReporter {
         }
     }
 
+    /// A line above the spinners (or plainly, when stderr is not a terminal
+    /// and indicatif draws nothing).
     fn line(&self, text: String) {
-        let _ = self.bars.println(text);
+        if self.bars.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            let _ = self.bars.println(text);
+        }
     }
 }
 

@@ -1,0 +1,448 @@
+//! `runner run` and `runner runs`: real subprocesses, real signals, real files.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn runner(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A repo with one pipeline file holding `steps` (YAML, indented by 2).
+fn repo(steps: &str) -> tempfile::TempDir {
+    repo_with("", steps)
+}
+
+fn repo_with(params: &str, steps: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/p.yaml"),
+        format!("apiVersion: runner/v1\nkind: Pipeline\nname: p\n{params}steps:\n{steps}"),
+    )
+    .unwrap();
+    dir
+}
+
+fn run_json(dir: &Path) -> serde_json::Value {
+    let runs = dir.join(".runner/runs");
+    let mut ids: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    ids.sort();
+    let last = ids.last().unwrap();
+    serde_json::from_str(&std::fs::read_to_string(last.join("run.json")).unwrap()).unwrap()
+}
+
+fn step_status(run: &serde_json::Value, step: &str) -> String {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == step)
+        .and_then(|s| s["status"].as_str())
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// Running, not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+fn sleepers(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("  s{i}:\n    run: sleep 0.5\n"))
+        .collect()
+}
+
+#[test]
+fn independent_steps_run_in_parallel_up_to_jobs() {
+    let dir = repo(&sleepers(20));
+    let start = Instant::now();
+    let out = runner(dir.path(), &["run", "-j", "4", "--format", "plain"]);
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        took < Duration::from_millis(3200),
+        "20 x 0.5 s at -j 4 took {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(2500),
+        "-j 4 ran more than 4 at once: {took:?}"
+    );
+
+    let dir = repo(&sleepers(4));
+    let start = Instant::now();
+    let out = runner(dir.path(), &["run", "-j", "1", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        start.elapsed() >= Duration::from_millis(2000),
+        "-j 1 overlapped steps"
+    );
+}
+
+#[test]
+fn dependencies_run_in_order_and_outputs_flow_through_templates() {
+    let dir = repo(
+        "  train:\n    run: cat {{ steps.prepare.outputs.data }} > {{ outputs.model }}\n    outputs: {model: build/model.txt}\n  prepare:\n    run: [sh, -c, 'echo \"$0\" > build/data.txt', '{{ params.word }}']\n    outputs: {data: build/data.txt}\n"
+            .replace("{{ params.word }}", "hello; rm -rf ~")
+            .as_str(),
+    );
+    let out = runner(dir.path(), &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("build/model.txt")).unwrap(),
+        "hello; rm -rf ~\n"
+    );
+}
+
+#[test]
+fn params_are_shell_quoted_and_overridable() {
+    let dir = repo_with(
+        "params: {word: plain, n: 1}\n",
+        "  echo:\n    run: printf '%s|' {{ params.word }} {{ params.n }} > out.txt\n",
+    );
+    let out = runner(
+        dir.path(),
+        &[
+            "run",
+            "-p",
+            "word=x; touch pwned",
+            "-p",
+            "n=2.5",
+            "--format",
+            "plain",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "x; touch pwned|2.5|"
+    );
+    assert!(
+        !dir.path().join("pwned").exists(),
+        "a param injected a command"
+    );
+
+    let out = runner(dir.path(), &["run", "-p", "wrod=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("pipeline `p` has no param `wrod`; did you mean `word`?"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_timeout_kills_the_step_and_its_grandchildren() {
+    let dir = repo("  slow:\n    run: sleep 30 & echo $! > pid; wait\n    timeout: 500ms\n");
+    let start = Instant::now();
+    let out = runner(dir.path(), &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let pid: i32 = std::fs::read_to_string(dir.path().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(pid), "grandchild {pid} outlived the timeout");
+    let run = run_json(dir.path());
+    assert_eq!(step_status(&run, "slow"), "timed_out");
+    assert!(
+        text(&out).contains("timed out after 500ms"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn sigint_stops_every_step_and_exits_130() {
+    let dir = repo(
+        "  a:\n    run: sleep 30 & echo $! > a.pid; sleep 30\n  b:\n    run: trap '' TERM; echo $$ > b.pid; while true; do sleep 0.1; done\n  later:\n    run: touch later-ran\n    needs: [a]\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("-C")
+        .arg(dir.path())
+        .args(["run", "--format", "plain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(dir.path().join("a.pid").exists() && dir.path().join("b.pid").exists()) {
+        assert!(Instant::now() < deadline, "steps never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let read_pid = |name: &str| -> i32 {
+        std::fs::read_to_string(dir.path().join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (a, b) = (read_pid("a.pid"), read_pid("b.pid"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(!alive(a) && !alive(b), "a step process survived SIGINT");
+    assert!(!dir.path().join("later-ran").exists());
+    let run = run_json(dir.path());
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(step_status(&run, "later"), "skipped");
+}
+
+#[test]
+fn secrets_never_reach_the_terminal_logs_or_record() {
+    let dir = repo(
+        "  leak:\n    run: echo \"token $TOKEN\"; printf '%s\\n' \"$KEY\"; echo \"$TOKEN\" >&2\n    secrets: [TOKEN, KEY]\n",
+    );
+    let key = "-----BEGIN KEY-----\nline-one-of-key\nline-two-of-key\n-----END KEY-----";
+    for format in ["plain", "json", "tty"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .arg("-C")
+            .arg(dir.path())
+            .args(["run", "--format", format])
+            .env("TOKEN", "s3cr3t-t0ken")
+            .env("KEY", key)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let all = text(&out);
+        // The terminal view shows output only for failed steps.
+        assert!(format == "tty" || all.contains("***"), "{format}: {all}");
+        for secret in ["s3cr3t-t0ken", "line-one-of-key", "line-two-of-key"] {
+            assert!(
+                !all.contains(secret),
+                "{format} output shows {secret}: {all}"
+            );
+        }
+    }
+    for entry in walk(&dir.path().join(".runner/runs")) {
+        let content = std::fs::read_to_string(&entry).unwrap();
+        for secret in ["s3cr3t-t0ken", "line-one-of-key", "line-two-of-key"] {
+            assert!(
+                !content.contains(secret),
+                "{} holds {secret}",
+                entry.display()
+            );
+        }
+    }
+    let out = runner(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("secret `TOKEN` (leak), `KEY` (leak) not set"),
+        "{}",
+        text(&out)
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+const FAILING: &str = "  a:\n    run: exit 1\n  b:\n    run: echo b\n    needs: [a]\n  d:\n    run: sleep 0.3\n  c:\n    run: touch c-ran\n    needs: [d]\n";
+
+#[test]
+fn a_failure_stops_new_steps_unless_keep_going() {
+    let dir = repo(FAILING);
+    let out = runner(dir.path(), &["run", "-j", "2", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run = run_json(dir.path());
+    assert_eq!(step_status(&run, "a"), "failed");
+    assert_eq!(step_status(&run, "d"), "succeeded", "running steps finish");
+    assert_eq!(
+        step_status(&run, "c"),
+        "skipped",
+        "no new step starts after a failure"
+    );
+    assert_eq!(step_status(&run, "b"), "skipped");
+
+    let dir = repo(FAILING);
+    let out = runner(
+        dir.path(),
+        &["run", "-j", "2", "--keep-going", "--format", "plain"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run = run_json(dir.path());
+    assert_eq!(step_status(&run, "c"), "succeeded");
+    assert_eq!(step_status(&run, "b"), "skipped");
+    assert!(
+        text(&out).contains("b: depends on `a`, which failed"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn retries_rerun_a_failed_step_and_missing_outputs_fail_it() {
+    let dir = repo(
+        "  flaky:\n    run: if [ -f tried ]; then echo ok; else touch tried; exit 7; fi\n    retries: 2\n  liar:\n    run: echo done\n    outputs: {model: build/model.json}\n",
+    );
+    let out = runner(dir.path(), &["run", "--keep-going", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run = run_json(dir.path());
+    let flaky = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "flaky")
+        .unwrap();
+    assert_eq!(flaky["status"], "succeeded");
+    assert_eq!(flaky["attempts"], 2);
+    assert_eq!(step_status(&run, "liar"), "failed");
+    assert!(
+        text(&out).contains("declared output `model` (build/model.json) was not written"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn json_events_and_ci_folding() {
+    let dir = repo("  hello:\n    run: echo hi there\n");
+    let out = runner(dir.path(), &["run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "run_started",
+            "step_started",
+            "output",
+            "step_finished",
+            "run_finished"
+        ]
+    );
+    assert_eq!(events[2]["line"], "hi there");
+    assert_eq!(events[2]["stream"], "stdout");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("-C")
+        .arg(dir.path())
+        .args(["run"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(
+        log.contains("::group::ok hello (") && log.contains("hi there\n::endgroup::"),
+        "{log}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("-C")
+        .arg(dir.path())
+        .args(["run"])
+        .env("GITLAB_CI", "true")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(
+        log.contains(":step_hello[collapsed=true]\r\x1b[0Kok hello"),
+        "{log}"
+    );
+    assert!(log.contains("section_end:"), "{log}");
+}
+
+#[test]
+fn runs_are_listed_shown_and_their_logs_read() {
+    let dir = repo("  hello:\n    run: echo hi from hello\n  bye:\n    run: echo bye; exit 4\n");
+    runner(dir.path(), &["run", "--keep-going", "--format", "plain"]);
+    let out = runner(dir.path(), &["runs", "list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains(" p ") && l.contains("failed")),
+        "{listing}"
+    );
+    let id = listing
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+
+    let show = String::from_utf8_lossy(&runner(dir.path(), &["runs", "show", &id[..12]]).stdout)
+        .into_owned();
+    assert!(show.contains("bye") && show.contains("exit 4"), "{show}");
+    let logs =
+        String::from_utf8_lossy(&runner(dir.path(), &["runs", "logs", "last", "hello"]).stdout)
+            .into_owned();
+    assert!(logs.contains("hi from hello"), "{logs}");
+    let out = runner(dir.path(), &["runs", "show", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn invalid_specs_and_bad_templates_run_nothing() {
+    let dir = repo("  a:\n    run: touch ran; {{ params.x }}\n");
+    let out = runner(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join("ran").exists());
+    assert!(
+        text(&out).contains("param `x` is not declared"),
+        "{}",
+        text(&out)
+    );
+
+    let dir = repo_with(
+        "params: {n: 3}\n",
+        "  a:\n    run: touch ran; echo {{ params.n.deep }}\n",
+    );
+    let out = runner(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!dir.path().join("ran").exists());
+    assert!(
+        text(&out).contains("step `a`: cannot render the command"),
+        "{}",
+        text(&out)
+    );
+}
