@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Ci, Reporter, Tail, seconds};
+use super::{Ci, Reporter, seconds};
 use crate::exec::events::{Event, RunStatus, StepStatus};
 
 pub struct PlainReporter {
     ci: Ci,
+    /// Output held back until its step ends (CI folding only).
     held: HashMap<String, Vec<String>>,
-    tails: HashMap<String, Tail>,
 }
 
 impl PlainReporter {
@@ -21,7 +21,6 @@ impl PlainReporter {
         PlainReporter {
             ci,
             held: HashMap::new(),
-            tails: HashMap::new(),
         }
     }
 
@@ -72,7 +71,6 @@ impl Reporter for PlainReporter {
                         .or_default()
                         .push(line.clone());
                 }
-                self.tails.entry(step.clone()).or_default().push(line);
             }
             Event::StepRetrying {
                 step,
@@ -135,10 +133,6 @@ impl Reporter for PlainReporter {
                         held.iter().for_each(|l| self.print(l));
                         self.print(&format!("\x1b[0Ksection_end:{now}:step_{step}\r\x1b[0K"));
                     }
-                }
-                if outcome.is_failure() && self.ci == Ci::None {
-                    // Live output was already shown; nothing more to repeat.
-                    self.tails.remove(step);
                 }
             }
             Event::StepSkipped { step, reason } => {
