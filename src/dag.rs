@@ -182,11 +182,12 @@ impl Dag {
             .map(String::len)
             .max()
             .unwrap_or(0);
+        let count = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         let mut out = format!(
-            "{title}: {} steps, {} edges, {} stages\n",
-            self.len(),
-            self.edge_count(),
-            layers.len()
+            "{title}: {}, {}, {}\n",
+            count(self.len(), "step"),
+            count(self.edge_count(), "edge"),
+            count(layers.len(), "stage")
         );
         for (i, layer) in layers.iter().enumerate() {
             let _ = writeln!(out, "  stage {}:", i + 1);
@@ -225,18 +226,19 @@ impl Dag {
         out
     }
 
-    /// Mermaid, which GitHub and GitLab render inside Markdown.
+    /// Mermaid, which GitHub and GitLab render inside Markdown. Nodes get
+    /// neutral ids (`s0["train"]`): a step called `end` would end the chart.
     pub fn render_mermaid(&self) -> String {
         let mut out = String::from("flowchart LR\n");
         for node in self.graph.node_indices() {
-            let _ = writeln!(out, "  {}", self.graph[node]);
+            let _ = writeln!(out, "  s{}[\"{}\"]", node.index(), self.graph[node]);
         }
         for edge in self.graph.edge_references() {
             let _ = writeln!(
                 out,
-                "  {} --> {}",
-                self.graph[edge.source()],
-                self.graph[edge.target()]
+                "  s{} --> s{}",
+                edge.source().index(),
+                edge.target().index()
             );
         }
         out
@@ -297,7 +299,10 @@ mod tests {
             "{dot}"
         );
         let mermaid = dag.render_mermaid();
-        assert!(mermaid.contains("  train --> evaluate"), "{mermaid}");
+        assert!(
+            mermaid.contains("  s2[\"train\"]") && mermaid.contains("  s2 --> s3"),
+            "{mermaid}"
+        );
         let text = dag.render_text("p");
         assert!(text.contains("evaluate  <- clean, train"), "{text}");
     }

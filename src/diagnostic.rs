@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde::Serialize;
@@ -10,18 +11,15 @@ use serde::Serialize;
 use crate::spec::yaml::Span;
 
 /// One problem in one file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Diagnostic {
     /// Path relative to the repo root, with `/` separators.
     pub file: String,
-    #[serde(skip)]
     pub span: Option<Span>,
     pub message: String,
     /// A label under the caret, saying what is wrong right there.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// What to do about it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
 }
 
@@ -61,7 +59,7 @@ impl Diagnostic {
 #[derive(Debug, Default)]
 pub struct Report {
     pub diagnostics: Vec<Diagnostic>,
-    sources: BTreeMap<String, String>,
+    sources: BTreeMap<String, Arc<str>>,
 }
 
 impl Report {
@@ -70,8 +68,8 @@ impl Report {
     }
 
     /// Keeps a file's text so its diagnostics can show the offending line.
-    pub fn add_source(&mut self, file: &str, text: &str) {
-        self.sources.insert(file.to_string(), text.to_string());
+    pub fn add_source(&mut self, file: &str, text: Arc<str>) {
+        self.sources.insert(file.to_string(), text);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,7 +107,11 @@ impl Report {
                 out.push('\n');
                 continue;
             };
-            let mut annotation = AnnotationKind::Primary.span(byte_range(text, span));
+            // Only the offending line goes to the renderer: handing it the
+            // whole file for each of thousands of problems is quadratic.
+            let (line_start, line) = line_at(text, span.offset);
+            let mut annotation =
+                AnnotationKind::Primary.span(underline(line, span.offset - line_start, span.len));
             if let Some(label) = &diagnostic.label {
                 annotation = annotation.label(label.as_str());
             }
@@ -117,9 +119,9 @@ impl Report {
                 Level::ERROR
                     .primary_title(diagnostic.message.as_str())
                     .element(
-                        Snippet::source(text.as_str())
+                        Snippet::source(line)
                             .path(diagnostic.file.as_str())
-                            .fold(true)
+                            .line_start(span.line)
                             .annotation(annotation),
                     ),
             ];
@@ -182,44 +184,42 @@ impl Report {
     }
 }
 
-/// The bytes a diagnostic underlines: the node's own span when the parser gave
-/// one, else the rest of the word at its line and column.
-fn byte_range(text: &str, span: Span) -> std::ops::Range<usize> {
-    let start = if span.len > 0 || span.offset > 0 {
-        span.offset
-    } else {
-        offset_of(text, span.line, span.column)
-    };
-    let start = start.min(text.len());
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let end = if span.len > 0 {
-        (start + span.len).min(line_end)
-    } else {
-        text[start..line_end]
-            .find(char::is_whitespace)
-            .map_or(line_end, |i| start + i)
-    };
-    let end = if end <= start {
-        (start + 1).min(text.len())
-    } else {
-        end
-    };
-    start..end
+/// The line holding byte `offset`: its start and its text (no newline).
+fn line_at(text: &str, offset: usize) -> (usize, &str) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    (start, &text[start..end])
 }
 
-/// Byte offset of a 1-based line and character column.
-pub fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let mut offset = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == line {
-            return offset
-                + l.char_indices()
-                    .nth(column.saturating_sub(1))
-                    .map_or(l.len(), |(b, _)| b);
-        }
-        offset += l.len();
+/// The bytes of `line` to underline: `len` bytes from `at` (cut at the end of
+/// the line), or the word at `at` when the span has no length. Always at
+/// least one whole character, never inside one.
+fn underline(line: &str, at: usize, len: usize) -> std::ops::Range<usize> {
+    let mut start = at.min(line.len());
+    while !line.is_char_boundary(start) {
+        start -= 1;
     }
-    text.len()
+    let mut end = if len > 0 {
+        (start + len).min(line.len())
+    } else {
+        line[start..]
+            .find(char::is_whitespace)
+            .map_or(line.len(), |i| start + i)
+    };
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end <= start {
+        end = line[start..]
+            .chars()
+            .next()
+            .map_or(start, |c| start + c.len_utf8());
+    }
+    start..end
 }
 
 /// Escaping rules of GitHub workflow commands (as in @actions/core).
@@ -239,15 +239,18 @@ mod tests {
 
     fn sample() -> Report {
         let mut report = Report::default();
-        report.add_source("pipelines/p.yaml", "steps:\n  train:\n    nedds: [x]\n");
+        report.add_source(
+            "pipelines/p.yaml",
+            Arc::from("steps:\n  train:\n    nedds: [x]\n"),
+        );
         report.push(
             Diagnostic::new(
                 "pipelines/p.yaml",
                 Some(Span {
                     line: 3,
                     column: 5,
-                    offset: 0,
-                    len: 0,
+                    offset: 20,
+                    len: 5,
                 }),
                 "unknown field `nedds` in `steps.train`",
             )
@@ -279,9 +282,23 @@ mod tests {
     }
 
     #[test]
-    fn offsets_count_characters_not_bytes() {
-        let text = "a: é\nbb: x\n";
-        assert_eq!(offset_of(text, 2, 5), text.find('x').unwrap());
-        assert_eq!(offset_of(text, 1, 4), 3);
+    fn underlines_never_split_a_character() {
+        // A no-break space (2 bytes) at the error position.
+        assert_eq!(underline("\u{a0}apiVersion: x", 0, 0), 0..2);
+        assert_eq!(underline("a: é", 3, 1), 3..5);
+        assert_eq!(line_at("a\nbb: x\nc", 4), (2, "bb: x"));
+        let mut report = Report::default();
+        report.add_source("p.yaml", Arc::from("\u{3000}x: [\n"));
+        report.push(Diagnostic::new(
+            "p.yaml",
+            Some(Span {
+                line: 1,
+                column: 1,
+                offset: 0,
+                len: 0,
+            }),
+            "bad",
+        ));
+        assert!(report.render_text(false).contains("p.yaml:1:1"));
     }
 }

@@ -12,7 +12,7 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} is not inside a git repository ({source}); run `git init` there or pass -C with a repository", path.display())]
+    #[error("{} is not inside a git repository ({}); run `git init` there or pass -C with a repository", path.display(), source.message())]
     NotAGitRepo { path: PathBuf, source: git2::Error },
     #[error("`{rev}` does not name a commit ({}); try a branch, a tag or a sha, and `git fetch` if it is remote", source.message())]
     UnknownRev { rev: String, source: git2::Error },

@@ -13,7 +13,7 @@ use minijinja::{Value, context};
 use crate::error::Error;
 use crate::spec::types::{Command, Stack};
 use crate::spec::{Document, Loaded, Pipeline};
-use crate::suggest::did_you_mean;
+use crate::suggest::hint;
 use crate::template::{Escape, Templates, shell_quote};
 
 /// One step, ready to run.
@@ -254,12 +254,12 @@ fn choose_stack<'a>(
     let found = match name {
         Some(name) => Some(stacks.iter().find(|s| s.spec.name == name).ok_or_else(|| {
             let names: Vec<&str> = stacks.iter().map(|s| s.spec.name.as_str()).collect();
-            let hint = match did_you_mean(name, names.iter().copied()) {
-                Some(close) => format!("did you mean `{close}`?"),
-                None if names.is_empty() => "there are no stacks under stacks/".to_string(),
-                None => format!("stacks: {}", names.join(", ")),
-            };
-            Error::usage(format!("no stack named `{name}`; {hint}"))
+            let help = hint(
+                name,
+                names.iter().copied(),
+                "there are no stacks under stacks/",
+            );
+            Error::usage(format!("no stack named `{name}`; {help}"))
         })?),
         None => stacks
             .iter()
@@ -288,12 +288,10 @@ fn merge_params(
             .split_once('=')
             .ok_or_else(|| Error::usage(format!("-p {item}: write -p NAME=VALUE")))?;
         let Some(slot) = params.get_mut(key) else {
-            let hint = match did_you_mean(key, doc.spec.params.keys().map(String::as_str)) {
-                Some(close) => format!("did you mean `{close}`?"),
-                None => format!("declare it under `params:` in {}", doc.file),
-            };
+            let none = format!("declare it under `params:` in {}", doc.file);
+            let help = hint(key, doc.spec.params.keys().map(String::as_str), &none);
             return Err(Error::usage(format!(
-                "-p {key}: pipeline `{}` has no param `{key}`; {hint}",
+                "-p {key}: pipeline `{}` has no param `{key}`; {help}",
                 doc.spec.name
             )));
         };

@@ -32,7 +32,7 @@ pub mod exit {
     long_about = None,
 )]
 struct Cli {
-    /// Run as if started in DIR (default: the git work tree around the current directory).
+    /// Use DIR as the repository root (default: the git work tree around the current directory).
     #[arg(short = 'C', long = "repo", value_name = "DIR", global = true)]
     repo: Option<PathBuf>,
     #[command(subcommand)]

@@ -6,6 +6,7 @@ use clap::{Subcommand, ValueEnum};
 
 use super::exit;
 use crate::error::Error;
+use crate::exec::events::StepStatus;
 use crate::exec::record::{self, RUNS_DIR, RunRecord};
 use crate::report::seconds;
 
@@ -90,8 +91,10 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
                         }
                         print!("{text}");
                     }
+                    // No file: the step printed nothing, or never ran.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        if step.is_some() {
+                        let ran = s.status.is_some_and(|st| st != StepStatus::Skipped);
+                        if step.is_some() && !ran {
                             eprintln!("step `{}` did not run, so it has no log", s.name);
                         }
                     }

@@ -34,9 +34,10 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             let specs = &loaded.specs;
             let steps: usize = specs.pipelines.iter().map(|p| p.spec.steps.len()).sum();
             println!(
-                "valid: {} pipeline{} ({steps} steps), {} stack{}, {} deployment{} in {}",
+                "valid: {} pipeline{} ({steps} step{}), {} stack{}, {} deployment{} in {}",
                 specs.pipelines.len(),
                 plural(specs.pipelines.len()),
+                plural(steps),
                 specs.stacks.len(),
                 plural(specs.stacks.len()),
                 specs.deployments.len(),

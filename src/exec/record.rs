@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,13 @@ pub struct Recorder {
     index: HashMap<String, usize>,
     logs: HashMap<String, BufWriter<File>>,
     masker: Arc<Masker>,
+    /// When `run.json` was last written: it is rewritten at most once per
+    /// `SAVE_EVERY` while steps finish (rewriting it for each of thousands
+    /// of steps would cost more than the steps), and always at the end.
+    saved_at: Instant,
 }
+
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 impl Recorder {
     /// Creates `.runner/runs/<id>/` and writes the initial `run.json`.
@@ -127,12 +133,13 @@ impl Recorder {
             .enumerate()
             .map(|(i, s)| (s.name.clone(), i))
             .collect();
-        let recorder = Recorder {
+        let mut recorder = Recorder {
             dir,
             record,
             index,
             logs: HashMap::new(),
             masker,
+            saved_at: Instant::now(),
         };
         recorder.save()?;
         Ok(recorder)
@@ -152,8 +159,12 @@ impl Recorder {
                     s.started_at.get_or_insert_with(now);
                     s.attempts = *attempt;
                 }
-                let log = self.log(step)?;
-                let _ = writeln!(log, "--- attempt {attempt} ---");
+                // A log is created by the first line written to it: a step
+                // that prints nothing costs no file.
+                if *attempt > 1 {
+                    let log = self.log(step)?;
+                    let _ = writeln!(log, "--- attempt {attempt} ---");
+                }
             }
             Event::Output { step, line, .. } => {
                 let log = self.log(step)?;
@@ -185,7 +196,9 @@ impl Recorder {
                     s.duration_ms = Some(*duration_ms);
                     s.reason = reason.clone();
                 }
-                self.save()?;
+                if self.saved_at.elapsed() >= SAVE_EVERY {
+                    self.save()?;
+                }
             }
             Event::StepSkipped { step, reason } => {
                 if let Some(&i) = self.index.get(step) {
@@ -224,7 +237,8 @@ impl Recorder {
     }
 
     /// Writes `run.json` atomically: a reader never sees half a file.
-    fn save(&self) -> Result<(), Error> {
+    fn save(&mut self) -> Result<(), Error> {
+        self.saved_at = Instant::now();
         let json = serde_json::to_string_pretty(&self.record).unwrap_or_default();
         let text = self.masker.mask(&json);
         let path = self.dir.join("run.json");

@@ -56,22 +56,33 @@ pub struct Specs {
 /// Reads and parses every spec file of `source`. Problems in files go into
 /// the report; only failures to read the source at all are errors.
 pub fn load(source: &Source, report: &mut Report) -> Result<Specs, Error> {
+    let dirs = [PIPELINES_DIR, STACKS_DIR, DEPLOYMENTS_DIR];
+    if !dirs.iter().any(|dir| source.has_dir(dir)) {
+        return Err(Error::usage(format!(
+            "no pipelines/, stacks/ or deployments/ in {}; run runner from the repository root or pass -C DIR",
+            source.describe()
+        )));
+    }
     let mut specs = Specs::default();
-    for dir in [PIPELINES_DIR, STACKS_DIR, DEPLOYMENTS_DIR] {
+    for dir in dirs {
         for file in source.yaml_files(dir)? {
-            let text = match source.read(&file)? {
-                Some(FileText::Text(text)) => text,
-                Some(FileText::NotUtf8) => {
-                    report.push(
-                        Diagnostic::new(&file, None, "file is not valid UTF-8")
-                            .with_help("save it as UTF-8 text"),
-                    );
+            let problem = match source.read(&file) {
+                Ok(FileText::Text(text)) => {
+                    let text: Arc<str> = Arc::from(text);
+                    report.add_source(&file, text.clone());
+                    load_file(&file, text, dir, &mut specs, report);
                     continue;
                 }
-                None => continue,
+                Ok(FileText::NotUtf8) => Diagnostic::new(&file, None, "file is not valid UTF-8")
+                    .with_help("save it as UTF-8 text"),
+                Ok(FileText::Symlink) => Diagnostic::new(&file, None, "file is a symbolic link")
+                    .with_help("specs read from a commit are not followed through links: commit the file itself"),
+                Err(Error::Io { source, .. }) => Diagnostic::new(&file, None, format!("cannot read the file: {source}"))
+                    .with_help("make it a readable YAML file, or rename it so it does not end in .yaml"),
+                Err(err) => Diagnostic::new(&file, None, format!("cannot read the file: {err}"))
+                    .with_help("make it a readable YAML file, or rename it so it does not end in .yaml"),
             };
-            report.add_source(&file, &text);
-            load_file(&file, Arc::from(text), dir, &mut specs, report);
+            report.push(problem);
         }
     }
     Ok(specs)
@@ -212,12 +223,13 @@ fn push_typed<T: DeserializeOwned>(
 ) {
     let mut json = node.to_json();
     let problems = schema::check(kind, &node, &json);
-    // Unknown fields alone do not stop the semantic checks: drop them and go
-    // on, so one pass reports a typo'd key and a wrong reference together.
-    let recoverable = problems.iter().all(|p| p.unknown_field.is_some());
+    // Problems whose field can be dropped (an unknown field, an optional
+    // value of the wrong type) do not stop the semantic checks: drop them
+    // and go on, so one pass reports a typo'd key and a wrong reference.
+    let recoverable = problems.iter().all(|p| p.removable.is_some());
     let recovered = !problems.is_empty();
     for problem in problems {
-        if let Some(path) = &problem.unknown_field {
+        if let Some(path) = &problem.removable {
             remove_path(&mut json, path);
         }
         let mut diagnostic = Diagnostic::new(file, Some(problem.span), problem.message);

@@ -16,7 +16,7 @@ pub use types::{Deployment, Pipeline, Stack, Step};
 use crate::dag::Dag;
 use crate::diagnostic::Report;
 use crate::error::Error;
-use crate::suggest::did_you_mean;
+use crate::suggest::hint;
 
 /// Everything read from one snapshot of a repository, with every problem
 /// found in it.
@@ -55,11 +55,8 @@ impl Loaded {
                 .iter()
                 .position(|d| d.spec.name == name)
                 .ok_or_else(|| {
-                    let hint = match did_you_mean(name, names()) {
-                        Some(close) => format!("did you mean `{close}`?"),
-                        None => format!("pipelines: {}", names().collect::<Vec<_>>().join(", ")),
-                    };
-                    Error::usage(format!("no pipeline named `{name}`; {hint}"))
+                    let help = hint(name, names(), "there are no pipelines under pipelines/");
+                    Error::usage(format!("no pipeline named `{name}`; {help}"))
                 })?,
             None => match self.specs.pipelines.len() {
                 0 => {

@@ -7,6 +7,9 @@ pub enum PathProblem {
     Empty,
     Absolute,
     EscapesRepo,
+    /// A URL, `~`, `$VAR` or `{{ }}`: something a shell or a tool would
+    /// expand, which runner reads literally.
+    NotARepoPath,
 }
 
 impl PathProblem {
@@ -15,6 +18,9 @@ impl PathProblem {
             PathProblem::Empty => "is empty",
             PathProblem::Absolute => "is absolute",
             PathProblem::EscapesRepo => "escapes the repository with `..`",
+            PathProblem::NotARepoPath => {
+                "is not a repository path (URLs, `~`, `$VARIABLES` and templates are not expanded here)"
+            }
         }
     }
 }
@@ -24,7 +30,15 @@ pub fn normalize(path: &str) -> Result<String, PathProblem> {
     if path.trim().is_empty() {
         return Err(PathProblem::Empty);
     }
-    if path.starts_with('/') || path.starts_with('\\') || path.chars().nth(1) == Some(':') {
+    if path.contains("://") || path.starts_with('~') || path.contains('$') || path.contains("{{") {
+        return Err(PathProblem::NotARepoPath);
+    }
+    let bytes = path.as_bytes();
+    let drive = bytes.len() >= 2
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes.get(2), None | Some(b'/' | b'\\'));
+    if path.starts_with('/') || path.starts_with('\\') || drive {
         return Err(PathProblem::Absolute);
     }
     let mut parts: Vec<&str> = Vec::new();
@@ -43,11 +57,6 @@ pub fn normalize(path: &str) -> Result<String, PathProblem> {
         return Ok(".".to_string());
     }
     Ok(parts.join("/"))
-}
-
-/// True when the two normalised paths are the same or one contains the other.
-pub fn overlaps(a: &str, b: &str) -> bool {
-    a == b || a == "." || b == "." || is_inside(a, b) || is_inside(b, a)
 }
 
 /// True when `inner` is strictly inside directory `outer`.
@@ -73,9 +82,23 @@ mod tests {
     }
 
     #[test]
-    fn overlap_is_by_component() {
-        assert!(overlaps("build/data", "build/data/x.csv"));
-        assert!(overlaps("build/x", "build/x"));
-        assert!(!overlaps("build/data", "build/data2"));
+    fn containment_is_by_component() {
+        assert!(is_inside("build/data/x.csv", "build/data"));
+        assert!(!is_inside("build/data", "build/data"));
+        assert!(!is_inside("build/data2", "build/data"));
+    }
+
+    #[test]
+    fn things_a_shell_would_expand_are_not_paths() {
+        for path in [
+            "s3://bucket/x",
+            "~/data.csv",
+            "$DATA/x",
+            "build/{{ params.x }}.csv",
+        ] {
+            assert_eq!(normalize(path), Err(PathProblem::NotARepoPath), "{path}");
+        }
+        assert_eq!(normalize("C:/data"), Err(PathProblem::Absolute));
+        assert_eq!(normalize("a:b").unwrap(), "a:b");
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::types::{Deployment, Pipeline, Stack};
 use super::yaml::{Node, Span};
-use crate::suggest::did_you_mean;
+use crate::suggest::{did_you_mean, synonym};
 
 /// The kinds of document runner reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,7 +37,7 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL
             .into_iter()
-            .find(|k| k.name() == s || k.name().eq_ignore_ascii_case(s))
+            .find(|k| k.name().eq_ignore_ascii_case(s))
     }
 
     /// The schema, as a JSON value; `runner schema` prints it.
@@ -51,21 +51,24 @@ impl Kind {
         schema.to_value()
     }
 
-    fn validator(self) -> &'static Validator {
-        static VALIDATORS: OnceLock<Vec<Validator>> = OnceLock::new();
-        let validators = VALIDATORS.get_or_init(|| {
+    /// The schema and its compiled validator, built once per process.
+    fn compiled(self) -> &'static (Value, Validator) {
+        static COMPILED: OnceLock<Vec<(Value, Validator)>> = OnceLock::new();
+        let compiled = COMPILED.get_or_init(|| {
             Kind::ALL
                 .iter()
                 .map(|kind| {
+                    let schema = kind.schema();
                     // The schema is generated from our own types: failing to
                     // compile it is a bug in runner, caught by the unit tests.
-                    jsonschema::draft7::new(&kind.schema()).unwrap_or_else(|e| {
+                    let validator = jsonschema::draft7::new(&schema).unwrap_or_else(|e| {
                         panic!("schema of {} does not compile: {e}", kind.name())
-                    })
+                    });
+                    (schema, validator)
                 })
                 .collect()
         });
-        &validators[self as usize]
+        &compiled[self as usize]
     }
 }
 
@@ -82,22 +85,22 @@ pub struct SchemaProblem {
     pub message: String,
     pub label: Option<String>,
     pub help: Option<String>,
-    /// For an unknown field: its path. Such a field means nothing, so the
-    /// document can still be checked further without it.
-    pub unknown_field: Option<Vec<String>>,
+    /// A path whose removal leaves the rest of the document checkable: an
+    /// unknown field, or an optional value of the wrong type. The semantic
+    /// checks then still run, so one pass reports both kinds of problem.
+    pub removable: Option<Vec<String>>,
 }
 
 /// Checks a document against its kind's schema and returns every problem,
 /// each placed on the YAML node it concerns.
 pub fn check(kind: Kind, doc: &Node, json: &Value) -> Vec<SchemaProblem> {
-    let validator = kind.validator();
+    let (schema, validator) = kind.compiled();
     if validator.is_valid(json) {
         return Vec::new();
     }
-    let schema = kind.schema();
     let mut problems = Vec::new();
     for error in validator.iter_errors(json) {
-        describe(&schema, doc, &error, &mut problems);
+        describe(schema, doc, &error, &mut problems);
     }
     problems.dedup();
     problems
@@ -115,12 +118,13 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
     let segments: Vec<&str> = path.iter().map(String::as_str).collect();
     let node = doc.locate(&segments, false);
     let here = display_path(&segments);
+    let removable = removable_path(&segments);
     let problem = |span: Span, message: String| SchemaProblem {
         span,
         message,
         label: None,
         help: None,
-        unknown_field: None,
+        removable: removable.clone(),
     };
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
@@ -131,14 +135,16 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
                 let key = doc.locate(&at, true);
                 let mut p = problem(key.span, format!("unknown field `{field}` in {here}"));
                 p.label = Some("unknown field".to_string());
-                p.unknown_field = Some(at.iter().map(|s| s.to_string()).collect());
-                p.help = Some(
-                    match did_you_mean(field, known.iter().map(String::as_str)) {
+                p.removable = Some(at.iter().map(|s| s.to_string()).collect());
+                let synonym = synonym(field).filter(|s| known.iter().any(|k| k == s));
+                p.help = Some(match synonym {
+                    Some(ours) => format!("runner calls this `{ours}`"),
+                    None => match did_you_mean(field, known.iter().map(String::as_str)) {
                         Some(close) => format!("did you mean `{close}`?"),
                         None if known.is_empty() => "remove it".to_string(),
                         None => format!("expected one of {}", list(&known)),
                     },
-                );
+                });
                 out.push(p);
             }
         }
@@ -150,6 +156,7 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
                 format!("missing required field `{field}` in {here}"),
             );
             p.help = field_help(field);
+            p.removable = None;
             out.push(p);
         }
         ValidationErrorKind::Type { kind } => {
@@ -159,6 +166,7 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
                 format!("{here} must be {expected}, found {}", node.type_name()),
             );
             p.label = Some(format!("expected {expected}"));
+            p.help = type_help(&segments, node, &expected);
             out.push(p);
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
@@ -232,6 +240,7 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
             let key = doc.locate(&at, true);
             let mut p = problem(key.span, format!("`{name}` is not a valid name in {here}"));
             p.help = Some(name_help(&segments));
+            p.removable = None;
             out.push(p);
         }
         ValidationErrorKind::Pattern { pattern } => {
@@ -280,7 +289,7 @@ fn one_of(node: &Node, here: &str, options: &[String]) -> SchemaProblem {
         label: None,
         help: did_you_mean(&found, options.iter().map(String::as_str))
             .map(|close| format!("did you mean `{close}`?")),
-        unknown_field: None,
+        removable: None,
     }
 }
 
@@ -302,6 +311,53 @@ pub fn display_path(segments: &[&str]) -> String {
     }
     out.push('`');
     out
+}
+
+/// Fields that other parts of a spec refer to: dropping them to go on
+/// checking would only produce errors about the references.
+const REFERENCED: &[&str] = &[
+    "params",
+    "outputs",
+    "steps",
+    "promote",
+    "service",
+    "model",
+    "apiVersion",
+    "kind",
+    "name",
+];
+
+/// What to drop from a document with a problem at `segments` so the rest can
+/// still be checked: the field (the whole list, for a list item).
+fn removable_path(segments: &[&str]) -> Option<Vec<String>> {
+    let mut path: Vec<&str> = segments.to_vec();
+    if path.last().is_some_and(|s| s.parse::<usize>().is_ok()) {
+        path.pop();
+    }
+    let last = path.last()?;
+    (!REFERENCED.contains(last)).then(|| path.iter().map(|s| s.to_string()).collect())
+}
+
+/// Help for a value of the wrong type that people write for a reason.
+fn type_help(segments: &[&str], node: &Node, expected: &str) -> Option<String> {
+    let field = segments.last().copied().unwrap_or_default();
+    let text = node.scalar_text().unwrap_or_default();
+    if matches!(field, "timeout" | "starting_deadline" | "ready_timeout") {
+        return Some(format!(
+            "write a duration with a unit, e.g. `{text}s` or `{text}m`"
+        ));
+    }
+    if expected == "a boolean"
+        && matches!(
+            text.to_lowercase().as_str(),
+            "yes" | "no" | "on" | "off" | "y" | "n"
+        )
+    {
+        return Some(format!(
+            "YAML 1.2 reads `{text}` as text: write `true` or `false`"
+        ));
+    }
+    None
 }
 
 fn type_names(kind: &TypeKind) -> String {
@@ -431,7 +487,7 @@ mod tests {
     #[test]
     fn every_schema_compiles() {
         for kind in Kind::ALL {
-            let _ = kind.validator();
+            let _ = kind.compiled();
         }
     }
 

@@ -26,6 +26,8 @@ pub enum Source {
 pub enum FileText {
     Text(String),
     NotUtf8,
+    /// A symbolic link stored in a commit (not followed).
+    Symlink,
 }
 
 impl Source {
@@ -43,6 +45,13 @@ impl Source {
             path: root.to_path_buf(),
             source,
         })?;
+        if rev == "HEAD"
+            && matches!(repo.head(), Err(e) if e.code() == git2::ErrorCode::UnbornBranch)
+        {
+            return Err(Error::usage(
+                "the repository has no commits yet: commit the specs first, or drop --rev",
+            ));
+        }
         let commit = repo
             .revparse_single(rev)
             .and_then(|object| object.peel_to_commit())
@@ -103,19 +112,29 @@ impl Source {
         Ok(files)
     }
 
-    /// Reads one repo-relative file; `None` when it does not exist.
-    pub fn read(&self, path: &str) -> Result<Option<FileText>, Error> {
+    /// True when `dir` exists in the snapshot (as a directory or anything else).
+    pub fn has_dir(&self, dir: &str) -> bool {
+        match self {
+            Source::WorkTree { root } => root.join(dir).symlink_metadata().is_ok(),
+            Source::Commit {
+                repo,
+                commit,
+                prefix,
+                ..
+            } => commit_tree(repo, *commit)
+                .is_ok_and(|tree| tree.get_path(Path::new(&join(prefix, dir))).is_ok()),
+        }
+    }
+
+    /// Reads one repo-relative file listed by `yaml_files`.
+    pub fn read(&self, path: &str) -> Result<FileText, Error> {
         let bytes = match self {
-            Source::WorkTree { root } => match std::fs::read(root.join(path)) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(source) => {
-                    return Err(Error::Io {
-                        path: root.join(path),
-                        source,
-                    });
-                }
-            },
+            Source::WorkTree { root } => {
+                std::fs::read(root.join(path)).map_err(|source| Error::Io {
+                    path: root.join(path),
+                    source,
+                })?
+            }
             Source::Commit {
                 repo,
                 commit,
@@ -123,22 +142,28 @@ impl Source {
                 ..
             } => {
                 let tree = commit_tree(repo, *commit)?;
-                let Ok(entry) = tree.get_path(Path::new(&join(prefix, path))) else {
-                    return Ok(None);
-                };
+                let entry = tree
+                    .get_path(Path::new(&join(prefix, path)))
+                    .map_err(Error::git("find file"))?;
+                if entry.filemode() == SYMLINK_MODE {
+                    return Ok(FileText::Symlink);
+                }
                 let object = entry.to_object(repo).map_err(Error::git("read file"))?;
                 match object.as_blob() {
                     Some(blob) => blob.content().to_vec(),
-                    None => return Ok(None),
+                    None => return Err(Error::usage(format!("{path} is not a file"))),
                 }
             }
         };
-        Ok(Some(match String::from_utf8(bytes) {
+        Ok(match String::from_utf8(bytes) {
             Ok(text) => FileText::Text(text),
             Err(_) => FileText::NotUtf8,
-        }))
+        })
     }
 }
+
+/// Git's file mode of a symbolic link.
+const SYMLINK_MODE: i32 = 0o120000;
 
 fn commit_tree(repo: &Repository, commit: git2::Oid) -> Result<Tree<'_>, Error> {
     repo.find_commit(commit)
@@ -151,6 +176,12 @@ fn walk_dir(root: &Path, dir: &Path, files: &mut Vec<String>) -> Result<(), Erro
     let entries = match std::fs::read_dir(&full) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::usage(format!(
+                "{} is a file; runner reads specs from a directory of that name",
+                dir.display()
+            )));
+        }
         Err(source) => return Err(Error::Io { path: full, source }),
     };
     for entry in entries {
@@ -198,8 +229,7 @@ fn walk_tree(
                     .map_err(Error::git("read tree"))?;
                 walk_tree(repo, &subtree, &path, files)?;
             }
-            // 0o120000 is a symlink stored as a blob: not a spec file.
-            Some(ObjectType::Blob) if entry.filemode() != 0o120000 => files.push(path),
+            Some(ObjectType::Blob) => files.push(path),
             _ => {}
         }
     }

@@ -291,7 +291,7 @@ pub struct Orchestrator {
     pub kind: OrchestratorType,
     /// How many steps run at once (default: the number of cores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 4096))]
     pub parallelism: Option<u32>,
 }
 

@@ -12,7 +12,7 @@ use super::types::{Command, Pipeline, Step};
 use super::yaml::{Node, Span};
 use crate::dag::{Dag, EdgeReason};
 use crate::diagnostic::{Diagnostic, Report};
-use crate::suggest::did_you_mean;
+use crate::suggest::{did_you_mean, hint};
 use crate::template::{TemplateError, Templates};
 
 /// Runs every semantic check and returns the DAG of each pipeline that has no
@@ -37,11 +37,9 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
         }
     }
     for doc in &specs.deployments {
-        let expected = format!(
-            "{DEPLOYMENTS_DIR}/{}/{}.yaml",
-            doc.spec.stack, doc.spec.service
-        );
-        if doc.file != expected && doc.file != expected.replace(".yaml", ".yml") {
+        let stem = format!("{DEPLOYMENTS_DIR}/{}/{}", doc.spec.stack, doc.spec.service);
+        let expected = format!("{stem}.yaml");
+        if doc.file != expected && doc.file != format!("{stem}.yml") {
             report.push(
                 doc.error(doc.span(&["service"], false), format!("this Deployment belongs in `{expected}`"))
                     .with_help("runner finds a service's state by its path: move the file or fix `stack`/`service`"),
@@ -117,6 +115,9 @@ struct PipelineCheck<'a> {
     /// scan thousands of siblings.
     step_nodes: HashMap<&'a str, (&'a Node, &'a Node)>,
 }
+
+const NO_PARAMS: &str = "declare it under `params:` at the top of the pipeline";
+const NO_OUTPUTS: &str = "declare it under the step's `outputs:`";
 
 /// What a step's command template can read.
 const STEP_ROOTS: &[&str] = &["params", "outputs", "steps", "run", "git", "pipeline"];
@@ -244,9 +245,7 @@ impl<'a> PipelineCheck<'a> {
         for (i, expr) in triggers.schedule.iter().enumerate() {
             let index = i.to_string();
             let fields = expr.split_whitespace().count();
-            let problem = if expr.trim_start().starts_with('@') {
-                parser.parse(expr).err().map(|e| e.to_string())
-            } else if fields != 5 && fields != 6 {
+            let problem = if !expr.trim_start().starts_with('@') && fields != 5 && fields != 6 {
                 Some(format!("it has {fields} fields"))
             } else {
                 parser.parse(expr).err().map(|e| e.to_string())
@@ -336,12 +335,8 @@ impl<'a> PipelineCheck<'a> {
                 }
                 // A step may name one path twice (its metrics file is often
                 // one of its outputs); only another step writing there clashes.
-                let clash = written
-                    .get(&normal)
-                    .into_iter()
-                    .chain(ancestors(&normal).filter_map(|a| written.get(a)))
-                    .chain(descendants(&written, &normal))
-                    .find(|other| other.step != step_name.as_str());
+                let clash =
+                    writers(&written, &normal).find(|other| other.step != step_name.as_str());
                 if written.contains_key(&normal) && clash.is_none() {
                     continue;
                 }
@@ -421,7 +416,7 @@ impl<'a> PipelineCheck<'a> {
                         ),
                     )
                     .with_label("no such step")
-                    .with_help(suggest_or_list(need, steps()));
+                    .with_help(hint(need, steps(), "-"));
                 self.push(d);
             }
         }
@@ -434,9 +429,10 @@ impl<'a> PipelineCheck<'a> {
                         false,
                         format!("param `{param}` is not declared in `params`"),
                     )
-                    .with_help(suggest_or_list(
+                    .with_help(hint(
                         param,
                         spec.params.keys().map(String::as_str),
+                        NO_PARAMS,
                     ));
                 self.push(d);
             }
@@ -447,24 +443,25 @@ impl<'a> PipelineCheck<'a> {
             let Some(normal) = self.path(&at, dep) else {
                 continue;
             };
-            let producers: Vec<&Written> = written
-                .get(&normal)
-                .into_iter()
-                .chain(ancestors(&normal).filter_map(|a| written.get(a)))
-                .chain(descendants(written, &normal))
-                .collect();
+            let producers: Vec<&Written> = writers(written, &normal).collect();
             for producer in producers {
                 if producer.step == name {
-                    let d = self
-                        .error(
-                            &at,
-                            false,
-                            format!(
-                                "step `{name}` lists its own output `{}` in deps",
-                                producer.path
-                            ),
+                    let message = if producer.path == normal {
+                        format!("step `{name}` lists its own output `{normal}` in deps")
+                    } else if paths::is_inside(&producer.path, &normal) {
+                        format!(
+                            "`{normal}` in deps contains step `{name}`'s own output `{}`",
+                            producer.path
                         )
-                        .with_help("a step's outputs are not its inputs: remove it from `deps`");
+                    } else {
+                        format!(
+                            "`{normal}` in deps is inside step `{name}`'s own output `{}`",
+                            producer.path
+                        )
+                    };
+                    let d = self.error(&at, false, message).with_help(
+                        "a step's outputs are not its inputs: list only what it reads in `deps`",
+                    );
                     self.push(d);
                 } else {
                     let span = self.node(&at, false).span;
@@ -491,16 +488,19 @@ impl<'a> PipelineCheck<'a> {
             }
         }
         let at = ["steps", name, "run"];
-        self.check_command(&step.run, &at, |check, path| {
+        let example = "`{{ params.NAME }}`, `{{ outputs.NAME }}`, `{{ steps.STEP.outputs.NAME }}`, `{{ run.id }}` and `{{ git.sha }}`";
+        self.check_command(&step.run, &at, example, |check, path| {
             check.step_reference(name, step, path)
         });
     }
 
-    /// Parses each part of a command as a template and checks what it reads.
+    /// Parses each part of a command as a template and checks what it reads;
+    /// `example` is what the help shows when a part does not parse.
     fn check_command(
         &mut self,
         command: &Command,
         at: &[&str],
+        example: &str,
         mut check_ref: impl FnMut(&mut Self, &Reference),
     ) {
         for (i, part) in command.parts().iter().enumerate() {
@@ -525,7 +525,9 @@ impl<'a> PipelineCheck<'a> {
                     let d = self
                         .doc
                         .error(span, format!("template does not parse: {}", err.message))
-                        .with_help("templates use `{{ params.NAME }}`, `{{ outputs.NAME }}` and `{{ steps.STEP.outputs.NAME }}`");
+                        .with_help(format!(
+                            "close every `{{{{` with `}}}}`; this command can read {example}"
+                        ));
                     self.push(d);
                 }
             }
@@ -539,7 +541,7 @@ impl<'a> PipelineCheck<'a> {
             ["params", param, ..] => self.param_problem(param),
             ["outputs", output, ..] if !step.outputs.contains_key(*output) => Some((
                 format!("step `{name}` has no output `{output}`"),
-                suggest_or_list(output, step.outputs.keys().map(String::as_str)),
+                hint(output, step.outputs.keys().map(String::as_str), NO_OUTPUTS),
             )),
             ["steps", other, rest @ ..] => match spec.steps.get_key_value(*other) {
                 None => Some((
@@ -547,7 +549,7 @@ impl<'a> PipelineCheck<'a> {
                         "`{}` reads step `{other}`, which is not a step of this pipeline",
                         reference.path
                     ),
-                    suggest_or_list(other, spec.steps.keys().map(String::as_str)),
+                    hint(other, spec.steps.keys().map(String::as_str), "-"),
                 )),
                 Some((other, _)) if other == name => Some((
                     format!("step `{name}` reads its own outputs through `steps.{name}`"),
@@ -561,11 +563,17 @@ impl<'a> PipelineCheck<'a> {
                     }
                     ["outputs", output, ..] => Some((
                         format!("step `{other}` has no output `{output}`"),
-                        suggest_or_list(output, other_step.outputs.keys().map(String::as_str)),
+                        hint(
+                            output,
+                            other_step.outputs.keys().map(String::as_str),
+                            NO_OUTPUTS,
+                        ),
                     )),
                     _ => Some((
                         format!("`{}` is not something a template can read", reference.path),
-                        format!("read another step's outputs as `steps.{other}.outputs.NAME`"),
+                        format!(
+                            "read another step's outputs as `steps.{other}.outputs.NAME`, with dots, so runner sees the dependency"
+                        ),
                     )),
                 },
             },
@@ -574,8 +582,13 @@ impl<'a> PipelineCheck<'a> {
                 format!("`{}` is not known", reference.path),
                 "templates can read `run.id`, `git.sha` and `git.branch`".to_string(),
             )),
-            ["params" | "outputs" | "steps", ..] => None,
-            [root, ..] => Some(unknown_root(root, STEP_ROOTS)),
+            ["pipeline", ..] => Some((
+                format!("`{}` is not known", reference.path),
+                "`pipeline` is the pipeline's name: write `{{ pipeline }}`".to_string(),
+            )),
+            ["outputs"] | ["params"] | ["steps"] => Some(whole_root(&reference.path)),
+            ["outputs", ..] => None,
+            [root, ..] => Some(unknown_root(root, STEP_ROOTS, "template")),
             [] => None,
         };
         if let Some((message, help)) = problem {
@@ -589,7 +602,7 @@ impl<'a> PipelineCheck<'a> {
         (!params.contains_key(param)).then(|| {
             (
                 format!("param `{param}` is not declared in `params`"),
-                suggest_or_list(param, params.keys().map(String::as_str)),
+                hint(param, params.keys().map(String::as_str), NO_PARAMS),
             )
         })
     }
@@ -605,11 +618,11 @@ impl<'a> PipelineCheck<'a> {
                     format!(
                         "`promote.model` names step `{step_name}`, which is not a step of this pipeline"
                     ),
-                    suggest_or_list(step_name, spec.steps.keys().map(String::as_str)),
+                    hint(step_name, spec.steps.keys().map(String::as_str), "-"),
                 )),
                 Some(step) if !step.outputs.contains_key(output) => Some((
                     format!("step `{step_name}` has no output `{output}` to promote"),
-                    suggest_or_list(output, step.outputs.keys().map(String::as_str)),
+                    hint(output, step.outputs.keys().map(String::as_str), NO_OUTPUTS),
                 )),
                 Some(_) => None,
             };
@@ -628,11 +641,15 @@ impl<'a> PipelineCheck<'a> {
                     for path in refs {
                         let root = path.split('.').next().unwrap_or_default();
                         let problem = match root {
-                            "params" => path.split('.').nth(1).and_then(|p| self.param_problem(p)),
+                            "params" => match path.split('.').nth(1) {
+                                Some(param) => self.param_problem(param),
+                                None => Some(whole_root("params")),
+                            },
                             "metrics" | "production" | "git" => None,
                             other => Some(unknown_root(
                                 other,
                                 &["metrics", "params", "production", "git"],
+                                "expression",
                             )),
                         };
                         if let Some((message, help)) = problem {
@@ -647,7 +664,13 @@ impl<'a> PipelineCheck<'a> {
                     let d = self
                         .doc
                         .error(span, format!("gate expression does not compile: {}", err.message))
-                        .with_help("write a comparison such as `metrics.mse <= params.max_mse` or `production is none or metrics.r2 >= production.metrics.r2`");
+                        .with_help(if expr.contains("{{") {
+                            "a gate is a bare expression: drop the `{{ }}`, e.g. `metrics.mse <= params.max_mse`"
+                        } else if expr.contains('=') && !expr.contains("==") && !expr.contains("<=") && !expr.contains(">=") && !expr.contains("!=") {
+                            "compare with `==`, not `=`"
+                        } else {
+                            "write a comparison such as `metrics.mse <= params.max_mse` or `production is none or metrics.r2 >= production.metrics.r2`"
+                        });
                     self.push(d);
                 }
             }
@@ -655,6 +678,7 @@ impl<'a> PipelineCheck<'a> {
         self.check_command(
             &promote.service.serve,
             &["promote", "service", "serve"],
+            "`{{ model.path }}`, `{{ model.digest }}`, `{{ port }}` and `{{ params.NAME }}`",
             |check, reference| {
                 let problem = match reference.path.split('.').collect::<Vec<_>>().as_slice() {
                     ["params", param, ..] => check.param_problem(param),
@@ -663,7 +687,12 @@ impl<'a> PipelineCheck<'a> {
                         format!("`model.{other}` is not known"),
                         "the model is `model.path` and `model.digest`".to_string(),
                     )),
-                    [root, ..] => Some(unknown_root(root, &["model", "port", "params", "service"])),
+                    ["params"] => Some(whole_root("params")),
+                    [root, ..] => Some(unknown_root(
+                        root,
+                        &["model", "port", "params", "service"],
+                        "template",
+                    )),
                     [] => None,
                 };
                 if let Some((message, help)) = problem {
@@ -688,29 +717,46 @@ struct Reference {
     span: Span,
 }
 
-fn unknown_root(root: &str, allowed: &[&str]) -> (String, String) {
+/// `{{ steps }}`, `{{ params }}` or `{{ outputs }}` whole, or read with
+/// `[...]`: runner cannot tell which name is read, so cannot check it or see
+/// the dependency.
+fn whole_root(root: &str) -> (String, String) {
+    let example = match root {
+        "steps" => "steps.STEP.outputs.NAME",
+        "params" => "params.NAME",
+        _ => "outputs.NAME",
+    };
+    (
+        format!("`{root}` is read whole or with `[...]`"),
+        format!(
+            "read one value with dots, `{example}`, so runner can check it and see the dependency"
+        ),
+    )
+}
+
+fn unknown_root(root: &str, allowed: &[&str], what: &str) -> (String, String) {
     let list = allowed
         .iter()
         .map(|a| format!("`{a}`"))
         .collect::<Vec<_>>()
         .join(", ");
     let help = match did_you_mean(root, allowed.iter().copied()) {
-        Some(close) => format!("did you mean `{close}`? this template can read {list}"),
-        None => format!("this template can read {list}"),
+        Some(close) => format!("did you mean `{close}`? this {what} can read {list}"),
+        None => format!("this {what} can read {list}"),
     };
     (format!("unknown variable `{root}`"), help)
 }
 
-fn suggest_or_list<'s>(input: &str, candidates: impl Iterator<Item = &'s str> + Clone) -> String {
-    if let Some(close) = did_you_mean(input, candidates.clone()) {
-        return format!("did you mean `{close}`?");
-    }
-    let all: Vec<String> = candidates.take(12).map(|c| format!("`{c}`")).collect();
-    if all.is_empty() {
-        "there are none declared".to_string()
-    } else {
-        format!("known: {}", all.join(", "))
-    }
+/// The outputs at `path`, containing it, or inside it.
+fn writers<'m, 'a>(
+    written: &'m BTreeMap<String, Written<'a>>,
+    path: &str,
+) -> impl Iterator<Item = &'m Written<'a>> {
+    written
+        .get(path)
+        .into_iter()
+        .chain(ancestors(path).filter_map(|a| written.get(a)))
+        .chain(descendants(written, path))
 }
 
 /// `a/b/c` gives `a/b`, then `a`.
@@ -768,15 +814,14 @@ fn reference_span<T>(doc: &Document<T>, node: &Node, path: &str, template: bool)
 }
 
 /// Where a template or expression error is: minijinja's byte offset mapped
-/// back into the file by finding the token there (the occurrence nearest the
-/// offset, as quoting and folding shift it). At the end of the input, the
-/// last `{{` or `{%` that was never closed is the culprit.
+/// back into the file by finding the token there. At the end of the input,
+/// the last `{{` or `{%` that was never closed is the culprit.
 fn error_span<T>(doc: &Document<T>, node: &Node, template: &str, err: &TemplateError) -> Span {
     let (start, raw) = raw_text(doc, node);
     let Some(mut offset) = err.offset else {
         return node.span;
     };
-    if err.message.contains("end of input") {
+    if offset >= template.trim_end().len() || err.message.contains("end of input") {
         let open = template.rfind("{{").max(template.rfind("{%"));
         if open.is_some() && template.rfind("}}").max(template.rfind("%}")) < open {
             offset = open.unwrap_or(offset);
@@ -790,10 +835,14 @@ fn error_span<T>(doc: &Document<T>, node: &Node, template: &str, err: &TemplateE
     if token.is_empty() {
         return node.span;
     }
-    let nearest = raw
-        .match_indices(token)
-        .map(|(i, _)| i)
-        .min_by_key(|&i| i.abs_diff(offset));
+    // The k-th occurrence in the template is the k-th in the source: block
+    // indentation and folding shift offsets, but keep the order.
+    let k = template[..offset].matches(token).count();
+    let nearest = raw.match_indices(token).map(|(i, _)| i).nth(k).or_else(|| {
+        raw.match_indices(token)
+            .map(|(i, _)| i)
+            .min_by_key(|&i| i.abs_diff(offset))
+    });
     match nearest {
         Some(i) => span_within(node, raw, start, i, token.len()),
         None => node.span,

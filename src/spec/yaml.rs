@@ -74,8 +74,11 @@ impl SyntaxError {
     }
 }
 
-/// Alias expansion may not grow a document past this many nodes (alias bombs).
-const MAX_NODES: usize = 2_000_000;
+/// Alias expansion may not grow a file past this many nodes per byte of
+/// text (plus a floor): a real spec has about one node per 10 bytes, an
+/// alias bomb millions per byte.
+const NODES_PER_BYTE: usize = 4;
+const MIN_NODE_BUDGET: usize = 100_000;
 
 /// A collection being built. A mapping holds its entries, the key waiting
 /// for its value, and (once it is large) an index of its keys.
@@ -114,6 +117,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
     let mut stack: Vec<(Open, usize)> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut nodes = 0usize;
+    let budget = MIN_NODE_BUDGET + NODES_PER_BYTE * text.len();
     for event in Parser::new_from_str(text) {
         let (event, marks) = event.map_err(|err| {
             let mark = err.marker();
@@ -182,7 +186,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
             Event::Alias(id) => match anchors.get(&id) {
                 Some(node) => {
                     nodes += count(node);
-                    if nodes > MAX_NODES {
+                    if nodes > budget {
                         return Err(SyntaxError::at(span, "aliases expand to too many nodes"));
                     }
                     let mut copy = node.clone();
