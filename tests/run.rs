@@ -446,3 +446,39 @@ fn invalid_specs_and_bad_templates_run_nothing() {
         text(&out)
     );
 }
+
+#[test]
+fn the_terminal_view_shows_status_lines_and_a_failed_steps_tail() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed; .ci/run installs it");
+        return;
+    }
+    let dir = repo(
+        "  good:\n    run: echo fine\n  bad:\n    run: echo first clue; echo second clue; exit 2\n",
+    );
+    let command = format!(
+        "{} -C {} run",
+        env!("CARGO_BIN_EXE_runner"),
+        dir.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI")
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{screen}");
+    assert!(screen.contains("✓\u{1b}[0m good"), "{screen}");
+    assert!(screen.contains("✗\u{1b}[0m bad"), "{screen}");
+    // The failed step's last lines are printed under its status line.
+    assert!(
+        screen.contains("│\u{1b}[0m first clue") && screen.contains("│\u{1b}[0m second clue"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("│\u{1b}[0m fine"),
+        "a succeeded step's output is not repeated: {screen}"
+    );
+}

@@ -137,7 +137,17 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
                 p.label = Some("unknown field".to_string());
                 p.removable = Some(at.iter().map(|s| s.to_string()).collect());
                 let synonym = synonym(field).filter(|s| known.iter().any(|k| k == s));
+                let invisible = field.chars().find(|c| {
+                    (c.is_whitespace() && *c != ' ')
+                        || c.is_control()
+                        || *c == '\u{200b}'
+                        || *c == '\u{feff}'
+                });
                 p.help = Some(match synonym {
+                    _ if invisible.is_some() => format!(
+                        "the key holds an invisible character (U+{:04X}); delete and retype it",
+                        invisible.map_or(0, u32::from)
+                    ),
                     Some(ours) => format!("runner calls this `{ours}`"),
                     None => match did_you_mean(field, known.iter().map(String::as_str)) {
                         Some(close) => format!("did you mean `{close}`?"),

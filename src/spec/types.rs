@@ -58,22 +58,26 @@ impl From<EnvValue> for String {
 #[serde(transparent)]
 pub struct EnvName(#[schemars(regex(pattern = ENV_PATTERN))] pub String);
 
+/// Spec format versions runner reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ApiVersion {
     #[serde(rename = "runner/v1")]
     V1,
 }
 
+/// The `kind` of a pipeline document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum PipelineKind {
     Pipeline,
 }
 
+/// The `kind` of a stack document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum StackKind {
     Stack,
 }
 
+/// The `kind` of a deployment document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum DeploymentKind {
     Deployment,
@@ -84,8 +88,10 @@ pub enum DeploymentKind {
 #[serde(deny_unknown_fields)]
 #[schemars(title = "runner Pipeline")]
 pub struct Pipeline {
+    /// The spec format version: `runner/v1`.
     #[serde(rename = "apiVersion")]
     pub api_version: ApiVersion,
+    /// `Pipeline`.
     pub kind: PipelineKind,
     /// Unique pipeline name in this repository.
     #[schemars(regex(pattern = NAME_PATTERN))]
@@ -248,18 +254,24 @@ pub struct Service {
 #[serde(deny_unknown_fields)]
 #[schemars(title = "runner Stack")]
 pub struct Stack {
+    /// The spec format version: `runner/v1`.
     #[serde(rename = "apiVersion")]
     pub api_version: ApiVersion,
+    /// `Stack`.
     pub kind: StackKind,
     /// Unique stack name in this repository, e.g. `local`, `staging`.
     #[schemars(regex(pattern = NAME_PATTERN))]
     pub name: String,
+    /// What runs the steps.
     #[serde(default)]
     pub orchestrator: Orchestrator,
+    /// Where step outputs are cached.
     #[serde(default)]
     pub artifact_store: ArtifactStore,
+    /// What serves a promoted model.
     #[serde(default)]
     pub model_deployer: ModelDeployer,
+    /// How the deployment state is written back to Git.
     #[serde(default)]
     pub git: GitSettings,
     /// Environment variables every step receives from runner's environment,
@@ -284,9 +296,11 @@ impl Stack {
     }
 }
 
+/// What runs the steps.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Orchestrator {
+    /// `local`: subprocesses on this machine.
     #[serde(rename = "type", default)]
     pub kind: OrchestratorType,
     /// How many steps run at once (default: the number of cores).
@@ -303,9 +317,11 @@ pub enum OrchestratorType {
     Local,
 }
 
+/// Where step outputs are cached, content-addressed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactStore {
+    /// `local`: a directory on this machine.
     #[serde(rename = "type", default)]
     pub kind: ArtifactStoreType,
     /// Directory of the content-addressed store, relative to the repo root (default `.runner/cache`).
@@ -321,9 +337,11 @@ pub enum ArtifactStoreType {
     Local,
 }
 
+/// What serves a promoted model.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelDeployer {
+    /// `process`: the service's `serve` command as a local daemon.
     #[serde(rename = "type", default)]
     pub kind: ModelDeployerType,
 }
@@ -382,15 +400,21 @@ impl Default for GitSettings {
 #[serde(deny_unknown_fields)]
 #[schemars(title = "runner Deployment")]
 pub struct Deployment {
+    /// The spec format version: `runner/v1`.
     #[serde(rename = "apiVersion")]
     pub api_version: ApiVersion,
+    /// `Deployment`.
     pub kind: DeploymentKind,
+    /// The service deployed (the file is `deployments/STACK/SERVICE.yaml`).
     #[schemars(regex(pattern = NAME_PATTERN))]
     pub service: String,
+    /// The stack it is deployed on.
     #[schemars(regex(pattern = NAME_PATTERN))]
     pub stack: String,
+    /// The pipeline that trained and promoted the model.
     #[schemars(regex(pattern = NAME_PATTERN))]
     pub pipeline: String,
+    /// The model being served.
     pub model: DeployedModel,
     /// The metrics the promoted model was measured with.
     #[serde(default)]
@@ -398,11 +422,13 @@ pub struct Deployment {
     /// Every gate check, with its result.
     #[serde(default)]
     pub gate: Vec<GateRecord>,
+    /// Where the model came from.
     pub source: DeploymentSource,
     /// When it was deployed, RFC 3339 in UTC.
     pub deployed_at: String,
 }
 
+/// A promoted model: where it was, and its content digest.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployedModel {
@@ -413,16 +439,20 @@ pub struct DeployedModel {
     pub digest: String,
 }
 
+/// One gate check as it was evaluated at promotion.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GateRecord {
+    /// The expression, as written in the pipeline.
     pub check: String,
+    /// Whether it held.
     pub value: bool,
     /// The values the check read, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, serde_json::Value>,
 }
 
+/// The commit and run a deployed model came from.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentSource {
