@@ -1,6 +1,7 @@
 //! runner: a Git repository as a continuously integrated, trained and
 //! deployed ML system. The binary is a thin shell over this library.
 
+pub mod cache;
 pub mod cli;
 pub mod dag;
 pub mod diagnostic;

@@ -1,0 +1,221 @@
+//! `runner.lock`: what each step last ran with (command, params, deps and
+//! outputs with their hashes, metrics), committed like `dvc.lock`. Sorted,
+//! deterministic YAML, so a rerun on the same inputs writes the same bytes.
+//!
+//! During a run each finished step is appended to a journal under `.runner/`
+//! (one line, cheap), and the lock file is rewritten once at the end: a run
+//! killed half way loses nothing, because the next run replays the journal
+//! first, and thousands of steps do not rewrite the lock thousands of times.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::hash::Digest;
+use crate::error::Error;
+
+/// The lock file's name at the repo root.
+pub const LOCK_FILE: &str = "runner.lock";
+const JOURNAL: &str = ".runner/lock-journal.jsonl";
+const HEADER: &str =
+    "# runner.lock: what each step last ran with. Written by runner; commit it, do not edit it.\n";
+
+/// The whole lock file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockFile {
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineLock>,
+}
+
+/// One pipeline's steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineLock {
+    #[serde(default)]
+    pub steps: BTreeMap<String, StepLock>,
+}
+
+/// What one step last ran with and produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepLock {
+    /// The rendered command.
+    pub command: String,
+    /// Declared environment (secrets are never recorded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Values of the params the step lists.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Declared deps and upstream outputs, by path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deps: BTreeMap<String, Digest>,
+    /// Declared outputs, by path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, Digest>,
+    /// Values read from the step's metrics file, by dotted name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JournalEntry {
+    pipeline: String,
+    step: String,
+    entry: StepLock,
+}
+
+/// The lock file and the journal of the run in progress.
+pub struct Lock {
+    root: PathBuf,
+    pub file: LockFile,
+    journal: Option<std::fs::File>,
+}
+
+impl Lock {
+    /// Reads `runner.lock` and replays the journal a killed run left behind.
+    pub fn open(root: &Path) -> Result<Lock, Error> {
+        let path = root.join(LOCK_FILE);
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_saphyr::from_str(&text).map_err(|e| {
+                Error::usage(format!(
+                    "{LOCK_FILE} cannot be read ({}); delete it to rebuild it (every step will run once)",
+                    e.without_snippet()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => LockFile::default(),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        let mut lock = Lock {
+            root: root.to_path_buf(),
+            file,
+            journal: None,
+        };
+        if let Ok(text) = std::fs::read_to_string(root.join(JOURNAL)) {
+            // A line cut short by a kill is simply not there.
+            for entry in text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<JournalEntry>(l).ok())
+            {
+                lock.set(&entry.pipeline, &entry.step, entry.entry);
+            }
+            lock.save()?;
+        }
+        Ok(lock)
+    }
+
+    /// The recorded entry of a step.
+    pub fn get(&self, pipeline: &str, step: &str) -> Option<&StepLock> {
+        self.file.pipelines.get(pipeline)?.steps.get(step)
+    }
+
+    fn set(&mut self, pipeline: &str, step: &str, entry: StepLock) {
+        self.file
+            .pipelines
+            .entry(pipeline.to_string())
+            .or_default()
+            .steps
+            .insert(step.to_string(), entry);
+    }
+
+    /// Records a finished step: in memory, and durably in the journal.
+    pub fn record(&mut self, pipeline: &str, step: &str, entry: StepLock) -> Result<(), Error> {
+        let path = self.root.join(JOURNAL);
+        if self.journal.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            self.journal = Some(file);
+        }
+        let line = serde_json::to_string(&JournalEntry {
+            pipeline: pipeline.to_string(),
+            step: step.to_string(),
+            entry: entry.clone(),
+        })
+        .unwrap_or_default();
+        if let Some(journal) = &mut self.journal {
+            journal
+                .write_all(format!("{line}\n").as_bytes())
+                .map_err(|source| Error::Io { path, source })?;
+        }
+        self.set(pipeline, step, entry);
+        Ok(())
+    }
+
+    /// Drops entries of steps a pipeline no longer has.
+    pub fn retain_steps(&mut self, pipeline: &str, steps: &[&str]) {
+        if let Some(p) = self.file.pipelines.get_mut(pipeline) {
+            p.steps.retain(|name, _| steps.contains(&name.as_str()));
+        }
+    }
+
+    /// Writes `runner.lock` (atomically, only when it changed) and clears the journal.
+    pub fn save(&mut self) -> Result<(), Error> {
+        let path = self.root.join(LOCK_FILE);
+        let text = format!(
+            "{HEADER}{}",
+            serde_saphyr::to_string(&self.file).unwrap_or_default()
+        );
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            super::write_atomic(&path, text.as_bytes())?;
+        }
+        self.journal = None;
+        match std::fs::remove_file(self.root.join(JOURNAL)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                path: self.root.join(JOURNAL),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(cmd: &str) -> StepLock {
+        StepLock {
+            command: cmd.to_string(),
+            outputs: BTreeMap::from([(
+                "build/x".to_string(),
+                Digest {
+                    hash: "blake3:ab".into(),
+                    size: 3,
+                },
+            )]),
+            ..StepLock::default()
+        }
+    }
+
+    #[test]
+    fn a_killed_run_keeps_what_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".runner")).unwrap();
+        let mut lock = Lock::open(dir.path()).unwrap();
+        lock.record("p", "a", entry("echo a")).unwrap();
+        lock.record("p", "b", entry("echo b")).unwrap();
+        // Simulate a kill half way through writing the third line.
+        let mut journal = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL))
+            .unwrap();
+        journal.write_all(b"{\"pipeline\":\"p\",\"st").unwrap();
+        drop(lock);
+        let lock = Lock::open(dir.path()).unwrap();
+        assert_eq!(lock.get("p", "b").unwrap().command, "echo b");
+        assert!(!dir.path().join(JOURNAL).exists());
+        let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(text.starts_with(HEADER), "{text}");
+        let reread: LockFile = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(reread, lock.file);
+    }
+}
