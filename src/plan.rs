@@ -3,6 +3,7 @@
 //! an undefined value or a secret that is not set fails here, not half way
 //! through a run.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +32,29 @@ pub struct PlannedStep {
     pub outputs: Vec<(String, String)>,
     /// Indexes (into `Plan::steps`) of the steps that must succeed first.
     pub upstream: Vec<usize>,
+    /// What keys the cache: declared deps and upstream outputs (normalised
+    /// repo paths), the listed params' values, the declared env.
+    pub deps: Vec<String>,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub key_env: BTreeMap<String, String>,
+    /// `cache: false` runs the step every time.
+    pub cache: bool,
+    /// The step's metrics file, when it writes one.
+    pub metrics: Option<String>,
+}
+
+/// Whether a step runs, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Decision {
+    /// Stale: it runs, for these reasons (`dep data/x.csv changed`, ...).
+    Run { reasons: Vec<String> },
+    /// Up to date once these outputs are restored from the store.
+    Restore { outputs: Vec<String> },
+    /// Up to date: nothing to do.
+    UpToDate,
+    /// Left out by `--only`/`--downstream`.
+    NotSelected,
 }
 
 /// The commit a run starts from.
@@ -46,10 +70,15 @@ pub struct Plan {
     pub pipeline: String,
     pub root: PathBuf,
     pub stack: String,
+    /// The stack's artifact store directory (default `.runner/cache`).
+    pub store_dir: Option<String>,
     pub jobs: usize,
     pub params: IndexMap<String, serde_json::Value>,
     pub git: Option<GitInfo>,
     pub steps: Vec<PlannedStep>,
+    /// For each step (same order), whether it runs and why; every step runs
+    /// until `decide` has compared it with `runner.lock`.
+    pub decisions: Vec<Decision>,
     /// Values of every secret the steps receive, to mask them everywhere.
     pub secret_values: Vec<String>,
 }
@@ -198,7 +227,38 @@ impl Plan {
                 .into_iter()
                 .filter_map(|(up, _)| index.get(up).copied())
                 .collect();
+            let mut deps: Vec<String> = step
+                .deps
+                .iter()
+                .filter_map(|d| crate::spec::paths::normalize(d).ok())
+                .collect();
+            for (up, _) in dag.upstream(name) {
+                if let Some(up_step) = spec.steps.get(up) {
+                    deps.extend(
+                        up_step
+                            .outputs
+                            .values()
+                            .filter_map(|p| crate::spec::paths::normalize(p).ok()),
+                    );
+                }
+            }
+            deps.sort();
+            deps.dedup();
+            let key_params = step
+                .params
+                .iter()
+                .filter_map(|p| params.get(p).map(|v| (p.clone(), v.clone())))
+                .collect();
             steps.push(PlannedStep {
+                deps,
+                params: key_params,
+                key_env: step
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
+                cache: step.cache,
+                metrics: step.metrics.clone(),
                 name: name.clone(),
                 command,
                 argv,
@@ -212,7 +272,12 @@ impl Plan {
                 outputs: step
                     .outputs
                     .iter()
-                    .map(|(k, p)| (k.clone(), p.clone()))
+                    .map(|(k, p)| {
+                        (
+                            k.clone(),
+                            crate::spec::paths::normalize(p).unwrap_or_else(|_| p.clone()),
+                        )
+                    })
                     .collect(),
                 upstream,
             });
@@ -230,11 +295,19 @@ impl Plan {
         }
         secret_values.sort();
         secret_values.dedup();
+        let decisions = vec![
+            Decision::Run {
+                reasons: vec!["not compared with runner.lock".to_string()]
+            };
+            steps.len()
+        ];
         Ok(Plan {
+            decisions,
             run_id,
             pipeline: spec.name.clone(),
             root: root.to_path_buf(),
             stack: stack.name.clone(),
+            store_dir: stack.artifact_store.path.clone(),
             jobs,
             params,
             git,
@@ -405,4 +478,212 @@ mod tests {
             serde_json::json!("x; rm -rf ~")
         );
     }
+}
+
+/// Which steps a run covers and whether to ignore the cache.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    /// `--force`: run every selected step.
+    pub force: bool,
+    /// `--only STEP`: just these steps.
+    pub only: Vec<String>,
+    /// `--downstream STEP`: these steps and every step after them.
+    pub downstream: Vec<String>,
+}
+
+impl Plan {
+    /// Compares every step with `runner.lock` and the work tree, in
+    /// dependency order, and says whether it runs and why. Writes nothing
+    /// but the stat cache.
+    pub fn decide(
+        &mut self,
+        cache: &crate::cache::Cache,
+        selection: &Selection,
+    ) -> Result<(), Error> {
+        let selected = self.selected(selection)?;
+        let n = self.steps.len();
+        let mut reruns = vec![false; n];
+        // Outputs of steps that will not run, as runner.lock records them:
+        // a downstream step compares against those, even before a restore.
+        let mut expected: BTreeMap<String, crate::cache::hash::Digest> = BTreeMap::new();
+        for i in self.order() {
+            let step = &self.steps[i];
+            if !selected[i] {
+                self.decisions[i] = Decision::NotSelected;
+                if let Some(entry) = cache.entry(&self.pipeline, &step.name) {
+                    expected.extend(entry.outputs);
+                }
+                continue;
+            }
+            let mut reasons = Vec::new();
+            if selection.force {
+                reasons.push("forced (--force)".to_string());
+            }
+            if !step.cache {
+                reasons.push("`cache: false`".to_string());
+            }
+            let rerunning: Vec<usize> = step
+                .upstream
+                .iter()
+                .copied()
+                .filter(|&u| reruns[u])
+                .collect();
+            for &u in &rerunning {
+                reasons.push(format!("upstream {} reruns", self.steps[u].name));
+            }
+            let rerun_outputs: Vec<&str> = rerunning
+                .iter()
+                .flat_map(|&u| self.steps[u].outputs.iter().map(|(_, p)| p.as_str()))
+                .collect();
+            let mut restore = Vec::new();
+            let entry = cache.entry(&self.pipeline, &step.name);
+            match &entry {
+                None => reasons.push("not in runner.lock yet".to_string()),
+                Some(entry) => {
+                    if entry.command != step.command {
+                        reasons.push("command changed".to_string());
+                    }
+                    if entry.env != step.key_env {
+                        reasons.push("env changed".to_string());
+                    }
+                    reasons.extend(param_changes(&entry.params, &step.params));
+                    for path in &step.deps {
+                        if rerun_outputs.contains(&path.as_str()) {
+                            continue;
+                        }
+                        let now = match expected.get(path) {
+                            Some(digest) => Some(digest.clone()),
+                            None => cache.digest(path)?,
+                        };
+                        match (entry.deps.get(path), now) {
+                            (_, None) => reasons.push(format!("dep {path} is missing")),
+                            (None, Some(_)) => reasons.push(format!("dep {path} added")),
+                            (Some(was), Some(now)) if *was != now => {
+                                reasons.push(format!("dep {path} changed"))
+                            }
+                            _ => {}
+                        }
+                    }
+                    for path in entry.deps.keys().filter(|p| !step.deps.contains(p)) {
+                        reasons.push(format!("dep {path} removed"));
+                    }
+                    if reasons.is_empty() {
+                        for (_, path) in &step.outputs {
+                            let Some(recorded) = entry.outputs.get(path) else {
+                                reasons.push(format!("output {path} is new"));
+                                continue;
+                            };
+                            match cache.digest(path)? {
+                                Some(now) if now == *recorded => {}
+                                _ if cache.stored(recorded) => restore.push(path.clone()),
+                                None => reasons
+                                    .push(format!("output {path} missing (not in the cache)")),
+                                Some(_) => reasons
+                                    .push(format!("output {path} changed (not in the cache)")),
+                            }
+                        }
+                    }
+                }
+            }
+            self.decisions[i] = if !reasons.is_empty() {
+                reruns[i] = true;
+                Decision::Run { reasons }
+            } else {
+                if let Some(entry) = entry {
+                    expected.extend(entry.outputs);
+                }
+                if restore.is_empty() {
+                    Decision::UpToDate
+                } else {
+                    Decision::Restore { outputs: restore }
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Steps in an order where every step comes after its upstream.
+    fn order(&self) -> Vec<usize> {
+        let n = self.steps.len();
+        let mut waiting: Vec<usize> = self.steps.iter().map(|s| s.upstream.len()).collect();
+        let mut dependents = vec![Vec::new(); n];
+        for (i, s) in self.steps.iter().enumerate() {
+            for &u in &s.upstream {
+                dependents[u].push(i);
+            }
+        }
+        let mut ready: std::collections::VecDeque<usize> =
+            (0..n).filter(|&i| waiting[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = ready.pop_front() {
+            order.push(i);
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.push_back(d);
+                }
+            }
+        }
+        order
+    }
+
+    fn selected(&self, selection: &Selection) -> Result<Vec<bool>, Error> {
+        let n = self.steps.len();
+        if selection.only.is_empty() && selection.downstream.is_empty() {
+            return Ok(vec![true; n]);
+        }
+        let index = |name: &str| {
+            self.steps
+                .iter()
+                .position(|s| s.name == name)
+                .ok_or_else(|| {
+                    let help = hint(name, self.steps.iter().map(|s| s.name.as_str()), "-");
+                    Error::usage(format!(
+                        "pipeline `{}` has no step `{name}`; {help}",
+                        self.pipeline
+                    ))
+                })
+        };
+        let mut selected = vec![false; n];
+        for name in &selection.only {
+            selected[index(name)?] = true;
+        }
+        let mut stack = Vec::new();
+        for name in &selection.downstream {
+            stack.push(index(name)?);
+        }
+        while let Some(i) = stack.pop() {
+            if !selected[i]
+                || selection
+                    .downstream
+                    .iter()
+                    .any(|d| *d == self.steps[i].name)
+            {
+                selected[i] = true;
+                stack.extend(
+                    (0..n).filter(|&d| self.steps[d].upstream.contains(&i) && !selected[d]),
+                );
+            }
+        }
+        Ok(selected)
+    }
+}
+
+/// `param alpha 0.1 -> 0.5`, for each listed param whose value changed.
+fn param_changes(
+    recorded: &BTreeMap<String, serde_json::Value>,
+    now: &BTreeMap<String, serde_json::Value>,
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    for (name, value) in now {
+        match recorded.get(name) {
+            Some(was) if was == value => {}
+            Some(was) => changes.push(format!("param {name} {was} -> {value}")),
+            None => changes.push(format!("param {name} added ({value})")),
+        }
+    }
+    for name in recorded.keys().filter(|k| !now.contains_key(*k)) {
+        changes.push(format!("param {name} removed"));
+    }
+    changes
 }

@@ -221,7 +221,7 @@ fn sigint_stops_every_step_and_exits_130() {
 #[test]
 fn secrets_never_reach_the_terminal_logs_or_record() {
     let dir = repo(
-        "  leak:\n    run: echo \"token $TOKEN\"; printf '%s\\n' \"$KEY\"; echo \"$TOKEN\" >&2\n    secrets: [TOKEN, KEY]\n",
+        "  leak:\n    run: echo \"token $TOKEN\"; printf '%s\\n' \"$KEY\"; echo \"$TOKEN\" >&2\n    secrets: [TOKEN, KEY]\n    cache: false\n",
     );
     let key = "-----BEGIN KEY-----\nline-one-of-key\nline-two-of-key\n-----END KEY-----";
     for format in ["plain", "json", "tty"] {
@@ -362,7 +362,7 @@ fn json_events_and_ci_folding() {
     let out = Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg("-C")
         .arg(dir.path())
-        .args(["run"])
+        .args(["run", "--force"])
         .env("GITHUB_ACTIONS", "true")
         .output()
         .unwrap();
@@ -375,7 +375,7 @@ fn json_events_and_ci_folding() {
     let out = Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg("-C")
         .arg(dir.path())
-        .args(["run"])
+        .args(["run", "--force"])
         .env("GITLAB_CI", "true")
         .output()
         .unwrap();

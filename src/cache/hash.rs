@@ -27,12 +27,21 @@ struct Stat {
     ctime_ns: i128,
     inode: u64,
     hash: String,
+    /// When the hash was taken. A file modified within the same clock tick
+    /// as its hashing can change without its stat changing ("racy git"):
+    /// such an entry is not trusted, and the file is hashed again.
+    #[serde(default)]
+    hashed_ns: i128,
 }
+
+/// How far a file's mtime must be before its hashing for the stat to be trusted.
+const RACY_NS: i128 = 2_000_000_000;
 
 impl Stat {
     fn same_file(&self, other: &Stat) -> bool {
-        (self.size, self.mtime_ns, self.ctime_ns, self.inode)
-            == (other.size, other.mtime_ns, other.ctime_ns, other.inode)
+        self.mtime_ns + RACY_NS < self.hashed_ns
+            && (self.size, self.mtime_ns, self.ctime_ns, self.inode)
+                == (other.size, other.mtime_ns, other.ctime_ns, other.inode)
     }
 }
 
@@ -115,6 +124,9 @@ impl Hasher {
             ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
             inode: meta.ino(),
             hash: String::new(),
+            hashed_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i128),
         };
         if let Some(known) = self.stats.get(rel)
             && known.same_file(&now)
@@ -208,6 +220,7 @@ mod tests {
     fn unchanged_files_are_not_read_again() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
+        age(&dir.path().join("a.txt"));
         let state = dir.path().join("state.json");
         let mut h = Hasher::open(dir.path(), state.clone());
         let first = h.digest("a.txt").unwrap().unwrap();
@@ -216,9 +229,27 @@ mod tests {
         let mut h = Hasher::open(dir.path(), state);
         assert_eq!(h.digest("a.txt").unwrap().unwrap(), first);
         assert_eq!(h.bytes_read, 0, "a file with the same stat was read again");
+        // Changed right away, in the same clock tick: still noticed.
         std::fs::write(dir.path().join("a.txt"), "hellO").unwrap();
         assert_ne!(h.digest("a.txt").unwrap().unwrap().hash, first.hash);
         assert!(h.digest("missing").unwrap().is_none());
+    }
+
+    /// Moves a file's mtime a minute into the past, as if written long ago.
+    fn age(path: &Path) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        file.set_modified(old).unwrap();
+    }
+
+    #[test]
+    fn a_file_hashed_right_after_a_change_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "1").unwrap();
+        let mut h = Hasher::open(dir.path(), dir.path().join("s"));
+        let first = h.digest("a").unwrap().unwrap();
+        std::fs::write(dir.path().join("a"), "2").unwrap();
+        assert_ne!(h.digest("a").unwrap().unwrap(), first);
     }
 
     #[test]

@@ -76,8 +76,9 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Reads `runner.lock` and replays the journal a killed run left behind.
-    pub fn open(root: &Path) -> Result<Lock, Error> {
+    /// Reads `runner.lock` and replays the journal a killed run left behind
+    /// (writing the result back when `persist` is set).
+    pub fn open(root: &Path, persist: bool) -> Result<Lock, Error> {
         let path = root.join(LOCK_FILE);
         let file = match std::fs::read_to_string(&path) {
             Ok(text) => serde_saphyr::from_str(&text).map_err(|e| {
@@ -102,7 +103,9 @@ impl Lock {
             {
                 lock.set(&entry.pipeline, &entry.step, entry.entry);
             }
-            lock.save()?;
+            if persist {
+                lock.save()?;
+            }
         }
         Ok(lock)
     }
@@ -200,7 +203,7 @@ mod tests {
     fn a_killed_run_keeps_what_finished() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".runner")).unwrap();
-        let mut lock = Lock::open(dir.path()).unwrap();
+        let mut lock = Lock::open(dir.path(), true).unwrap();
         lock.record("p", "a", entry("echo a")).unwrap();
         lock.record("p", "b", entry("echo b")).unwrap();
         // Simulate a kill half way through writing the third line.
@@ -210,7 +213,7 @@ mod tests {
             .unwrap();
         journal.write_all(b"{\"pipeline\":\"p\",\"st").unwrap();
         drop(lock);
-        let lock = Lock::open(dir.path()).unwrap();
+        let lock = Lock::open(dir.path(), true).unwrap();
         assert_eq!(lock.get("p", "b").unwrap().command, "echo b");
         assert!(!dir.path().join(JOURNAL).exists());
         let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();

@@ -27,3 +27,155 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use hash::{Digest, Hasher};
+use lock::{Lock, StepLock};
+use store::Store;
+
+use crate::plan::Plan;
+
+/// Where the stat cache lives.
+const STAT_CACHE: &str = ".runner/state/stat-cache.json";
+/// The default artifact store.
+pub const DEFAULT_STORE: &str = ".runner/cache";
+
+/// Everything caching needs during a run, shared by the step tasks.
+pub struct Cache {
+    root: PathBuf,
+    hasher: Mutex<Hasher>,
+    store: Store,
+    lock: Mutex<Lock>,
+}
+
+impl Cache {
+    /// Opens the lock, the stat cache and the store (`store_dir` relative to
+    /// the root, default `.runner/cache`). `replay` writes back a journal a
+    /// killed run left; `runner plan` reads it without writing.
+    pub fn open(root: &Path, store_dir: Option<&str>, replay: bool) -> Result<Cache, Error> {
+        Ok(Cache {
+            root: root.to_path_buf(),
+            hasher: Mutex::new(Hasher::open(root, root.join(STAT_CACHE))),
+            store: Store::new(root.join(store_dir.unwrap_or(DEFAULT_STORE))),
+            lock: Mutex::new(Lock::open(root, replay)?),
+        })
+    }
+
+    /// The entry `runner.lock` holds for a step.
+    pub fn entry(&self, pipeline: &str, step: &str) -> Option<StepLock> {
+        self.lock.lock().ok()?.get(pipeline, step).cloned()
+    }
+
+    /// The digest of a repo path now (stat-cached).
+    pub fn digest(&self, rel: &str) -> Result<Option<Digest>, Error> {
+        match self.hasher.lock() {
+            Ok(mut hasher) => hasher.digest(rel),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// True when the store holds an output with this digest.
+    pub fn stored(&self, digest: &Digest) -> bool {
+        self.store.contains(digest)
+    }
+
+    /// Restores a step's recorded outputs; false when one is not in the store.
+    pub fn restore(&self, plan: &Plan, index: usize) -> Result<bool, Error> {
+        let step = &plan.steps[index];
+        let Some(entry) = self.entry(&plan.pipeline, &step.name) else {
+            return Ok(false);
+        };
+        for (path, digest) in &entry.outputs {
+            let current = self.digest(path)?;
+            if current.as_ref() == Some(digest) {
+                continue;
+            }
+            if !self.store.restore(&self.root, path, digest)? {
+                return Ok(false);
+            }
+            if let Ok(mut hasher) = self.hasher.lock() {
+                hasher.forget(path);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The digests of a step's deps as it starts; a missing dep is an error.
+    pub fn hash_deps(&self, plan: &Plan, index: usize) -> Result<BTreeMap<String, Digest>, String> {
+        let mut deps = BTreeMap::new();
+        for path in &plan.steps[index].deps {
+            match self.digest(path) {
+                Ok(Some(digest)) => {
+                    deps.insert(path.clone(), digest);
+                }
+                Ok(None) => return Err(format!("dep `{path}` does not exist")),
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+        Ok(deps)
+    }
+
+    /// After a step succeeded: hashes and stores its outputs, reads its
+    /// metrics, and records it in the lock journal.
+    pub fn record(
+        &self,
+        plan: &Plan,
+        index: usize,
+        deps: BTreeMap<String, Digest>,
+    ) -> Result<(), String> {
+        let step = &plan.steps[index];
+        let mut outputs = BTreeMap::new();
+        {
+            let mut hasher = self
+                .hasher
+                .lock()
+                .map_err(|_| "the hash cache is unusable".to_string())?;
+            for (_, path) in &step.outputs {
+                hasher.forget(path);
+                let digest = hasher
+                    .digest(path)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("output `{path}` disappeared"))?;
+                self.store
+                    .put(&self.root, path, &digest, &mut hasher)
+                    .map_err(|e| format!("cannot store output `{path}`: {e}"))?;
+                outputs.insert(path.clone(), digest);
+            }
+        }
+        let metrics = match &step.metrics {
+            Some(file) => crate::metrics::read(&self.root.join(file))
+                .map_err(|e| format!("metrics file `{file}`: {e}"))?,
+            None => BTreeMap::new(),
+        };
+        let entry = StepLock {
+            command: step.command.clone(),
+            env: step.key_env.clone(),
+            params: step.params.clone(),
+            deps,
+            outputs,
+            metrics,
+        };
+        self.lock
+            .lock()
+            .map_err(|_| "the lock file is unusable".to_string())?
+            .record(&plan.pipeline, &step.name, entry)
+            .map_err(|e| e.to_string())
+    }
+
+    /// At the end of a run: drops entries of removed steps, writes
+    /// `runner.lock` and the stat cache.
+    pub fn finish(&self, plan: &Plan) -> Result<(), Error> {
+        if let Ok(mut lock) = self.lock.lock() {
+            let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+            lock.retain_steps(&plan.pipeline, &names);
+            lock.save()?;
+        }
+        if let Ok(mut hasher) = self.hasher.lock() {
+            hasher.save()?;
+        }
+        Ok(())
+    }
+}

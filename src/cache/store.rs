@@ -32,6 +32,11 @@ impl Store {
             .join(format!("{}.json", hash.trim_start_matches("blake3:")))
     }
 
+    /// True when an entry for `digest` exists (checked fully on restore).
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.tree(&digest.hash).exists() || self.object(&digest.hash).exists()
+    }
+
     /// Stores the output at `rel` (a file or a directory) under its digest.
     pub fn put(
         &self,

@@ -2,6 +2,7 @@
 //! results into exit codes. One file per subcommand.
 
 mod graph;
+mod plan;
 mod run;
 mod runs;
 mod schema;
@@ -47,8 +48,12 @@ enum Command {
     Schema(schema::Args),
     /// Print a pipeline's step graph.
     Graph(graph::Args),
-    /// Run a pipeline's steps in parallel, in dependency order.
+    /// Run a pipeline's stale steps in parallel, in dependency order.
     Run(run::Args),
+    /// What a run would do and why: each step runs, is up to date, or is restored. Runs nothing.
+    Plan(plan::Args),
+    /// Each step: up to date, or stale and why (same as `plan`).
+    Status(plan::Args),
     /// Recorded runs: list, show, logs.
     #[command(subcommand)]
     Runs(runs::Command),
@@ -63,6 +68,9 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Graph(args) => root().and_then(|root| graph::run(&root, args)),
         Command::Run(args) => root().and_then(|root| run::run(&root, args)),
+        Command::Plan(args) | Command::Status(args) => {
+            root().and_then(|root| plan::run(&root, args))
+        }
         Command::Runs(command) => root().and_then(|root| runs::run(&root, command)),
     };
     match result {

@@ -6,16 +6,20 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::exit;
+use crate::cache::Cache;
 use crate::error::Error;
 use crate::exec::events::RunStatus;
 use crate::exec::mask::Masker;
 use crate::exec::record::Recorder;
+use crate::exec::runlock;
 use crate::exec::scheduler::{self, ExecOptions};
-use crate::plan::{Plan, PlanOptions};
+use crate::plan::{Plan, PlanOptions, Selection};
+use crate::report::plan::{PlanFormat, render_plan};
 use crate::report::{self, Format};
 
+/// What to plan: shared by `run`, `plan` and `status`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct PlanArgs {
     /// The pipeline (optional when the repository has one).
     pipeline: Option<String>,
     /// Steps to run at once (default: the stack's parallelism, else the number of cores).
@@ -27,32 +31,76 @@ pub struct Args {
     /// The stack to run on (default: `local`, or the only stack, or the built-in local stack).
     #[arg(long, value_name = "NAME")]
     stack: Option<String>,
+    /// Run every selected step, up to date or not.
+    #[arg(long)]
+    force: bool,
+    /// Only this step (repeatable); the others count as up to date.
+    #[arg(long, value_name = "STEP")]
+    only: Vec<String>,
+    /// This step and every step after it (repeatable).
+    #[arg(long, value_name = "STEP")]
+    downstream: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    plan: PlanArgs,
     /// After a failure, keep running every step that does not depend on it.
     #[arg(short = 'k', long)]
     keep_going: bool,
+    /// Print the plan (what would run and why) and run nothing: `runner plan`.
+    #[arg(long)]
+    dry_run: bool,
+    /// Fail instead of waiting when another run holds this checkout.
+    #[arg(long)]
+    no_wait: bool,
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
 }
 
-pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
+/// Loads, validates and plans; `Ok(Err(code))` when specs are invalid
+/// (the problems are printed). `replay` persists a killed run's journal.
+pub fn plan(
+    root: &Path,
+    args: &PlanArgs,
+    replay: bool,
+) -> Result<Result<(Plan, Cache), u8>, Error> {
     let (_, loaded) = super::load(root, None)?;
     if !loaded.report.is_empty() {
         super::print_problems(&loaded);
-        return Ok(exit::INVALID);
+        return Ok(Err(exit::INVALID));
     }
     let options = PlanOptions {
         params: args.params.clone(),
         stack: args.stack.clone(),
         jobs: args.jobs.map(|j| j as usize),
     };
-    let plan = Arc::new(Plan::build(
-        &loaded,
-        root,
-        args.pipeline.as_deref(),
-        &options,
-    )?);
-    let masker = Arc::new(Masker::new(&plan.secret_values));
+    let mut plan = Plan::build(&loaded, root, args.pipeline.as_deref(), &options)?;
+    let cache = Cache::open(root, plan.store_dir.as_deref(), replay)?;
+    let selection = Selection {
+        force: args.force,
+        only: args.only.clone(),
+        downstream: args.downstream.clone(),
+    };
+    plan.decide(&cache, &selection)?;
+    Ok(Ok((plan, cache)))
+}
+
+pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     ignore_runner_dir(root);
+    let (plan, cache) = match plan(root, &args.plan, !args.dry_run)? {
+        Ok(planned) => planned,
+        Err(code) => return Ok(code),
+    };
+    if args.dry_run {
+        print!("{}", render_plan(&plan, PlanFormat::Text));
+        return Ok(exit::SUCCESS);
+    }
+    let _run_lock = runlock::acquire(root, &plan.run_id, !args.no_wait)?;
+    let plan = Arc::new(plan);
+    let cache = Arc::new(cache);
+    let masker = Arc::new(Masker::new(&plan.secret_values));
     let mut recorder = Recorder::create(&plan, masker.clone())?;
     let mut reporter = report::reporter(args.format);
     let exec_options = ExecOptions {
@@ -67,6 +115,7 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             path: root.to_path_buf(),
             source,
         })?;
+    let (exec_plan, exec_cache) = (Arc::clone(&plan), Arc::clone(&cache));
     let status = runtime.block_on(async move {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -75,9 +124,10 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         });
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
         let execution = tokio::spawn(scheduler::execute(
-            plan,
+            exec_plan,
             exec_options,
             masker,
+            Some(exec_cache),
             events_tx,
             cancel_rx,
         ));
@@ -96,6 +146,8 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             Err(err) => std::panic::resume_unwind(err.into_panic()),
         }
     });
+    // What finished is in runner.lock, even after a failure or a cancel.
+    cache.finish(&plan)?;
     Ok(match status {
         RunStatus::Succeeded => exit::SUCCESS,
         RunStatus::Cancelled => exit::CANCELLED,

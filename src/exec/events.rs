@@ -11,6 +11,9 @@ pub use super::process::Stream;
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Succeeded,
+    /// Did not need to run: up to date with `runner.lock` (outputs restored
+    /// from the store if needed), or left out by `--only`.
+    UpToDate,
     Failed,
     TimedOut,
     Cancelled,
@@ -25,6 +28,7 @@ impl StepStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             StepStatus::Succeeded => "succeeded",
+            StepStatus::UpToDate => "up to date",
             StepStatus::Failed => "failed",
             StepStatus::TimedOut => "timed out",
             StepStatus::Cancelled => "cancelled",
@@ -100,6 +104,7 @@ pub enum Event {
         status: RunStatus,
         duration_ms: u64,
         succeeded: usize,
+        up_to_date: usize,
         failed: usize,
         skipped: usize,
     },

@@ -5,4 +5,5 @@ pub mod events;
 pub mod mask;
 pub mod process;
 pub mod record;
+pub mod runlock;
 pub mod scheduler;

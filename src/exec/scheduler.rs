@@ -11,7 +11,8 @@ use tokio::task::JoinSet;
 use super::events::{Event, RunStatus, StepStatus};
 use super::mask::Masker;
 use super::process::{self, Exit, ProcessSpec};
-use crate::plan::Plan;
+use crate::cache::Cache;
+use crate::plan::{Decision, Plan};
 
 /// How failures and stops are handled.
 #[derive(Debug, Clone)]
@@ -52,6 +53,7 @@ pub async fn execute(
     plan: Arc<Plan>,
     options: ExecOptions,
     masker: Arc<Masker>,
+    cache: Option<Arc<Cache>>,
     events: mpsc::UnboundedSender<Event>,
     cancel: watch::Receiver<bool>,
 ) -> Outcome {
@@ -84,15 +86,17 @@ pub async fn execute(
             let Some(index) = ready.pop_front() else {
                 break;
             };
-            let (plan, masker, events, cancel, options) = (
+            let (plan, masker, events, cancel, options, cache) = (
                 plan.clone(),
                 masker.clone(),
                 events.clone(),
                 cancel.clone(),
                 options.clone(),
+                cache.clone(),
             );
             running.spawn(async move {
-                let status = run_step(&plan, index, &options, &masker, &events, cancel).await;
+                let status =
+                    run_step(&plan, index, &options, &masker, cache, &events, cancel).await;
                 Finished { index, status }
             });
         }
@@ -110,7 +114,7 @@ pub async fn execute(
                 let i = finished.index;
                 status[i] = Some(finished.status);
                 match finished.status {
-                    StepStatus::Succeeded => {
+                    StepStatus::Succeeded | StepStatus::UpToDate => {
                         for &d in &dependents[i] {
                             waiting_on[d] -= 1;
                             if waiting_on[d] == 0 && status[d].is_none() {
@@ -162,6 +166,7 @@ pub async fn execute(
         status: run_status,
         duration_ms: started.elapsed().as_millis() as u64,
         succeeded: count(&|s| *s == StepStatus::Succeeded),
+        up_to_date: count(&|s| *s == StepStatus::UpToDate),
         failed: count(&|s| s.is_failure()),
         skipped: count(&|s| matches!(s, StepStatus::Skipped | StepStatus::Cancelled)),
     });
@@ -195,15 +200,61 @@ fn skip_dependents(
 
 /// Runs one step with its retries; returns how it ended.
 async fn run_step(
-    plan: &Plan,
+    plan: &Arc<Plan>,
     index: usize,
     options: &ExecOptions,
     masker: &Arc<Masker>,
+    cache: Option<Arc<Cache>>,
     events: &mpsc::UnboundedSender<Event>,
     mut cancel: watch::Receiver<bool>,
 ) -> StepStatus {
     let step = &plan.steps[index];
     let started = Instant::now();
+    let up_to_date = |reason: String| {
+        let _ = events.send(Event::StepFinished {
+            step: step.name.clone(),
+            status: StepStatus::UpToDate,
+            exit_code: None,
+            attempts: 0,
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason: Some(reason),
+        });
+        StepStatus::UpToDate
+    };
+    match (&plan.decisions[index], &cache) {
+        (Decision::UpToDate, _) => return up_to_date("up to date".to_string()),
+        (Decision::NotSelected, _) => return up_to_date("not selected".to_string()),
+        (Decision::Restore { outputs }, Some(cache)) => {
+            let (plan, cache) = (Arc::clone(plan), Arc::clone(cache));
+            let restored = tokio::task::spawn_blocking(move || cache.restore(&plan, index)).await;
+            if let Ok(Ok(true)) = restored {
+                return up_to_date(format!("restored {} from the cache", outputs.join(", ")));
+            }
+        }
+        _ => {}
+    }
+    // The cache key's deps, hashed as the step starts (its upstream is done).
+    let deps = match &cache {
+        Some(cache) => {
+            let (plan_ref, cache_ref) = (Arc::clone(plan), Arc::clone(cache));
+            match tokio::task::spawn_blocking(move || cache_ref.hash_deps(&plan_ref, index)).await {
+                Ok(Ok(deps)) => Some(deps),
+                Ok(Err(problem)) => {
+                    let _ = events.send(Event::StepFinished {
+                        step: step.name.clone(),
+                        status: StepStatus::Failed,
+                        exit_code: None,
+                        attempts: 0,
+                        duration_ms: 0,
+                        reason: Some(problem),
+                    });
+                    return StepStatus::Failed;
+                }
+                Err(_) => None,
+            }
+        }
+        None => None,
+    };
     let attempts = step.retries + 1;
     let spec = ProcessSpec {
         argv: step.argv.clone(),
@@ -276,7 +327,30 @@ async fn run_step(
                 Some(format!("killed by signal {signal}")),
             ),
             Ok(Exit::Code(0)) => match missing_output(plan, index) {
-                None => return finish(StepStatus::Succeeded, Some(0), attempt, None),
+                None => {
+                    let (Some(cache), Some(deps)) = (&cache, deps.clone()) else {
+                        return finish(StepStatus::Succeeded, Some(0), attempt, None);
+                    };
+                    let (plan_ref, cache_ref) = (Arc::clone(plan), Arc::clone(cache));
+                    match tokio::task::spawn_blocking(move || {
+                        cache_ref.record(&plan_ref, index, deps)
+                    })
+                    .await
+                    {
+                        Ok(Ok(())) => return finish(StepStatus::Succeeded, Some(0), attempt, None),
+                        Ok(Err(problem)) => {
+                            return finish(StepStatus::Failed, Some(0), attempt, Some(problem));
+                        }
+                        Err(_) => {
+                            return finish(
+                                StepStatus::Failed,
+                                Some(0),
+                                attempt,
+                                Some("recording the step failed".to_string()),
+                            );
+                        }
+                    }
+                }
                 Some(missing) => (StepStatus::Failed, Some(0), Some(missing)),
             },
             Ok(Exit::Code(code)) => (

@@ -3,6 +3,7 @@
 
 mod json;
 mod plain;
+pub mod plan;
 mod tty;
 
 use std::collections::VecDeque;

@@ -93,6 +93,7 @@ impl Reporter for PlainReporter {
             } => {
                 let label = match outcome {
                     StepStatus::Succeeded => "OK",
+                    StepStatus::UpToDate => "FRESH",
                     StepStatus::Failed => "FAIL",
                     StepStatus::TimedOut => "TIMEOUT",
                     StepStatus::Cancelled => "CANCEL",
@@ -143,6 +144,7 @@ impl Reporter for PlainReporter {
                 status: outcome,
                 duration_ms,
                 succeeded,
+                up_to_date,
                 failed,
                 skipped,
             } => {
@@ -155,7 +157,7 @@ impl Reporter for PlainReporter {
                 self.print(&status(
                     word,
                     &format!(
-                        "in {}: {succeeded} succeeded, {failed} failed, {skipped} skipped; `runner runs show {run_id}`",
+                        "in {}: {succeeded} ran, {up_to_date} up to date, {failed} failed, {skipped} skipped; `runner runs show {run_id}`",
                         seconds(*duration_ms)
                     ),
                 ));

@@ -103,6 +103,7 @@ impl Reporter for TtyReporter {
                 }
                 let (mark, color) = match status {
                     StepStatus::Succeeded => ("✓", "32"),
+                    StepStatus::UpToDate => ("=", "2"),
                     StepStatus::Cancelled | StepStatus::Skipped => ("-", "33"),
                     StepStatus::Failed | StepStatus::TimedOut => ("✗", "31"),
                 };
@@ -131,6 +132,7 @@ impl Reporter for TtyReporter {
                 status,
                 duration_ms,
                 succeeded,
+                up_to_date,
                 failed,
                 skipped,
             } => {
@@ -141,7 +143,7 @@ impl Reporter for TtyReporter {
                     RunStatus::Running => "running",
                 };
                 self.line(format!(
-                    "{word} in {}: {succeeded} succeeded, {failed} failed, {skipped} skipped (run {run_id})",
+                    "{word} in {}: {succeeded} ran, {up_to_date} up to date, {failed} failed, {skipped} skipped (run {run_id})",
                     seconds(*duration_ms)
                 ));
             }

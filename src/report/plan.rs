@@ -1,0 +1,83 @@
+//! The plan as text, JSON or Markdown: what runs, what is up to date, why.
+
+use serde_json::json;
+
+use crate::plan::{Decision, Plan};
+
+/// `--format` of `runner plan` and `runner status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+fn counts(plan: &Plan) -> (usize, usize) {
+    let runs = plan
+        .decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Run { .. }))
+        .count();
+    (runs, plan.steps.len())
+}
+
+fn explain(decision: &Decision) -> (&'static str, String) {
+    match decision {
+        Decision::Run { reasons } => ("run", reasons.join("; ")),
+        Decision::Restore { outputs } => (
+            "restore",
+            format!("up to date; restore {} from the cache", outputs.join(", ")),
+        ),
+        Decision::UpToDate => ("up to date", String::new()),
+        Decision::NotSelected => ("not selected", String::new()),
+    }
+}
+
+/// The plan rendered for a person or a machine.
+pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
+    let (runs, total) = counts(plan);
+    match format {
+        PlanFormat::Json => {
+            let steps: Vec<_> = plan
+                .steps
+                .iter()
+                .zip(&plan.decisions)
+                .map(|(step, decision)| json!({"step": step.name, "command": step.command, "decision": decision}))
+                .collect();
+            let doc = json!({"pipeline": plan.pipeline, "stack": plan.stack, "runs": runs, "steps": steps});
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            )
+        }
+        PlanFormat::Text => {
+            let width = plan.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
+            let mut out = format!("{}: {runs} of {total} steps would run\n", plan.pipeline);
+            for (step, decision) in plan.steps.iter().zip(&plan.decisions) {
+                let (action, why) = explain(decision);
+                let why = if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                };
+                out.push_str(&format!("  {:<width$}  {action}{why}\n", step.name));
+            }
+            out
+        }
+        PlanFormat::Markdown => {
+            let mut out = format!(
+                "### `{}`: {runs} of {total} steps would run\n\n| step | action | why |\n|---|---|---|\n",
+                plan.pipeline
+            );
+            for (step, decision) in plan.steps.iter().zip(&plan.decisions) {
+                let (action, why) = explain(decision);
+                out.push_str(&format!(
+                    "| `{}` | {action} | {} |\n",
+                    step.name,
+                    why.replace('|', "\\|")
+                ));
+            }
+            out
+        }
+    }
+}
