@@ -522,6 +522,11 @@ impl Plan {
             if !step.cache {
                 reasons.push("`cache: false`".to_string());
             }
+            // Nothing to compare, nothing to restore: like DVC, such a step
+            // is always stale (a notification, a smoke test).
+            if step.deps.is_empty() && step.outputs.is_empty() && step.metrics.is_none() {
+                reasons.push("no deps or outputs to compare, so it runs every time".to_string());
+            }
             let rerunning: Vec<usize> = step
                 .upstream
                 .iter()
