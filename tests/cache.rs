@@ -1,28 +1,13 @@
 //! Content-hash caching: what reruns, what is restored, runner.lock, and
 //! surviving `kill -9`.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use common::{runner, text};
 use std::time::Duration;
-
-fn runner(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITLAB_CI")
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// prepare -> train -> evaluate, plus an independent `report`. Every step
 /// appends its name to `ran.log`, so tests can count executions.

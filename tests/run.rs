@@ -1,27 +1,12 @@
 //! `runner run` and `runner runs`: real subprocesses, real signals, real files.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use common::{runner, text};
 use std::time::{Duration, Instant};
-
-fn runner(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITLAB_CI")
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A repo with one pipeline file holding `steps` (YAML, indented by 2).
 fn repo(steps: &str) -> tempfile::TempDir {
