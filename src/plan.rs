@@ -217,9 +217,12 @@ impl Plan {
             env.push(("RUNNER_STEP".into(), name.clone()));
             secret_names.extend(step.secrets.iter().map(|s| (name.as_str(), s.0.as_str())));
             for secret in stack.secrets.iter().chain(&step.secrets) {
-                if let Ok(value) = std::env::var(&secret.0) {
-                    env.push((secret.0.clone(), value.clone()));
-                    secret_values.push(value);
+                if let Some(value) = std::env::var_os(&secret.0) {
+                    // A value that is not UTF-8 is masked in its lossy form,
+                    // which is how it appears in output.
+                    let text = value.to_string_lossy().into_owned();
+                    env.push((secret.0.clone(), text.clone()));
+                    secret_values.push(text);
                 }
             }
             let upstream = dag
@@ -295,6 +298,12 @@ impl Plan {
         }
         secret_values.sort();
         secret_values.dedup();
+        // The display command is what runner.lock and every log record: a
+        // secret interpolated through a param never reaches them.
+        let masker = crate::exec::mask::Masker::new(&secret_values);
+        for step in &mut steps {
+            step.command = masker.mask(&step.command).into_owned();
+        }
         let decisions = vec![
             Decision::Run {
                 reasons: vec!["not compared with runner.lock".to_string()]
@@ -435,10 +444,11 @@ pub fn git_info(root: &Path) -> Option<GitInfo> {
     let repo = git2::Repository::discover(root).ok()?;
     let head = repo.head().ok()?;
     let sha = head.peel_to_commit().ok()?.id().to_string();
-    let branch = head
-        .is_branch()
-        .then(|| head.shorthand().ok().map(str::to_string))
-        .flatten();
+    // A detached checkout (the usual CI case) is on `HEAD`, as git says.
+    let branch = match head.is_branch() {
+        true => head.shorthand().ok().map(str::to_string),
+        false => Some("HEAD".to_string()),
+    };
     Some(GitInfo { sha, branch })
 }
 

@@ -467,3 +467,35 @@ fn the_terminal_view_shows_status_lines_and_a_failed_steps_tail() {
         "a succeeded step's output is not repeated: {screen}"
     );
 }
+
+#[test]
+fn a_process_that_leaves_the_step_group_does_not_hold_the_run() {
+    let dir = repo("  daemon:\n    run: setsid sleep 5 & sleep 0.1; echo started\n");
+    let start = Instant::now();
+    let out = runner(dir.path(), &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "waited for the escaped process: {:?}",
+        start.elapsed()
+    );
+    assert!(text(&out).contains("[daemon] started"), "{}", text(&out));
+}
+
+#[test]
+fn a_secret_equal_to_a_record_key_does_not_corrupt_the_record() {
+    let dir = repo("  a:\n    run: echo \"$TOKEN\"\n    secrets: [TOKEN]\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("-C")
+        .arg(dir.path())
+        .args(["run", "--format", "plain"])
+        .env("TOKEN", "jobs")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("[a] ***"), "{}", text(&out));
+    let run = run_json(dir.path());
+    assert!(run["jobs"].is_number(), "{run}");
+    let listed = runner(dir.path(), &["runs", "show", "last"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+}

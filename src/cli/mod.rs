@@ -62,6 +62,9 @@ enum Command {
 /// Parses the command line, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        restore_sigpipe();
+    }
     let root = || repo_root(cli.repo.as_deref());
     let result = match &cli.command {
         Command::Validate(args) => root().and_then(|root| validate::run(&root, args)),
@@ -80,6 +83,16 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::INVALID)
         }
     }
+}
+
+/// Lets `runner runs logs ID | head` end quietly, as any Unix filter does,
+/// instead of failing on a closed pipe. Not for `run`: a closed output must
+/// never kill runner while its steps are running.
+fn restore_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called first thing on the main thread, before any other
+    // thread exists; SIG_DFL installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// The repository root: `-C DIR` as given, else the enclosing git work tree,

@@ -89,15 +89,21 @@ pub fn plan(
 
 pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     ignore_runner_dir(root);
-    let (plan, cache) = match plan(root, &args.plan, !args.dry_run)? {
-        Ok(planned) => planned,
-        Err(code) => return Ok(code),
-    };
     if args.dry_run {
+        let (plan, _) = match plan(root, &args.plan, false)? {
+            Ok(planned) => planned,
+            Err(code) => return Ok(code),
+        };
         print!("{}", render_plan(&plan, PlanFormat::Text));
         return Ok(exit::SUCCESS);
     }
-    let _run_lock = runlock::acquire(root, &plan.run_id, !args.no_wait)?;
+    // Taken before planning: a run that waited must see what the run before
+    // it recorded, or it would write back a stale runner.lock.
+    let _run_lock = runlock::acquire(root, !args.no_wait)?;
+    let (plan, cache) = match plan(root, &args.plan, true)? {
+        Ok(planned) => planned,
+        Err(code) => return Ok(code),
+    };
     let plan = Arc::new(plan);
     let cache = Arc::new(cache);
     let masker = Arc::new(Masker::new(&plan.secret_values));
@@ -147,7 +153,9 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         }
     });
     // What finished is in runner.lock, even after a failure or a cancel.
-    cache.finish(&plan)?;
+    if let Err(err) = cache.finish(&plan) {
+        eprintln!("error: runner.lock was not written: {err}; the next run replays what finished");
+    }
     Ok(match status {
         RunStatus::Succeeded => exit::SUCCESS,
         RunStatus::Cancelled => exit::CANCELLED,

@@ -11,6 +11,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 
+/// How long output is still read after a step ended.
+const DRAIN: Duration = Duration::from_secs(1);
+
 /// What to run and how.
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
@@ -52,12 +55,6 @@ pub enum Exit {
     Cancelled,
 }
 
-impl Exit {
-    pub fn success(self) -> bool {
-        self == Exit::Code(0)
-    }
-}
-
 /// Runs the process to its end, sending each output line to `lines`.
 /// Setting `cancel` to true stops the process group (SIGTERM, then SIGKILL
 /// after the grace period). Whatever the outcome, nothing of the group is
@@ -67,6 +64,18 @@ pub async fn run(
     lines: mpsc::UnboundedSender<(Stream, String)>,
     mut cancel: watch::Receiver<bool>,
 ) -> std::io::Result<Exit> {
+    if !spec.cwd.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "the working directory {} does not exist",
+                spec.cwd.display()
+            ),
+        ));
+    }
+    if *cancel.borrow() {
+        return Ok(Exit::Cancelled);
+    }
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -118,8 +127,14 @@ pub async fn run(
     if let Some(group) = group {
         stop_group(group, &mut child, spec.grace).await;
     }
+    // A process that left the group (`setsid`, a double fork) can hold the
+    // pipes open forever: drain what is there, then stop reading.
+    let deadline = tokio::time::Instant::now() + DRAIN;
     for reader in readers.into_iter().flatten() {
-        let _ = reader.await;
+        let abort = reader.abort_handle();
+        if tokio::time::timeout_at(deadline, reader).await.is_err() {
+            abort.abort();
+        }
     }
     Ok(exit)
 }

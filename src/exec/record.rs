@@ -109,7 +109,17 @@ impl Recorder {
             finished_at: None,
             duration_ms: None,
             jobs: plan.jobs,
-            params: plan.params.clone(),
+            params: plan
+                .params
+                .iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => (
+                        k.clone(),
+                        serde_json::Value::String(masker.mask(s).into_owned()),
+                    ),
+                    other => (k.clone(), other.clone()),
+                })
+                .collect(),
             git: plan.git.as_ref().map(GitRecord::from),
             steps: plan
                 .steps
@@ -194,7 +204,7 @@ impl Recorder {
                     s.exit_code = *exit_code;
                     s.attempts = *attempts;
                     s.duration_ms = Some(*duration_ms);
-                    s.reason = reason.clone();
+                    s.reason = reason.as_deref().map(|r| self.masker.mask(r).into_owned());
                 }
                 if self.saved_at.elapsed() >= SAVE_EVERY {
                     self.save()?;
@@ -204,7 +214,7 @@ impl Recorder {
                 if let Some(&i) = self.index.get(step) {
                     let s = &mut self.record.steps[i];
                     s.status = Some(StepStatus::Skipped);
-                    s.reason = Some(reason.clone());
+                    s.reason = Some(self.masker.mask(reason).into_owned());
                 }
             }
             Event::RunFinished {
@@ -239,8 +249,10 @@ impl Recorder {
     /// Writes `run.json` atomically: a reader never sees half a file.
     fn save(&mut self) -> Result<(), Error> {
         self.saved_at = Instant::now();
-        let json = serde_json::to_string_pretty(&self.record).unwrap_or_default();
-        let text = self.masker.mask(&json);
+        // Every text field is masked where it enters the record (commands,
+        // reasons, string params), never the JSON text: masking the text
+        // could rewrite a key or an id that happens to equal a secret.
+        let text = serde_json::to_string_pretty(&self.record).unwrap_or_default();
         let path = self.dir.join("run.json");
         let tmp = self.dir.join("run.json.tmp");
         std::fs::write(&tmp, text.as_bytes())

@@ -14,7 +14,7 @@ pub struct RunLock {
 }
 
 /// Takes the checkout's run lock, waiting for another run unless `wait` is false.
-pub fn acquire(root: &Path, run_id: &str, wait: bool) -> Result<RunLock, Error> {
+pub fn acquire(root: &Path, wait: bool) -> Result<RunLock, Error> {
     let path = root.join(".runner/lock");
     let io = |source| Error::Io {
         path: path.clone(),
@@ -49,14 +49,14 @@ pub fn acquire(root: &Path, run_id: &str, wait: bool) -> Result<RunLock, Error> 
         }
         Err(TryLockError::WouldBlock) => {
             return Err(Error::usage(format!(
-                "another run holds .runner/lock (pid and run: {holder}); wait for it, or run again without --no-wait to queue behind it"
+                "another run holds .runner/lock (pid {holder}); wait for it, or run again without --no-wait to queue behind it"
             )));
         }
         Err(TryLockError::Error(source)) => return Err(io(source)),
     }
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
-    writeln!(file, "{} {run_id}", std::process::id()).map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
     Ok(RunLock { _file: file })
 }
 

@@ -14,6 +14,8 @@ pub struct PlainReporter {
     ci: Ci,
     /// Output held back until its step ends (CI folding only).
     held: HashMap<String, Vec<String>>,
+    /// When each step started, for GitLab's section timing.
+    started: HashMap<String, u64>,
 }
 
 impl PlainReporter {
@@ -21,6 +23,7 @@ impl PlainReporter {
         PlainReporter {
             ci,
             held: HashMap::new(),
+            started: HashMap::new(),
         }
     }
 
@@ -61,6 +64,7 @@ impl Reporter for PlainReporter {
                     String::new()
                 };
                 self.print(&status("START", &format!("{step}{attempt}: {command}")));
+                self.started.entry(step.clone()).or_insert_with(unix_now);
             }
             Event::Output { step, line, .. } => {
                 if self.ci == Ci::None {
@@ -123,12 +127,11 @@ impl Reporter for PlainReporter {
                         }
                     }
                     Ci::GitLab => {
-                        let now = SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs());
+                        let now = unix_now();
+                        let start = self.started.get(step).copied().unwrap_or(now);
                         let collapsed = !outcome.is_failure();
                         self.print(&format!(
-                            "\x1b[0Ksection_start:{now}:step_{step}[collapsed={collapsed}]\r\x1b[0K{} {line}",
+                            "\x1b[0Ksection_start:{start}:step_{step}[collapsed={collapsed}]\r\x1b[0K{} {line}",
                             label.to_lowercase()
                         ));
                         held.iter().for_each(|l| self.print(l));
@@ -164,4 +167,10 @@ impl Reporter for PlainReporter {
             }
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -3,6 +3,7 @@
 //! output, so the screen stays short however many steps run.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -34,16 +35,11 @@ impl TtyReporter {
     /// and indicatif draws nothing).
     fn line(&self, text: String) {
         if self.bars.is_hidden() {
-            eprintln!("{text}");
+            // A closed stderr must not stop the run (the steps would be orphaned).
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
         } else {
             let _ = self.bars.println(text);
         }
-    }
-}
-
-impl Default for TtyReporter {
-    fn default() -> Self {
-        TtyReporter::new()
     }
 }
 
@@ -148,5 +144,11 @@ impl Reporter for TtyReporter {
                 ));
             }
         }
+    }
+}
+
+impl Default for TtyReporter {
+    fn default() -> Self {
+        TtyReporter::new()
     }
 }
