@@ -23,7 +23,14 @@ fn main() {
         let status = Command::new(env!("CARGO_BIN_EXE_runner"))
             .arg("-C")
             .arg(repo.path())
-            .args(["run", "--format", "json", "-j", &jobs.to_string()])
+            .args([
+                "run",
+                "--force",
+                "--format",
+                "json",
+                "-j",
+                &jobs.to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .status()
             .expect("run runner");

@@ -169,9 +169,14 @@ fn runner_repo(spec: &str) -> tempfile::TempDir {
 
 fn runner_cmd(repo: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
-    cmd.arg("-C")
-        .arg(repo)
-        .args(["run", "--format", "json", "-j", &JOBS.to_string()]);
+    cmd.arg("-C").arg(repo).args([
+        "run",
+        "--force",
+        "--format",
+        "json",
+        "-j",
+        &JOBS.to_string(),
+    ]);
     cmd
 }
 

@@ -27,13 +27,6 @@ pub struct ProcessSpec {
     pub grace: Duration,
 }
 
-impl ProcessSpec {
-    /// argv for a string command: it runs through `sh -c`.
-    pub fn shell(command: &str) -> Vec<String> {
-        vec!["sh".to_string(), "-c".to_string(), command.to_string()]
-    }
-}
-
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -205,7 +198,7 @@ mod tests {
 
     fn spec(command: &str, timeout: Option<Duration>) -> ProcessSpec {
         ProcessSpec {
-            argv: ProcessSpec::shell(command),
+            argv: vec!["sh".into(), "-c".into(), command.into()],
             cwd: std::env::temp_dir(),
             env: vec![("GREETING".into(), "hello world".into())],
             timeout,

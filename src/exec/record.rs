@@ -155,11 +155,6 @@ impl Recorder {
         Ok(recorder)
     }
 
-    /// The run's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Applies one event to the record and the logs.
     pub fn event(&mut self, event: &Event) -> Result<(), Error> {
         match event {
