@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use super::exit;
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::exec::events::RunStatus;
+use crate::exec::events::{Event, RunStatus};
 use crate::exec::mask::Masker;
 use crate::exec::record::Recorder;
 use crate::exec::runlock;
@@ -113,6 +113,7 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         keep_going: args.keep_going,
         ..ExecOptions::default()
     };
+    let output_window = Arc::clone(&exec_options.output_window);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -146,6 +147,9 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
                 eprintln!("warning: the run record is incomplete: {err}");
             }
             reporter.event(&event);
+            if matches!(event, Event::Output { .. }) {
+                output_window.add_permits(1);
+            }
         }
         match execution.await {
             Ok(outcome) => outcome.status,

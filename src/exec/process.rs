@@ -48,13 +48,15 @@ pub enum Exit {
     Cancelled,
 }
 
-/// Runs the process to its end, sending each output line to `lines`.
+/// Runs the process to its end, sending each output line to `lines`. The
+/// channel is bounded: a consumer that falls behind slows the step's writes
+/// (through its pipe) instead of buffering its output in memory.
 /// Setting `cancel` to true stops the process group (SIGTERM, then SIGKILL
 /// after the grace period). Whatever the outcome, nothing of the group is
 /// left running when this returns.
 pub async fn run(
     spec: &ProcessSpec,
-    lines: mpsc::UnboundedSender<(Stream, String)>,
+    lines: mpsc::Sender<(Stream, String)>,
     mut cancel: watch::Receiver<bool>,
 ) -> std::io::Result<Exit> {
     if !spec.cwd.is_dir() {
@@ -172,7 +174,7 @@ fn group_alive(group: Pid) -> bool {
 async fn forward(
     stream: impl AsyncRead + Unpin,
     which: Stream,
-    lines: mpsc::UnboundedSender<(Stream, String)>,
+    lines: mpsc::Sender<(Stream, String)>,
 ) {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
@@ -184,7 +186,7 @@ async fn forward(
                 let line = String::from_utf8_lossy(&buf)
                     .trim_end_matches(['\n', '\r'])
                     .to_string();
-                if lines.send((which, line)).is_err() {
+                if lines.send((which, line)).await.is_err() {
                     break;
                 }
             }
@@ -210,7 +212,7 @@ mod tests {
         spec: &ProcessSpec,
         cancel: watch::Receiver<bool>,
     ) -> (Exit, Vec<(Stream, String)>) {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(4096);
         let exit = run(spec, tx, cancel).await.unwrap();
         let mut lines = Vec::new();
         while let Ok(line) = rx.try_recv() {

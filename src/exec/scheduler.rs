@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::events::{Event, RunStatus, StepStatus};
@@ -23,7 +23,14 @@ pub struct ExecOptions {
     pub grace: Duration,
     /// First delay before a retry; doubled for each further attempt.
     pub backoff: Duration,
+    /// Output events not yet handled by the consumer, across all steps. The
+    /// consumer calls `add_permits(1)` per `Output` event it has handled:
+    /// a slow terminal then slows the steps' output, not runner's memory.
+    pub output_window: Arc<Semaphore>,
 }
+
+/// Output lines in flight between the steps and the reporter.
+const OUTPUT_WINDOW: usize = 4096;
 
 impl Default for ExecOptions {
     fn default() -> Self {
@@ -31,6 +38,7 @@ impl Default for ExecOptions {
             keep_going: false,
             grace: Duration::from_secs(5),
             backoff: Duration::from_millis(500),
+            output_window: Arc::new(Semaphore::new(OUTPUT_WINDOW)),
         }
     }
 }
@@ -286,12 +294,19 @@ async fn run_step(
                 let _ = std::fs::create_dir_all(parent);
             }
         }
-        let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<(process::Stream, String)>();
+        let (lines_tx, mut lines_rx) = mpsc::channel::<(process::Stream, String)>(256);
         let forward = {
             let (events, name) = (events.clone(), step.name.clone());
             let masker = Arc::clone(masker);
+            let window = Arc::clone(&options.output_window);
             tokio::spawn(async move {
                 while let Some((stream, line)) = lines_rx.recv().await {
+                    // One permit per output event in flight; the consumer
+                    // gives it back once the event is written.
+                    match window.acquire().await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => break,
+                    }
                     let line = masker.mask(&line).into_owned();
                     let _ = events.send(Event::Output {
                         step: name.clone(),
