@@ -9,7 +9,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 /// Why one step runs after another.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EdgeReason {
     /// Listed in `needs`.
     Needs,
@@ -57,6 +57,20 @@ impl Dag {
         if self.graph.find_edge(from, to).is_none() {
             self.graph.add_edge(from, to, reason);
         }
+    }
+
+    /// Every edge, in the order they were added.
+    pub fn edges(&self) -> Vec<(&str, &str, &EdgeReason)> {
+        self.graph
+            .edge_references()
+            .map(|e| {
+                (
+                    self.graph[e.source()].as_str(),
+                    self.graph[e.target()].as_str(),
+                    e.weight(),
+                )
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -7,6 +7,7 @@ pub mod dag;
 pub mod diagnostic;
 pub mod error;
 pub mod exec;
+pub mod git;
 pub mod metrics;
 pub mod plan;
 pub mod report;

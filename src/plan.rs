@@ -57,12 +57,7 @@ pub enum Decision {
     NotSelected,
 }
 
-/// The commit a run starts from.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct GitInfo {
-    pub sha: String,
-    pub branch: Option<String>,
-}
+pub use crate::git::GitInfo;
 
 /// What `runner run` will do.
 pub struct Plan {
@@ -111,7 +106,7 @@ impl Plan {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
         let run_id = new_run_id();
-        let git = git_info(root);
+        let git = crate::git::head(root);
         let spec = &doc.spec;
 
         let templates = Templates::new();
@@ -437,19 +432,6 @@ pub fn new_run_id() -> String {
         .map_or(0, |d| d.subsec_nanos());
     let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
     format!("{stamp}-{salt:04x}")
-}
-
-/// The checked-out commit and branch, when `root` is in a git work tree with commits.
-pub fn git_info(root: &Path) -> Option<GitInfo> {
-    let repo = git2::Repository::discover(root).ok()?;
-    let head = repo.head().ok()?;
-    let sha = head.peel_to_commit().ok()?.id().to_string();
-    // A detached checkout (the usual CI case) is on `HEAD`, as git says.
-    let branch = match head.is_branch() {
-        true => head.shorthand().ok().map(str::to_string),
-        false => Some("HEAD".to_string()),
-    };
-    Some(GitInfo { sha, branch })
 }
 
 #[cfg(test)]

@@ -314,3 +314,45 @@ fn kill_9_at_any_point_loses_no_finished_step() {
         );
     }
 }
+
+#[test]
+fn an_edited_spec_or_lock_is_read_again_not_taken_from_local_state() {
+    let dir = repo();
+    run(dir.path(), &[]);
+    // The second load of unchanged specs comes from the snapshot.
+    assert!(run(dir.path(), &[]).is_empty());
+    assert!(dir.path().join(".runner/state/specs.json").exists());
+
+    // A changed command is seen...
+    let spec = dir.path().join("pipelines/p.yaml");
+    let edited = PIPELINE.replace("echo report > {{", "echo report2 > {{");
+    std::fs::write(&spec, &edited).unwrap();
+    assert_eq!(run(dir.path(), &[]), ["report"]);
+    let page = std::fs::read_to_string(dir.path().join("build/report.html")).unwrap();
+    assert_eq!(page, "report2\n");
+
+    // ...and so is a mistake, with its position.
+    std::fs::write(
+        &spec,
+        edited.replace("deps: [data/notes.txt]", "deps: [/etc/passwd]"),
+    )
+    .unwrap();
+    let out = runner(dir.path(), &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("p.yaml:19:12"), "{}", text(&out));
+    std::fs::write(&spec, &edited).unwrap();
+    assert!(run(dir.path(), &[]).is_empty());
+
+    // A hand edit of runner.lock counts, although its parsed copy is kept.
+    let lock = dir.path().join("runner.lock");
+    let text_before = std::fs::read_to_string(&lock).unwrap();
+    std::fs::write(
+        &lock,
+        text_before.replace("echo report2 > ", "echo other > "),
+    )
+    .unwrap();
+    let plan = text(&runner(dir.path(), &["plan"]));
+    assert!(plan.contains("command changed"), "{plan}");
+    assert_eq!(run(dir.path(), &[]), ["report"]);
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), text_before);
+}

@@ -28,6 +28,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// `.runner/` is local state: keep it out of `git status` from the start.
+pub fn init_state_dir(root: &Path) {
+    let ignore = root.join(".runner/.gitignore");
+    if !ignore.exists() {
+        let _ = std::fs::create_dir_all(root.join(".runner"));
+        let _ = std::fs::write(
+            ignore,
+            "# runner's local state: caches, run records, services\n*\n",
+        );
+    }
+}
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -52,16 +64,23 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Opens the lock, the stat cache and the store (`store_dir` relative to
-    /// the root, default `.runner/cache`). `replay` writes back a journal a
-    /// killed run left; `runner plan` reads it without writing.
-    pub fn open(root: &Path, store_dir: Option<&str>, replay: bool) -> Result<Cache, Error> {
+    /// Opens the lock and the stat cache, with the default store.
+    /// `replay` writes back a journal a killed run left; `runner plan` reads
+    /// it without writing.
+    pub fn open(root: &Path, replay: bool) -> Result<Cache, Error> {
+        init_state_dir(root);
         Ok(Cache {
             root: root.to_path_buf(),
             hasher: Mutex::new(Hasher::open(root, root.join(STAT_CACHE))),
-            store: Store::new(root.join(store_dir.unwrap_or(DEFAULT_STORE))),
+            store: Store::new(root.join(DEFAULT_STORE)),
             lock: Mutex::new(Lock::open(root, replay)?),
         })
+    }
+
+    /// Uses the stack's artifact store (`store_dir` relative to the root).
+    pub fn with_store(mut self, root: &Path, store_dir: Option<&str>) -> Cache {
+        self.store = Store::new(root.join(store_dir.unwrap_or(DEFAULT_STORE)));
+        self
     }
 
     /// The entry `runner.lock` holds for a step.
@@ -169,7 +188,7 @@ impl Cache {
     /// `runner.lock` and the stat cache.
     pub fn finish(&self, plan: &Plan) -> Result<(), Error> {
         if let Ok(mut lock) = self.lock.lock() {
-            let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+            let names = plan.steps.iter().map(|s| s.name.as_str()).collect();
             lock.retain_steps(&plan.pipeline, &names);
             lock.save()?;
         }

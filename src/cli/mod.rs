@@ -111,10 +111,7 @@ fn repo_root(explicit: Option<&Path>) -> Result<PathBuf, Error> {
         path: PathBuf::from("."),
         source,
     })?;
-    Ok(git2::Repository::discover(&cwd)
-        .ok()
-        .and_then(|repo| repo.workdir().map(Path::to_path_buf))
-        .unwrap_or(cwd))
+    Ok(crate::git::discover(&cwd).map_or(cwd, |checkout| checkout.work_tree))
 }
 
 /// Loads the specs of the work tree, or of `rev` read from git objects.

@@ -66,18 +66,21 @@ pub fn plan(
     args: &PlanArgs,
     replay: bool,
 ) -> Result<Result<(Plan, Cache), u8>, Error> {
-    let (_, loaded) = super::load(root, None)?;
-    if !loaded.report.is_empty() {
-        super::print_problems(&loaded);
-        return Ok(Err(exit::INVALID));
-    }
-    let options = PlanOptions {
-        params: args.params.clone(),
-        stack: args.stack.clone(),
-        jobs: args.jobs.map(|j| j as usize),
+    // runner.lock and the stat cache are read on a second core while the
+    // specs load: a no-op run is mostly these two reads.
+    let (planned, cache) = std::thread::scope(|scope| {
+        let cache = scope.spawn(|| Cache::open(root, replay));
+        let planned = build_plan(root, args);
+        let cache = cache
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (planned, cache)
+    });
+    let mut plan = match planned? {
+        Ok(plan) => plan,
+        Err(code) => return Ok(Err(code)),
     };
-    let mut plan = Plan::build(&loaded, root, args.pipeline.as_deref(), &options)?;
-    let cache = Cache::open(root, plan.store_dir.as_deref(), replay)?;
+    let cache = cache?.with_store(root, plan.store_dir.as_deref());
     let selection = Selection {
         force: args.force,
         only: args.only.clone(),
@@ -87,8 +90,27 @@ pub fn plan(
     Ok(Ok((plan, cache)))
 }
 
+fn build_plan(root: &Path, args: &PlanArgs) -> Result<Result<Plan, u8>, Error> {
+    let loaded = crate::spec::load_work_tree(root)?;
+    if !loaded.report.is_empty() {
+        super::print_problems(&loaded);
+        return Ok(Err(exit::INVALID));
+    }
+    let options = PlanOptions {
+        params: args.params.clone(),
+        stack: args.stack.clone(),
+        jobs: args.jobs.map(|j| j as usize),
+    };
+    Ok(Ok(Plan::build(
+        &loaded,
+        root,
+        args.pipeline.as_deref(),
+        &options,
+    )?))
+}
+
 pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
-    ignore_runner_dir(root);
+    crate::cache::init_state_dir(root);
     if args.dry_run {
         let (plan, _) = match plan(root, &args.plan, false)? {
             Ok(planned) => planned,
@@ -150,7 +172,11 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             if matches!(event, Event::Output { .. }) {
                 output_window.add_permits(1);
             }
+            if events_rx.is_empty() {
+                reporter.flush();
+            }
         }
+        reporter.flush();
         match execution.await {
             Ok(outcome) => outcome.status,
             Err(err) => std::panic::resume_unwind(err.into_panic()),
@@ -180,17 +206,5 @@ async fn wait_for_stop_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-/// `.runner/` is local state: keep it out of `git status` from the start.
-fn ignore_runner_dir(root: &Path) {
-    let ignore = root.join(".runner/.gitignore");
-    if !ignore.exists() {
-        let _ = std::fs::create_dir_all(root.join(".runner"));
-        let _ = std::fs::write(
-            ignore,
-            "# runner's local state: caches, run records, services\n*\n",
-        );
     }
 }

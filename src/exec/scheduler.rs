@@ -90,10 +90,22 @@ pub async fn execute(
 
     loop {
         let stop_new = cancelled || (first_failure.is_some() && !options.keep_going);
-        while !stop_new && running.len() < plan.jobs {
+        while !stop_new && !ready.is_empty() {
             let Some(index) = ready.pop_front() else {
                 break;
             };
+            // A step with nothing to do is settled here, without a task:
+            // a no-op run of a 1,000-step chain is then a loop, not 1,000
+            // round trips through the runtime.
+            if let Some(reason) = nothing_to_do(&plan.decisions[index]) {
+                status[index] = Some(up_to_date(&plan, index, reason, Instant::now(), &events));
+                release(index, &dependents, &mut waiting_on, &status, &mut ready);
+                continue;
+            }
+            if running.len() >= plan.jobs {
+                ready.push_front(index);
+                break;
+            }
             let (plan, masker, events, cancel, options, cache) = (
                 plan.clone(),
                 masker.clone(),
@@ -123,12 +135,7 @@ pub async fn execute(
                 status[i] = Some(finished.status);
                 match finished.status {
                     StepStatus::Succeeded | StepStatus::UpToDate => {
-                        for &d in &dependents[i] {
-                            waiting_on[d] -= 1;
-                            if waiting_on[d] == 0 && status[d].is_none() {
-                                ready.push_back(d);
-                            }
-                        }
+                        release(i, &dependents, &mut waiting_on, &status, &mut ready);
                     }
                     StepStatus::Cancelled => cancelled = true,
                     _ => {
@@ -184,6 +191,50 @@ pub async fn execute(
     }
 }
 
+/// Makes the steps that were waiting only on `done` ready.
+fn release(
+    done: usize,
+    dependents: &[Vec<usize>],
+    waiting_on: &mut [usize],
+    status: &[Option<StepStatus>],
+    ready: &mut VecDeque<usize>,
+) {
+    for &d in &dependents[done] {
+        waiting_on[d] -= 1;
+        if waiting_on[d] == 0 && status[d].is_none() {
+            ready.push_back(d);
+        }
+    }
+}
+
+/// Why a step needs no work at all (no run, no restore).
+fn nothing_to_do(decision: &Decision) -> Option<&'static str> {
+    match decision {
+        Decision::UpToDate => Some("up to date"),
+        Decision::NotSelected => Some("not selected"),
+        Decision::Run { .. } | Decision::Restore { .. } => None,
+    }
+}
+
+/// Reports a step as up to date.
+fn up_to_date(
+    plan: &Plan,
+    index: usize,
+    reason: impl Into<String>,
+    started: Instant,
+    events: &mpsc::UnboundedSender<Event>,
+) -> StepStatus {
+    let _ = events.send(Event::StepFinished {
+        step: plan.steps[index].name.clone(),
+        status: StepStatus::UpToDate,
+        exit_code: None,
+        attempts: 0,
+        duration_ms: started.elapsed().as_millis() as u64,
+        reason: Some(reason.into()),
+    });
+    StepStatus::UpToDate
+}
+
 /// Marks every step downstream of `failed` as skipped (for `--keep-going`).
 fn skip_dependents(
     plan: &Plan,
@@ -218,28 +269,13 @@ async fn run_step(
 ) -> StepStatus {
     let step = &plan.steps[index];
     let started = Instant::now();
-    let up_to_date = |reason: String| {
-        let _ = events.send(Event::StepFinished {
-            step: step.name.clone(),
-            status: StepStatus::UpToDate,
-            exit_code: None,
-            attempts: 0,
-            duration_ms: started.elapsed().as_millis() as u64,
-            reason: Some(reason),
-        });
-        StepStatus::UpToDate
-    };
-    match (&plan.decisions[index], &cache) {
-        (Decision::UpToDate, _) => return up_to_date("up to date".to_string()),
-        (Decision::NotSelected, _) => return up_to_date("not selected".to_string()),
-        (Decision::Restore { outputs }, Some(cache)) => {
-            let (plan, cache) = (Arc::clone(plan), Arc::clone(cache));
-            let restored = tokio::task::spawn_blocking(move || cache.restore(&plan, index)).await;
-            if let Ok(Ok(true)) = restored {
-                return up_to_date(format!("restored {} from the cache", outputs.join(", ")));
-            }
+    if let (Decision::Restore { outputs }, Some(cache)) = (&plan.decisions[index], &cache) {
+        let (plan_ref, cache) = (Arc::clone(plan), Arc::clone(cache));
+        let restored = tokio::task::spawn_blocking(move || cache.restore(&plan_ref, index)).await;
+        if let Ok(Ok(true)) = restored {
+            let reason = format!("restored {} from the cache", outputs.join(", "));
+            return up_to_date(plan, index, reason, started, events);
         }
-        _ => {}
     }
     // The cache key's deps, hashed as the step starts (its upstream is done).
     let deps = match &cache {

@@ -1,18 +1,30 @@
 //! `--format json`: one JSON object per event on stdout, for machines.
 
-use std::io::Write;
+use std::io::{BufWriter, Stdout, Write};
 
 use super::Reporter;
 use crate::exec::events::Event;
 
-pub struct JsonReporter;
+pub struct JsonReporter {
+    out: BufWriter<Stdout>,
+}
+
+impl Default for JsonReporter {
+    fn default() -> JsonReporter {
+        JsonReporter {
+            out: BufWriter::new(std::io::stdout()),
+        }
+    }
+}
 
 impl Reporter for JsonReporter {
     fn event(&mut self, event: &Event) {
-        if let Ok(line) = serde_json::to_string(event) {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+        if serde_json::to_writer(&mut self.out, event).is_ok() {
+            let _ = self.out.write_all(b"\n");
         }
+    }
+
+    fn flush(&mut self) {
+        let _ = self.out.flush();
     }
 }

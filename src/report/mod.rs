@@ -18,6 +18,11 @@ pub use tty::TtyReporter;
 /// Consumes the events of one run.
 pub trait Reporter: Send {
     fn event(&mut self, event: &Event);
+
+    /// Called whenever no event is waiting: output buffered since goes out
+    /// now, so a burst of a thousand events costs one write, and nothing a
+    /// step printed is held back while it runs on quietly.
+    fn flush(&mut self) {}
 }
 
 /// The CI system runner is running under, for log folding.
@@ -55,7 +60,7 @@ pub enum Format {
 pub fn reporter(format: Format) -> Box<dyn Reporter> {
     let ci = Ci::detect();
     match format {
-        Format::Json => Box::new(JsonReporter),
+        Format::Json => Box::new(JsonReporter::default()),
         Format::Tty => Box::new(TtyReporter::new()),
         Format::Plain => Box::new(PlainReporter::new(ci)),
         Format::Auto if ci == Ci::None && std::io::stderr().is_terminal() => {

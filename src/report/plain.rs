@@ -4,7 +4,7 @@
 //! parallel steps never interleave inside a group.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{BufWriter, Stderr, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Ci, Reporter, seconds};
@@ -12,6 +12,7 @@ use crate::exec::events::{Event, RunStatus, StepStatus};
 
 pub struct PlainReporter {
     ci: Ci,
+    out: BufWriter<Stderr>,
     /// Output held back until its step ends (CI folding only).
     held: HashMap<String, Vec<String>>,
     /// When each step started, for GitLab's section timing.
@@ -22,14 +23,14 @@ impl PlainReporter {
     pub fn new(ci: Ci) -> PlainReporter {
         PlainReporter {
             ci,
+            out: BufWriter::new(std::io::stderr()),
             held: HashMap::new(),
             started: HashMap::new(),
         }
     }
 
-    fn print(&self, text: &str) {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{text}");
+    fn print(&mut self, text: &str) {
+        let _ = writeln!(self.out, "{text}");
     }
 }
 
@@ -39,6 +40,10 @@ fn status(label: &str, rest: &str) -> String {
 }
 
 impl Reporter for PlainReporter {
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+
     fn event(&mut self, event: &Event) {
         match event {
             Event::RunStarted {

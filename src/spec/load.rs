@@ -2,7 +2,7 @@
 //! and `deployments/`, checked against its kind's schema and turned into
 //! typed specs. Problems are collected, never thrown, so one pass reports all.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 
@@ -26,17 +26,43 @@ pub struct Document<T> {
     pub spec: T,
     /// Repo-relative path with `/` separators.
     pub file: String,
-    pub node: Node,
+    /// Which YAML document of the file (they are separated by `---`) this is.
+    pub index: usize,
     pub text: Arc<str>,
+    /// The YAML tree; parsed again from `text` on first use when the spec
+    /// came from the snapshot of a valid repository.
+    node: OnceLock<Node>,
     /// True when problems were already reported for this document and it was
     /// read only by dropping unknown fields: check it, but never use it.
     pub recovered: bool,
 }
 
 impl<T> Document<T> {
+    /// A document whose tree is parsed only if a position is asked for.
+    pub fn new(spec: T, file: String, index: usize, text: Arc<str>) -> Document<T> {
+        Document {
+            spec,
+            file,
+            index,
+            text,
+            node: OnceLock::new(),
+            recovered: false,
+        }
+    }
+
+    /// The document's YAML tree, for positions.
+    pub fn node(&self) -> &Node {
+        self.node.get_or_init(|| {
+            yaml::parse_documents(&self.text)
+                .ok()
+                .and_then(|docs| docs.into_iter().nth(self.index))
+                .unwrap_or_default()
+        })
+    }
+
     /// The span of the node at `path` (a key's own span when `key` is true).
     pub fn span(&self, path: &[&str], key: bool) -> Span {
-        self.node.locate(path, key).span
+        self.node().locate(path, key).span
     }
 
     /// A diagnostic in this document's file.
@@ -53,9 +79,16 @@ pub struct Specs {
     pub deployments: Vec<Document<Deployment>>,
 }
 
-/// Reads and parses every spec file of `source`. Problems in files go into
-/// the report; only failures to read the source at all are errors.
-pub fn load(source: &Source, report: &mut Report) -> Result<Specs, Error> {
+/// A spec file's text and the directory it was found in.
+pub struct SpecFile {
+    pub path: String,
+    pub dir: &'static str,
+    pub text: Arc<str>,
+}
+
+/// Reads every spec file of `source`. Files that cannot be read are problems
+/// in the report; only failures to read the source at all are errors.
+pub fn read(source: &Source, report: &mut Report) -> Result<Vec<SpecFile>, Error> {
     let dirs = [PIPELINES_DIR, STACKS_DIR, DEPLOYMENTS_DIR];
     if !dirs.iter().any(|dir| source.has_dir(dir)) {
         return Err(Error::usage(format!(
@@ -63,14 +96,18 @@ pub fn load(source: &Source, report: &mut Report) -> Result<Specs, Error> {
             source.describe()
         )));
     }
-    let mut specs = Specs::default();
+    let mut files = Vec::new();
     for dir in dirs {
         for file in source.yaml_files(dir)? {
             let problem = match source.read(&file) {
                 Ok(FileText::Text(text)) => {
                     let text: Arc<str> = Arc::from(text);
                     report.add_source(&file, text.clone());
-                    load_file(&file, text, dir, &mut specs, report);
+                    files.push(SpecFile {
+                        path: file,
+                        dir,
+                        text,
+                    });
                     continue;
                 }
                 Ok(FileText::NotUtf8) => Diagnostic::new(&file, None, "file is not valid UTF-8")
@@ -85,10 +122,19 @@ pub fn load(source: &Source, report: &mut Report) -> Result<Specs, Error> {
             report.push(problem);
         }
     }
-    Ok(specs)
+    Ok(files)
 }
 
-fn load_file(file: &str, text: Arc<str>, dir: &str, specs: &mut Specs, report: &mut Report) {
+/// Parses the files and checks each document against its kind's schema.
+pub fn parse(files: &[SpecFile], report: &mut Report) -> Specs {
+    let mut specs = Specs::default();
+    for file in files {
+        parse_file(&file.path, file.text.clone(), file.dir, &mut specs, report);
+    }
+    specs
+}
+
+fn parse_file(file: &str, text: Arc<str>, dir: &str, specs: &mut Specs, report: &mut Report) {
     let docs = match yaml::parse_documents(&text) {
         Ok(docs) => docs,
         Err(err) => {
@@ -99,7 +145,7 @@ fn load_file(file: &str, text: Arc<str>, dir: &str, specs: &mut Specs, report: &
             return;
         }
     };
-    for node in docs {
+    for (index, node) in docs.into_iter().enumerate() {
         let Some(kind) = document_kind(file, &node, report) else {
             continue;
         };
@@ -113,7 +159,7 @@ fn load_file(file: &str, text: Arc<str>, dir: &str, specs: &mut Specs, report: &
             );
             continue;
         }
-        let doc = (file, node, text.clone());
+        let doc = (file, index, node, text.clone());
         match kind {
             Kind::Pipeline => push_typed(kind, doc, &mut specs.pipelines, report),
             Kind::Stack => push_typed(kind, doc, &mut specs.stacks, report),
@@ -217,7 +263,7 @@ fn document_kind(file: &str, node: &Node, report: &mut Report) -> Option<Kind> {
 
 fn push_typed<T: DeserializeOwned>(
     kind: Kind,
-    (file, node, text): (&str, Node, Arc<str>),
+    (file, index, node, text): (&str, usize, Node, Arc<str>),
     out: &mut Vec<Document<T>>,
     report: &mut Report,
 ) {
@@ -244,8 +290,9 @@ fn push_typed<T: DeserializeOwned>(
         Ok(spec) => out.push(Document {
             spec,
             file: file.to_string(),
-            node,
+            index,
             text,
+            node: OnceLock::from(node),
             recovered,
         }),
         // The schema and the types are generated from one another, so this

@@ -3,6 +3,7 @@
 pub mod load;
 pub mod paths;
 pub mod schema;
+mod snapshot;
 pub mod source;
 pub mod types;
 pub mod validate;
@@ -12,6 +13,8 @@ pub use load::{Document, Specs};
 pub use schema::Kind;
 pub use source::Source;
 pub use types::{Deployment, Pipeline, Stack, Step};
+
+use std::path::Path;
 
 use crate::dag::Dag;
 use crate::diagnostic::Report;
@@ -31,14 +34,46 @@ pub struct Loaded {
 /// Loads and validates every spec of `source` in one pass.
 pub fn load(source: &Source) -> Result<Loaded, Error> {
     let mut report = Report::default();
-    let specs = load::load(source, &mut report)?;
+    let files = load::read(source, &mut report)?;
+    Ok(check(&files, report))
+}
+
+/// [`load`] of the work tree at `root`, for commands that run or plan: when
+/// no spec file changed since the last load that found no problem, its
+/// snapshot is read back instead of checking everything again.
+pub fn load_work_tree(root: &Path) -> Result<Loaded, Error> {
+    let source = Source::work_tree(root);
+    let mut report = Report::default();
+    let files = load::read(&source, &mut report)?;
+    let key = match report.is_empty() {
+        true => snapshot::key(&files),
+        false => None,
+    };
+    if let Some(key) = &key
+        && let Some((specs, dags)) = snapshot::read(root, key, &files)
+    {
+        return Ok(Loaded {
+            specs,
+            dags,
+            report,
+        });
+    }
+    let loaded = check(&files, report);
+    if let Some(key) = &key {
+        snapshot::write(root, key, &loaded);
+    }
+    Ok(loaded)
+}
+
+fn check(files: &[load::SpecFile], mut report: Report) -> Loaded {
+    let specs = load::parse(files, &mut report);
     let dags = validate::check(&specs, &mut report);
     report.sort();
-    Ok(Loaded {
+    Loaded {
         specs,
         dags,
         report,
-    })
+    }
 }
 
 impl Loaded {

@@ -132,7 +132,7 @@ impl<'a> PipelineCheck<'a> {
             templates,
             diagnostics: Vec::new(),
             edges: Vec::new(),
-            step_nodes: match doc.node.get("steps").map(|n| &n.value) {
+            step_nodes: match doc.node().get("steps").map(|n| &n.value) {
                 Some(super::yaml::Value::Map(entries)) => entries
                     .iter()
                     .filter_map(|(k, v)| Some((k.as_str()?, (k, v))))
@@ -148,9 +148,9 @@ impl<'a> PipelineCheck<'a> {
             ["steps", step, rest @ ..] => match self.step_nodes.get(step) {
                 Some((key_node, _)) if rest.is_empty() && key => key_node,
                 Some((_, value)) => value.locate(rest, key),
-                None => self.doc.node.locate(at, key),
+                None => self.doc.node().locate(at, key),
             },
-            _ => self.doc.node.locate(at, key),
+            _ => self.doc.node().locate(at, key),
         }
     }
 

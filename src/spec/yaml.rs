@@ -37,7 +37,7 @@ impl Span {
 }
 
 /// One YAML node with its position.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Node {
     pub value: Value,
     pub span: Span,
@@ -45,8 +45,9 @@ pub struct Node {
 
 /// The value of a node. Mapping keys are kept as nodes (always strings, as
 /// written) so errors about a key can point at the key itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub enum Value {
+    #[default]
     Null,
     Bool(bool),
     Int(i64),
