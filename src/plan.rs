@@ -3,6 +3,7 @@
 //! an undefined value or a secret that is not set fails here, not half way
 //! through a run.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -220,9 +221,9 @@ impl Plan {
                     secret_values.push(text);
                 }
             }
-            let upstream = dag
-                .upstream(name)
-                .into_iter()
+            let upstream_names = dag.upstream(name);
+            let upstream = upstream_names
+                .iter()
                 .filter_map(|(up, _)| index.get(up).copied())
                 .collect();
             let mut deps: Vec<String> = step
@@ -230,7 +231,7 @@ impl Plan {
                 .iter()
                 .filter_map(|d| crate::spec::paths::normalize(d).ok())
                 .collect();
-            for (up, _) in dag.upstream(name) {
+            for (up, _) in upstream_names {
                 if let Some(up_step) = spec.steps.get(up) {
                     deps.extend(
                         up_step
@@ -297,7 +298,9 @@ impl Plan {
         // secret interpolated through a param never reaches them.
         let masker = crate::exec::mask::Masker::new(&secret_values);
         for step in &mut steps {
-            step.command = masker.mask(&step.command).into_owned();
+            if let Cow::Owned(masked) = masker.mask(&step.command) {
+                step.command = masked;
+            }
         }
         let decisions = vec![
             Decision::Run {
@@ -497,13 +500,14 @@ impl Plan {
         let mut reruns = vec![false; n];
         // Outputs of steps that will not run, as runner.lock records them:
         // a downstream step compares against those, even before a restore.
-        let mut expected: BTreeMap<String, crate::cache::hash::Digest> = BTreeMap::new();
+        let recorded = cache.recorded()?;
+        let mut expected: BTreeMap<&str, &crate::cache::hash::Digest> = BTreeMap::new();
         for i in self.order() {
             let step = &self.steps[i];
             if !selected[i] {
                 self.decisions[i] = Decision::NotSelected;
-                if let Some(entry) = cache.entry(&self.pipeline, &step.name) {
-                    expected.extend(entry.outputs);
+                if let Some(entry) = recorded.get(&self.pipeline, &step.name) {
+                    expected.extend(entry.outputs.iter().map(|(p, d)| (p.as_str(), d)));
                 }
                 continue;
             }
@@ -533,8 +537,8 @@ impl Plan {
                 .flat_map(|&u| self.steps[u].outputs.iter().map(|(_, p)| p.as_str()))
                 .collect();
             let mut restore = Vec::new();
-            let entry = cache.entry(&self.pipeline, &step.name);
-            match &entry {
+            let entry = recorded.get(&self.pipeline, &step.name);
+            match entry {
                 None => reasons.push("not in runner.lock yet".to_string()),
                 Some(entry) => {
                     if entry.command != step.command {
@@ -548,8 +552,8 @@ impl Plan {
                         if rerun_outputs.contains(&path.as_str()) {
                             continue;
                         }
-                        let now = match expected.get(path) {
-                            Some(digest) => Some(digest.clone()),
+                        let now = match expected.get(path.as_str()) {
+                            Some(&digest) => Some(digest.clone()),
                             None => cache.digest(path)?,
                         };
                         match (entry.deps.get(path), now) {
@@ -587,7 +591,7 @@ impl Plan {
                 Decision::Run { reasons }
             } else {
                 if let Some(entry) = entry {
-                    expected.extend(entry.outputs);
+                    expected.extend(entry.outputs.iter().map(|(p, d)| (p.as_str(), d)));
                 }
                 if restore.is_empty() {
                     Decision::UpToDate

@@ -42,7 +42,7 @@ pub fn init_state_dir(root: &Path) {
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use hash::{Digest, Hasher};
 use lock::{Lock, StepLock};
@@ -86,6 +86,14 @@ impl Cache {
     /// The entry `runner.lock` holds for a step.
     pub fn entry(&self, pipeline: &str, step: &str) -> Option<StepLock> {
         self.lock.lock().ok()?.get(pipeline, step).cloned()
+    }
+
+    /// `runner.lock` as it is now, held while planning compares every step
+    /// with it (no step records anything meanwhile).
+    pub fn recorded(&self) -> Result<MutexGuard<'_, Lock>, Error> {
+        self.lock
+            .lock()
+            .map_err(|_| Error::usage("runner.lock is unusable after a failure; run again"))
     }
 
     /// The digest of a repo path now (stat-cached).
