@@ -4,12 +4,15 @@
 pub mod cache;
 pub mod cli;
 pub mod dag;
+pub mod deploy;
 pub mod diagnostic;
 pub mod error;
 pub mod exec;
+pub mod gate;
 pub mod git;
 pub mod metrics;
 pub mod plan;
+pub mod promote;
 pub mod report;
 pub mod spec;
 pub mod suggest;

@@ -13,10 +13,10 @@ use minijinja::value::Serde;
 use minijinja::{Value, context};
 
 use crate::error::Error;
-use crate::spec::types::{Command, Stack};
+use crate::spec::types::{Deployment, ModelDeployerType, Promote, Stack};
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
-use crate::template::{Escape, Templates, shell_quote};
+use crate::template::Templates;
 
 /// One step, ready to run.
 pub struct PlannedStep {
@@ -60,6 +60,19 @@ pub enum Decision {
 
 pub use crate::git::GitInfo;
 
+/// What the pipeline promotes, and what serves in production now.
+#[derive(Debug, Clone)]
+pub struct PlannedPromotion {
+    pub spec: Promote,
+    /// The step and output of `promote.model`, and the output's repo path.
+    pub step: String,
+    pub output: String,
+    pub model_path: String,
+    /// The Deployment of this service on this stack in the repository, if any.
+    pub production: Option<Deployment>,
+    pub deployer: ModelDeployerType,
+}
+
 /// What `runner run` will do.
 pub struct Plan {
     pub run_id: String,
@@ -77,6 +90,7 @@ pub struct Plan {
     pub decisions: Vec<Decision>,
     /// Values of every secret the steps receive, to mask them everywhere.
     pub secret_values: Vec<String>,
+    pub promotion: Option<PlannedPromotion>,
 }
 
 /// Choices from the command line.
@@ -173,36 +187,14 @@ impl Plan {
                 git => git_value.clone(),
                 pipeline => spec.name.clone(),
             };
-            let render = |text: &str, escape| {
+            let (argv, command) =
                 templates
-                    .render(text, escape, &ctx)
+                    .render_command(&step.run, &ctx)
                     .map_err(|e| Error::Template {
                         pipeline: spec.name.clone(),
                         step: name.clone(),
                         message: e.message,
-                    })
-            };
-            let (argv, command) = match &step.run {
-                Command::Shell(text) => {
-                    let rendered = render(text, Escape::Shell)?;
-                    (
-                        vec!["sh".to_string(), "-c".to_string(), rendered.clone()],
-                        rendered,
-                    )
-                }
-                Command::Argv(parts) => {
-                    let argv = parts
-                        .iter()
-                        .map(|p| render(p, Escape::Verbatim))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let command = argv
-                        .iter()
-                        .map(|a| shell_quote(a))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    (argv, command)
-                }
-            };
+                    })?;
             let mut env: Vec<(String, String)> = step
                 .env
                 .iter()
@@ -308,7 +300,26 @@ impl Plan {
             };
             steps.len()
         ];
+        let promotion = spec.promote.as_ref().and_then(|promote| {
+            let (step, output) = promote.model.split_once('.')?;
+            let path = spec.steps.get(step)?.outputs.get(output)?;
+            Some(PlannedPromotion {
+                spec: promote.clone(),
+                step: step.to_string(),
+                output: output.to_string(),
+                model_path: crate::spec::paths::normalize(path).unwrap_or_else(|_| path.clone()),
+                production: loaded
+                    .specs
+                    .deployments
+                    .iter()
+                    .map(|d| &d.spec)
+                    .find(|d| d.service == promote.service.name && d.stack == stack.name)
+                    .cloned(),
+                deployer: stack.model_deployer.kind,
+            })
+        });
         Ok(Plan {
+            promotion,
             decisions,
             run_id,
             pipeline: spec.name.clone(),
@@ -326,7 +337,7 @@ impl Plan {
 
 /// `--stack NAME`; else a stack called `local`, else the only one, else the
 /// built-in local stack (nothing to install).
-fn choose_stack<'a>(
+pub fn choose_stack<'a>(
     loaded: &'a Loaded,
     name: Option<&str>,
 ) -> Result<std::borrow::Cow<'a, Stack>, Error> {

@@ -167,6 +167,27 @@ impl Hasher {
     }
 }
 
+/// The digest of a file or directory outside the repo (no stat cache),
+/// computed as [`Hasher::digest`] computes it for a repo path.
+pub fn digest_path(path: &Path) -> Result<String, Error> {
+    let missing = || Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::ErrorKind::NotFound.into(),
+    };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Err(missing());
+    };
+    let mut hasher = Hasher {
+        root: parent.to_path_buf(),
+        state_file: PathBuf::new(),
+        stats: BTreeMap::new(),
+        dirty: false,
+        bytes_read: 0,
+    };
+    hasher.digest(name)?.map(|d| d.hash).ok_or_else(missing)
+}
+
 /// blake3 of a file's bytes, streamed.
 pub fn hash_file(path: &Path) -> Result<String, Error> {
     let io = |source| Error::Io {

@@ -206,14 +206,21 @@ fn read_lock_file(root: &Path, text: &str) -> Result<LockFile, Error> {
     {
         return Ok(parsed.lock);
     }
-    let file: LockFile = serde_saphyr::from_str(text).map_err(|e| {
-        Error::usage(format!(
-            "{LOCK_FILE} cannot be read ({}); delete it to rebuild it (every step will run once)",
-            e.without_snippet()
-        ))
-    })?;
+    let file = LockFile::parse(text)?;
     remember_parsed(root, text, &file);
     Ok(file)
+}
+
+impl LockFile {
+    /// Parses the text of a `runner.lock`.
+    pub fn parse(text: &str) -> Result<LockFile, Error> {
+        serde_saphyr::from_str(text).map_err(|e| {
+            Error::usage(format!(
+                "{LOCK_FILE} cannot be read ({}); delete it to rebuild it (every step will run once)",
+                e.without_snippet()
+            ))
+        })
+    }
 }
 
 /// Keeps the JSON copy of what `text` parses to; a failure only costs speed.

@@ -104,6 +104,24 @@ impl Cache {
         }
     }
 
+    /// Makes the repo path `rel` hold the content `hash` (a deployed model
+    /// read back from its Deployment file), restoring it from the store
+    /// when it does not; false when the store does not have it either.
+    pub fn ensure(&self, rel: &str, hash: &str) -> Result<bool, Error> {
+        if self.digest(rel)?.is_some_and(|d| d.hash == hash) {
+            return Ok(true);
+        }
+        let digest = Digest {
+            hash: hash.to_string(),
+            size: 0,
+        };
+        let restored = self.store.restore(&self.root, rel, &digest)?;
+        if let Ok(mut hasher) = self.hasher.lock() {
+            hasher.forget(rel);
+        }
+        Ok(restored)
+    }
+
     /// True when the store holds an output with this digest.
     pub fn stored(&self, digest: &Digest) -> bool {
         self.store.contains(digest)

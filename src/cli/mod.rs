@@ -2,10 +2,12 @@
 //! results into exit codes. One file per subcommand.
 
 mod graph;
+mod metrics;
 mod plan;
 mod run;
 mod runs;
 mod schema;
+mod services;
 mod validate;
 
 use std::io::IsTerminal;
@@ -22,6 +24,7 @@ pub mod exit {
     pub const SUCCESS: u8 = 0;
     pub const STEP_FAILED: u8 = 1;
     pub const INVALID: u8 = 2;
+    pub const GATE_FAILED: u8 = 3;
     pub const CANCELLED: u8 = 130;
 }
 
@@ -57,6 +60,12 @@ enum Command {
     /// Recorded runs: list, show, logs.
     #[command(subcommand)]
     Runs(runs::Command),
+    /// Metrics recorded in runner.lock: show them, or diff them against another commit.
+    #[command(subcommand)]
+    Metrics(metrics::Command),
+    /// Model servers: list, status, start, stop, delete, logs, predict, sync.
+    #[command(subcommand)]
+    Services(services::Command),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -75,6 +84,8 @@ pub fn main() -> ExitCode {
             root().and_then(|root| plan::run(&root, args))
         }
         Command::Runs(command) => root().and_then(|root| runs::run(&root, command)),
+        Command::Metrics(command) => root().and_then(|root| metrics::run(&root, command)),
+        Command::Services(command) => root().and_then(|root| services::run(&root, command)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

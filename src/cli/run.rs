@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use super::exit;
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::exec::events::{Event, RunStatus};
+use crate::exec::events::{Event, PromotionStatus, RunStatus};
 use crate::exec::mask::Masker;
 use crate::exec::record::Recorder;
 use crate::exec::runlock;
@@ -55,6 +55,12 @@ pub struct Args {
     /// Fail instead of waiting when another run holds this checkout.
     #[arg(long)]
     no_wait: bool,
+    /// Check the gate, but deploy nothing.
+    #[arg(long)]
+    no_deploy: bool,
+    /// Exit 3 when the gate does not promote the model (default: exit 0, "not promoted").
+    #[arg(long)]
+    fail_on_gate: bool,
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
 }
@@ -129,8 +135,11 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     let plan = Arc::new(plan);
     let cache = Arc::new(cache);
     let masker = Arc::new(Masker::new(&plan.secret_values));
-    let mut recorder = Recorder::create(&plan, masker.clone())?;
-    let mut reporter = report::reporter(args.format);
+    let mut sink = Sink {
+        recorder: Recorder::create(&plan, masker.clone())?,
+        reporter: report::reporter(args.format),
+        record_failed: false,
+    };
     let exec_options = ExecOptions {
         keep_going: args.keep_going,
         ..ExecOptions::default()
@@ -145,6 +154,7 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             source,
         })?;
     let (exec_plan, exec_cache) = (Arc::clone(&plan), Arc::clone(&cache));
+    let events = &mut sink;
     let status = runtime.block_on(async move {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -160,37 +170,59 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             events_tx,
             cancel_rx,
         ));
-        let mut record_failed = false;
         while let Some(event) = events_rx.recv().await {
-            if let Err(err) = recorder.event(&event)
-                && !record_failed
-            {
-                record_failed = true;
-                eprintln!("warning: the run record is incomplete: {err}");
-            }
-            reporter.event(&event);
+            events.event(&event);
             if matches!(event, Event::Output { .. }) {
                 output_window.add_permits(1);
             }
             if events_rx.is_empty() {
-                reporter.flush();
+                events.reporter.flush();
             }
         }
-        reporter.flush();
+        events.reporter.flush();
         match execution.await {
             Ok(outcome) => outcome.status,
             Err(err) => std::panic::resume_unwind(err.into_panic()),
         }
     });
+    drop(runtime);
     // What finished is in runner.lock, even after a failure or a cancel.
     if let Err(err) = cache.finish(&plan) {
         eprintln!("error: runner.lock was not written: {err}; the next run replays what finished");
     }
-    Ok(match status {
+    let code = match status {
         RunStatus::Succeeded => exit::SUCCESS,
-        RunStatus::Cancelled => exit::CANCELLED,
-        RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
+        RunStatus::Cancelled => return Ok(exit::CANCELLED),
+        RunStatus::Failed | RunStatus::Running => return Ok(exit::STEP_FAILED),
+    };
+    let promoted = crate::promote::promote(&plan, &cache, !args.no_deploy, &mut |event| {
+        sink.event(&event);
+        sink.reporter.flush();
+    });
+    Ok(match promoted {
+        Some(status) if status.is_failure() => exit::STEP_FAILED,
+        Some(PromotionStatus::NotPromoted) if args.fail_on_gate => exit::GATE_FAILED,
+        _ => code,
     })
+}
+
+/// Where a run's events go: its record, and the reporter the user chose.
+struct Sink {
+    recorder: Recorder,
+    reporter: Box<dyn report::Reporter>,
+    record_failed: bool,
+}
+
+impl Sink {
+    fn event(&mut self, event: &Event) {
+        if let Err(err) = self.recorder.event(event)
+            && !self.record_failed
+        {
+            self.record_failed = true;
+            eprintln!("warning: the run record is incomplete: {err}");
+        }
+        self.reporter.event(event);
+    }
 }
 
 /// Ctrl-C, or SIGTERM (what CI systems send on a cancelled job).

@@ -59,6 +59,45 @@ impl RunStatus {
 }
 
 /// One thing that happened during a run. Output lines are already masked.
+/// How a promotion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromotionStatus {
+    /// A gate check did not hold: production is untouched.
+    NotPromoted,
+    /// A check could not be evaluated (e.g. it reads a missing metric).
+    GateError,
+    /// The gate passed; `--no-deploy` stopped there.
+    NotDeployed,
+    /// The model already serves.
+    Unchanged,
+    /// The model was deployed but its server was down: started again.
+    Restarted,
+    /// A new model serves.
+    Deployed,
+    /// Deploying failed; what served before still serves.
+    Failed,
+}
+
+impl PromotionStatus {
+    /// True when the run must not end with success.
+    pub fn is_failure(self) -> bool {
+        matches!(self, PromotionStatus::GateError | PromotionStatus::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromotionStatus::NotPromoted => "not promoted",
+            PromotionStatus::GateError => "gate error",
+            PromotionStatus::NotDeployed => "not deployed",
+            PromotionStatus::Unchanged => "unchanged",
+            PromotionStatus::Restarted => "restarted",
+            PromotionStatus::Deployed => "deployed",
+            PromotionStatus::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -98,6 +137,28 @@ pub enum Event {
     StepSkipped {
         step: String,
         reason: String,
+    },
+    /// One `promote.gate` check, after the steps.
+    GateChecked {
+        check: String,
+        passed: bool,
+        /// The check with the values it read: `1.71 <= 1.9`.
+        shown: String,
+    },
+    /// Deploying has started (health checks can take a while).
+    Deploying {
+        service: String,
+        digest: String,
+    },
+    /// What became of the promotion.
+    Promotion {
+        service: String,
+        status: PromotionStatus,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
     RunFinished {
         run_id: String,

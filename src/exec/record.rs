@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::events::{Event, RunStatus, StepStatus};
+use super::events::{Event, PromotionStatus, RunStatus, StepStatus};
 use super::mask::Masker;
 use crate::error::Error;
 use crate::plan::{GitInfo, Plan};
@@ -38,6 +38,31 @@ pub struct RunRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitRecord>,
     pub steps: Vec<StepRecord>,
+    /// The promotion gate's checks, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate: Vec<GateCheckRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionRecord>,
+}
+
+/// One gate check of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateCheckRecord {
+    pub check: String,
+    pub passed: bool,
+    pub shown: String,
+}
+
+/// What the run's promotion did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    pub service: String,
+    pub status: PromotionStatus,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +145,8 @@ impl Recorder {
                     other => (k.clone(), other.clone()),
                 })
                 .collect(),
+            gate: Vec::new(),
+            promotion: None,
             git: plan.git.as_ref().map(GitRecord::from),
             steps: plan
                 .steps
@@ -225,7 +252,32 @@ impl Recorder {
                 self.record.duration_ms = Some(*duration_ms);
                 self.save()?;
             }
-            Event::RunStarted { .. } => {}
+            Event::GateChecked {
+                check,
+                passed,
+                shown,
+            } => self.record.gate.push(GateCheckRecord {
+                check: check.clone(),
+                passed: *passed,
+                shown: self.masker.mask(shown).into_owned(),
+            }),
+            Event::Promotion {
+                service,
+                status,
+                message,
+                digest,
+                url,
+            } => {
+                self.record.promotion = Some(PromotionRecord {
+                    service: service.clone(),
+                    status: *status,
+                    message: self.masker.mask(message).into_owned(),
+                    digest: digest.clone(),
+                    url: url.clone(),
+                });
+                self.save()?;
+            }
+            Event::RunStarted { .. } | Event::Deploying { .. } => {}
         }
         Ok(())
     }

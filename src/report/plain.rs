@@ -8,7 +8,7 @@ use std::io::{BufWriter, Stderr, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Ci, Reporter, seconds};
-use crate::exec::events::{Event, RunStatus, StepStatus};
+use crate::exec::events::{Event, PromotionStatus, RunStatus, StepStatus};
 
 pub struct PlainReporter {
     ci: Ci,
@@ -146,6 +146,41 @@ impl Reporter for PlainReporter {
             }
             Event::StepSkipped { step, reason } => {
                 self.print(&status("SKIP", &format!("{step}: {reason}")))
+            }
+            Event::GateChecked {
+                check,
+                passed,
+                shown,
+            } => {
+                let verdict = if *passed { "ok" } else { "FAILED" };
+                self.print(&status("GATE", &format!("{check}: {shown} {verdict}")));
+                if !passed && self.ci == Ci::GitHub {
+                    self.print(&format!(
+                        "::warning title=gate::not promoted: {check} ({shown})"
+                    ));
+                }
+            }
+            Event::Deploying { service, digest } => self.print(&status(
+                "DEPLOY",
+                &format!("{} to {service}", super::short_digest(digest)),
+            )),
+            Event::Promotion {
+                status: outcome,
+                message,
+                ..
+            } => {
+                let label = match outcome {
+                    PromotionStatus::NotPromoted => "HELD",
+                    PromotionStatus::GateError | PromotionStatus::Failed => "FAIL",
+                    PromotionStatus::NotDeployed => "PASSED",
+                    PromotionStatus::Unchanged | PromotionStatus::Restarted => "SERVING",
+                    PromotionStatus::Deployed => "DEPLOYED",
+                };
+                self.print(&status(label, message));
+                if outcome.is_failure() && self.ci == Ci::GitHub {
+                    let why = message.replace('%', "%25").replace('\n', "%0A");
+                    self.print(&format!("::error title=promotion::{why}"));
+                }
             }
             Event::RunFinished {
                 run_id,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Reporter, Tail, seconds};
-use crate::exec::events::{Event, RunStatus, StepStatus};
+use crate::exec::events::{Event, PromotionStatus, RunStatus, StepStatus};
 
 pub struct TtyReporter {
     bars: MultiProgress,
@@ -122,6 +122,36 @@ impl Reporter for TtyReporter {
             }
             Event::StepSkipped { step, reason } => {
                 self.line(format!("\x1b[33m-\x1b[0m {step}: {reason}"))
+            }
+            Event::GateChecked {
+                check,
+                passed,
+                shown,
+            } => {
+                let verdict = match passed {
+                    true => "\x1b[32mok\x1b[0m",
+                    false => "\x1b[31mFAILED\x1b[0m",
+                };
+                self.line(format!("gate {check}: {shown} {verdict}"));
+            }
+            Event::Deploying { service, digest } => {
+                self.line(format!(
+                    "deploying {} to {service}",
+                    super::short_digest(digest)
+                ));
+            }
+            Event::Promotion {
+                status, message, ..
+            } => {
+                let color = match status {
+                    s if s.is_failure() => "31",
+                    PromotionStatus::NotPromoted | PromotionStatus::NotDeployed => "33",
+                    _ => "32",
+                };
+                self.line(format!(
+                    "\x1b[{color}m{}\x1b[0m: {message}",
+                    status.as_str()
+                ));
             }
             Event::RunFinished {
                 run_id,

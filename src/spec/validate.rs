@@ -658,6 +658,13 @@ impl<'a> PipelineCheck<'a> {
                             self.push(d);
                         }
                     }
+                    if let Some(fix) = crate::gate::direction_problem(expr) {
+                        let d = self
+                            .doc
+                            .error(node.span, "this gate lets worse models through")
+                            .with_help(fix);
+                        self.push(d);
+                    }
                 }
                 Err(err) => {
                     let span = error_span(self.doc, node, expr, &err);

@@ -1,0 +1,420 @@
+//! Promotion gates: `promote.gate` expressions over `metrics` (this run),
+//! `params`, `production` (the committed Deployment of the service, or none)
+//! and `git`. Every check is kept with the values it read, so a person sees
+//! `metrics.mse <= params.max_mse: 1.71 <= 1.9` and not just "false".
+//!
+//! A check that reads a metric no step reported is an error, never "false":
+//! a typo must not silently block (or, negated, allow) every promotion.
+
+use std::collections::BTreeMap;
+
+use minijinja::{Value, context};
+use serde::Serialize;
+
+use crate::git::GitInfo;
+use crate::spec::Deployment;
+use crate::suggest::did_you_mean;
+use crate::template::Templates;
+
+/// What a gate reads.
+pub struct GateInput<'a> {
+    /// This run's metrics, by dotted name.
+    pub metrics: &'a BTreeMap<String, f64>,
+    pub params: &'a indexmap::IndexMap<String, serde_json::Value>,
+    pub production: Option<&'a Deployment>,
+    pub git: Option<&'a GitInfo>,
+}
+
+/// One evaluated check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// The expression as written.
+    pub check: String,
+    pub passed: bool,
+    /// The expression with the values it read in place of their names:
+    /// `1.71 <= 1.9`.
+    pub shown: String,
+    /// Each value read, by dotted name.
+    pub values: BTreeMap<String, serde_json::Value>,
+}
+
+/// A check that cannot be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("gate `{check}`: {message}")]
+pub struct GateError {
+    pub check: String,
+    pub message: String,
+}
+
+/// Evaluates every check, in order.
+pub fn evaluate(gates: &[String], input: &GateInput) -> Result<Vec<Check>, GateError> {
+    let templates = Templates::new();
+    let metrics = nest(input.metrics);
+    let production = input.production.map(|deployment| {
+        let mut value = serde_json::to_value(deployment).unwrap_or_default();
+        value["metrics"] = nest(&deployment.metrics);
+        value
+    });
+    let ctx = context! {
+        metrics => Value::from(minijinja::value::Serde(&metrics)),
+        params => Value::from(minijinja::value::Serde(input.params)),
+        production => Value::from(minijinja::value::Serde(&production)),
+        git => Value::from(minijinja::value::Serde(input.git)),
+    };
+    gates
+        .iter()
+        .map(|check| {
+            let fail = |message: String| GateError {
+                check: check.clone(),
+                message,
+            };
+            let references = templates
+                .expression_references(check)
+                .map_err(|e| fail(e.message))?;
+            for name in &references {
+                if let Some(metric) = name.strip_prefix("metrics.")
+                    && lookup(&metrics, metric).is_none()
+                {
+                    return Err(fail(missing_metric(metric, input.metrics)));
+                }
+            }
+            let value = templates
+                .evaluate(check, &ctx)
+                .map_err(|e| fail(e.message))?;
+            let mut values = BTreeMap::new();
+            for name in &references {
+                if let Some(value) = resolve(&ctx, name).filter(is_scalar) {
+                    values.insert(
+                        name.clone(),
+                        serde_json::to_value(&value).unwrap_or_default(),
+                    );
+                }
+            }
+            Ok(Check {
+                check: check.clone(),
+                passed: value.is_true(),
+                shown: substitute(check, &ctx),
+                values,
+            })
+        })
+        .collect()
+}
+
+fn missing_metric(name: &str, metrics: &BTreeMap<String, f64>) -> String {
+    if metrics.is_empty() {
+        return format!(
+            "it reads `metrics.{name}`, but no step reported metrics; give the step that measures the model a `metrics:` file"
+        );
+    }
+    let known = metrics.keys().map(String::as_str);
+    let hint = match did_you_mean(name, known.clone()) {
+        Some(close) => format!("did you mean `metrics.{close}`?"),
+        None => format!(
+            "the steps reported: {}",
+            known.collect::<Vec<_>>().join(", ")
+        ),
+    };
+    format!("it reads `metrics.{name}`, which no step reported; {hint}")
+}
+
+/// `{"test.mse": 1}` as `{"test": {"mse": 1}}`, so `metrics.test.mse` reads it.
+fn nest(flat: &BTreeMap<String, f64>) -> serde_json::Value {
+    let mut root = serde_json::Map::new();
+    for (name, value) in flat {
+        let mut map = &mut root;
+        let mut parts = name.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                map.insert(part.to_string(), serde_json::json!(value));
+                break;
+            }
+            let entry = map
+                .entry(part.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !entry.is_object() {
+                // `a` and `a.b` both reported: `a` keeps its number.
+                break;
+            }
+            map = entry.as_object_mut().expect("checked above");
+        }
+    }
+    serde_json::Value::Object(root)
+}
+
+fn lookup<'v>(value: &'v serde_json::Value, dotted: &str) -> Option<&'v serde_json::Value> {
+    dotted
+        .split('.')
+        .try_fold(value, |v, part| v.as_object()?.get(part))
+}
+
+/// The value at a dotted path of the context, when every step of it exists.
+fn resolve(ctx: &Value, dotted: &str) -> Option<Value> {
+    dotted.split('.').try_fold(ctx.clone(), |v, part| {
+        let next = v.get_attr(part).ok()?;
+        (!next.is_undefined()).then_some(next)
+    })
+}
+
+/// A number, string, boolean or none: what a check shows and records (a
+/// whole Deployment would drown the numbers it compared).
+fn is_scalar(value: &Value) -> bool {
+    !matches!(
+        value.kind(),
+        minijinja::value::ValueKind::Map
+            | minijinja::value::ValueKind::Seq
+            | minijinja::value::ValueKind::Iterable
+            | minijinja::value::ValueKind::Plain
+    )
+}
+
+/// A value as it reads inside an expression.
+fn show(value: &Value) -> String {
+    if value.is_none() || value.is_undefined() {
+        "none".to_string()
+    } else if let Some(text) = value.as_str() {
+        serde_json::to_string(text).unwrap_or_default()
+    } else {
+        value.to_string()
+    }
+}
+
+/// The expression with every name that resolves replaced by its value.
+/// String literals are left alone.
+fn substitute(expr: &str, ctx: &Value) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let mut chars = expr.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if c == '"' || c == '\'' {
+            out.push(c);
+            for (_, d) in chars.by_ref() {
+                out.push(d);
+                if d == c {
+                    break;
+                }
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let mut end = start + c.len_utf8();
+            while let Some(&(i, d)) = chars.peek() {
+                if d.is_ascii_alphanumeric() || d == '_' || d == '.' {
+                    end = i + d.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let name = expr[start..end].trim_end_matches('.');
+            let keyword = matches!(
+                name,
+                "and" | "or" | "not" | "is" | "in" | "none" | "true" | "false" | "defined"
+            );
+            match resolve(ctx, name).filter(is_scalar) {
+                Some(value) if !keyword => out.push_str(&show(&value)),
+                _ => out.push_str(name),
+            }
+            out.push_str(&expr[start + name.len()..end]);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A gate clause whose comparison runs the wrong way for its metric:
+/// `metrics.mse >= params.max_mse` promotes exactly the models that are
+/// worse than the threshold. Returns what to write instead.
+pub fn direction_problem(expr: &str) -> Option<String> {
+    expr.split(" or ")
+        .flat_map(|part| part.split(" and "))
+        .find_map(clause_problem)
+}
+
+fn clause_problem(clause: &str) -> Option<String> {
+    let clause = clause.trim().trim_start_matches('(').trim_end_matches(')');
+    if clause.starts_with("not ") {
+        return None;
+    }
+    let (at, op) = ["<=", ">=", "<", ">"]
+        .iter()
+        .filter_map(|op| clause.find(op).map(|at| (at, *op)))
+        .min_by_key(|(at, op)| (*at, std::cmp::Reverse(op.len())))?;
+    let name = |side: &str| -> String {
+        side.trim()
+            .trim_start_matches('(')
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (left, right) = (name(&clause[..at]), name(&clause[at + op.len()..]));
+    // Metric on the left: `metrics.X OP bound`.
+    let (metric, bound, at_least) = if left.starts_with("metrics.") {
+        (left, right, op.starts_with('>'))
+    } else if right.starts_with("metrics.") {
+        (right, left, op.starts_with('<'))
+    } else {
+        return None;
+    };
+    let short = metric
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let bound_name = bound.rsplit('.').next().unwrap_or_default();
+    let production = bound.starts_with("production.metrics.");
+    let lower_is_better = LOWER_IS_BETTER.iter().any(|w| names(&short, w));
+    let higher_is_better = HIGHER_IS_BETTER.iter().any(|w| names(&short, w));
+    let (wrong, fix, why) = if lower_is_better
+        && at_least
+        && (production || bound.starts_with("params.") && bound_name.starts_with("max"))
+    {
+        ("<=", "lower is better", "higher (worse)")
+    } else if higher_is_better
+        && !at_least
+        && (production || bound.starts_with("params.") && bound_name.starts_with("min"))
+    {
+        (">=", "higher is better", "lower (worse)")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "`{clause}` passes when `{metric}` is {why} than `{bound}`, but for `{short}` {fix}: write `{metric} {wrong} {bound}`"
+    ))
+}
+
+/// Metric names where smaller numbers are better models.
+const LOWER_IS_BETTER: &[&str] = &[
+    "mse", "rmse", "mae", "mape", "loss", "error", "err", "logloss", "latency", "cost",
+];
+/// Metric names where larger numbers are better models.
+const HIGHER_IS_BETTER: &[&str] = &[
+    "r2",
+    "accuracy",
+    "acc",
+    "auc",
+    "f1",
+    "precision",
+    "recall",
+    "score",
+];
+
+/// True when `name` is `word`, or `word` is one of its `_`-separated parts
+/// (`val_mse`, `mse_test`).
+fn names(name: &str, word: &str) -> bool {
+    name.split(['_', '-']).any(|part| part == word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::types::{ApiVersion, DeployedModel, DeploymentKind, DeploymentSource};
+
+    fn params() -> indexmap::IndexMap<String, serde_json::Value> {
+        indexmap::IndexMap::from([("max_mse".to_string(), serde_json::json!(1.9))])
+    }
+
+    fn production(mse: f64) -> Deployment {
+        Deployment {
+            api_version: ApiVersion::V1,
+            kind: DeploymentKind::Deployment,
+            service: "svc".into(),
+            stack: "local".into(),
+            pipeline: "p".into(),
+            model: DeployedModel {
+                path: "build/model.json".into(),
+                digest: "blake3:ab".into(),
+            },
+            metrics: BTreeMap::from([("mse".to_string(), mse)]),
+            gate: Vec::new(),
+            source: DeploymentSource {
+                commit: "a".repeat(40),
+                run: "r".into(),
+            },
+            deployed_at: "2026-11-25T19:00:00Z".into(),
+        }
+    }
+
+    fn run(gates: &[&str], mse: f64, prod: Option<&Deployment>) -> Result<Vec<Check>, GateError> {
+        let metrics = BTreeMap::from([("mse".to_string(), mse), ("test.r2".to_string(), 0.4)]);
+        let params = params();
+        let gates: Vec<String> = gates.iter().map(|g| g.to_string()).collect();
+        evaluate(
+            &gates,
+            &GateInput {
+                metrics: &metrics,
+                params: &params,
+                production: prod,
+                git: None,
+            },
+        )
+    }
+
+    #[test]
+    fn a_threshold_shows_the_values_it_compared() {
+        let checks = run(&["metrics.mse <= params.max_mse"], 1.71, None).unwrap();
+        assert!(checks[0].passed);
+        assert_eq!(checks[0].shown, "1.71 <= 1.9");
+        assert_eq!(checks[0].values["metrics.mse"], serde_json::json!(1.71));
+        assert!(!run(&["metrics.mse <= params.max_mse"], 2.5, None).unwrap()[0].passed);
+        assert!(run(&["metrics.test.r2 >= 0.3"], 1.0, None).unwrap()[0].passed);
+    }
+
+    #[test]
+    fn production_is_none_on_the_first_deployment() {
+        let gate = "production is none or metrics.mse <= production.metrics.mse * 1.02";
+        let first = run(&[gate], 1.8, None).unwrap();
+        assert!(first[0].passed, "{first:?}");
+        assert_eq!(
+            first[0].shown,
+            "none is none or 1.8 <= production.metrics.mse * 1.02"
+        );
+        let prod = production(1.5);
+        assert!(!run(&[gate], 1.8, Some(&prod)).unwrap()[0].passed);
+        let better = run(&[gate], 1.4, Some(&prod)).unwrap();
+        assert!(better[0].passed);
+        assert_eq!(better[0].shown, "production is none or 1.4 <= 1.5 * 1.02");
+        assert!(!better[0].values.contains_key("production"));
+    }
+
+    #[test]
+    fn a_missing_metric_is_an_error_not_false() {
+        let err = run(&["metrics.msee <= params.max_mse"], 1.0, None).unwrap_err();
+        assert!(
+            err.to_string().contains("did you mean `metrics.mse`"),
+            "{err}"
+        );
+        let err = run(&["not (metrics.loss > 3)"], 1.0, None).unwrap_err();
+        assert!(err.message.contains("metrics.loss"), "{err}");
+        let prod = production(1.0);
+        let err = run(&["metrics.mse <= production.metrics.r2"], 1.0, Some(&prod)).unwrap_err();
+        assert!(err.message.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn comparisons_that_run_the_wrong_way_are_caught() {
+        for wrong in [
+            "metrics.mse >= params.max_mse",
+            "params.max_mse < metrics.mse",
+            "production is none or metrics.rmse >= production.metrics.rmse * 1.02",
+            "metrics.val_loss > params.max_loss",
+            "metrics.r2 <= params.min_r2",
+            "metrics.accuracy < production.metrics.accuracy",
+        ] {
+            assert!(direction_problem(wrong).is_some(), "{wrong}");
+        }
+        for right in [
+            "metrics.mse <= params.max_mse",
+            "params.max_mse >= metrics.mse",
+            "production is none or metrics.mse <= production.metrics.mse * 1.02",
+            "metrics.r2 >= params.min_r2",
+            "metrics.mse >= 0",
+            "metrics.accuracy >= production.metrics.accuracy - 0.01",
+        ] {
+            assert_eq!(direction_problem(right), None, "{right}");
+        }
+        let help = direction_problem("metrics.mse >= params.max_mse").unwrap();
+        assert!(
+            help.contains("write `metrics.mse <= params.max_mse`"),
+            "{help}"
+        );
+    }
+}
