@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use minijinja::{Value, context};
@@ -29,14 +30,16 @@ const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Gate, then (when `deploy`) deploy, reporting through `emit`. `None` when
 /// the pipeline promotes nothing.
+/// `stop` is set when the user cancels: an update not yet healthy is given up.
 pub fn promote(
     plan: &Plan,
     cache: &Cache,
     deploy: bool,
+    stop: &AtomicBool,
     emit: &mut dyn FnMut(Event),
 ) -> Option<PromotionStatus> {
     let promotion = plan.promotion.as_ref()?;
-    let outcome = gate_and_deploy(plan, cache, promotion, deploy, emit);
+    let outcome = gate_and_deploy(plan, cache, promotion, (deploy, stop), emit);
     emit(Event::Promotion {
         service: promotion.spec.service.name.clone(),
         status: outcome.status,
@@ -70,7 +73,7 @@ fn gate_and_deploy(
     plan: &Plan,
     cache: &Cache,
     promotion: &PlannedPromotion,
-    deploy: bool,
+    (deploy, stop): (bool, &AtomicBool),
     emit: &mut dyn FnMut(Event),
 ) -> Outcome {
     let service = &promotion.spec.service.name;
@@ -112,7 +115,7 @@ fn gate_and_deploy(
         service: service.clone(),
         digest: digest.clone(),
     });
-    let deployed = match deploy_model(plan, promotion, &digest) {
+    let deployed = match deploy_model(plan, promotion, &digest, stop) {
         Ok(deployed) => deployed,
         Err(err) => return Outcome::new(PromotionStatus::Failed, err.to_string(), Some(&digest)),
     };
@@ -193,6 +196,7 @@ fn deploy_model(
     plan: &Plan,
     promotion: &PlannedPromotion,
     digest: &str,
+    stop: &AtomicBool,
 ) -> Result<Deployed, Error> {
     let service = &promotion.spec.service;
     let templates = Templates::new();
@@ -210,6 +214,7 @@ fn deploy_model(
         digest,
         ready_timeout: ready_timeout(service),
         command: &command,
+        stop,
     })
 }
 

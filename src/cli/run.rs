@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, watch};
 
@@ -185,7 +186,6 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             Err(err) => std::panic::resume_unwind(err.into_panic()),
         }
     });
-    drop(runtime);
     // What finished is in runner.lock, even after a failure or a cancel.
     if let Err(err) = cache.finish(&plan) {
         eprintln!("error: runner.lock was not written: {err}; the next run replays what finished");
@@ -195,10 +195,21 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         RunStatus::Cancelled => return Ok(exit::CANCELLED),
         RunStatus::Failed | RunStatus::Running => return Ok(exit::STEP_FAILED),
     };
-    let promoted = crate::promote::promote(&plan, &cache, !args.no_deploy, &mut |event| {
+    // Deploying blocks this thread (health checks); Ctrl-C still reaches it
+    // through the runtime, and gives up an update that is not healthy yet.
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = Arc::clone(&stop);
+    runtime.spawn(async move {
+        wait_for_stop_signal().await;
+        on_signal.store(true, Ordering::Relaxed);
+    });
+    let promoted = crate::promote::promote(&plan, &cache, !args.no_deploy, &stop, &mut |event| {
         sink.event(&event);
         sink.reporter.flush();
     });
+    if stop.load(Ordering::Relaxed) {
+        return Ok(exit::CANCELLED);
+    }
     Ok(match promoted {
         Some(status) if status.is_failure() => exit::STEP_FAILED,
         Some(PromotionStatus::NotPromoted) if args.fail_on_gate => exit::GATE_FAILED,

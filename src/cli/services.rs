@@ -378,5 +378,6 @@ fn sync_one(
         digest,
         ready_timeout: crate::promote::ready_timeout(service),
         command: &command,
+        stop: &std::sync::atomic::AtomicBool::new(false),
     })
 }

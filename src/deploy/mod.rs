@@ -6,6 +6,7 @@ mod process;
 mod registry;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 pub use process::ProcessDeployer;
@@ -33,6 +34,9 @@ pub struct DeployRequest<'a> {
     pub ready_timeout: Duration,
     /// The server command for a model copy and a port.
     pub command: &'a ServeCommand<'a>,
+    /// Set when the user cancels (Ctrl-C): a server not yet healthy is
+    /// given up, and what served before keeps serving.
+    pub stop: &'a AtomicBool,
 }
 
 /// What a deployment did.

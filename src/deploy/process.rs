@@ -11,6 +11,7 @@ use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::registry::{Registry, ServedModel, ServiceRecord, ServiceState};
@@ -86,13 +87,22 @@ impl ProcessDeployer {
         Ok((pid, ticks))
     }
 
-    /// Waits until the server answers its health check, or fails with why not.
-    fn wait_healthy(&self, record: &ServiceRecord, pid: u32, ticks: u64) -> Result<(), String> {
+    /// Waits until the server answers its health check, or fails with why
+    /// not; gives up at once when `stop` is set.
+    fn wait_healthy(
+        &self,
+        record: &ServiceRecord,
+        (pid, ticks): (u32, u64),
+        stop: &AtomicBool,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_millis(record.ready_timeout_ms);
         let url = format!("{}{}", record.url(), record.health);
         let client = http_client(Duration::from_secs(2));
         let mut pause = Duration::from_millis(50);
         loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err("cancelled before the server was healthy".to_string());
+            }
             if !alive(pid, ticks) {
                 return Err(format!(
                     "the server exited before answering {url}{}",
@@ -130,14 +140,19 @@ impl ProcessDeployer {
 
     /// Starts `record`'s command on `port` and waits for health; the record
     /// is updated with the new process (or the error) and saved.
-    fn start_record(&self, record: &mut ServiceRecord, note: &str) -> Result<(), Error> {
+    fn start_record(
+        &self,
+        record: &mut ServiceRecord,
+        note: &str,
+        stop: &AtomicBool,
+    ) -> Result<(), Error> {
         record.state = ServiceState::PendingStartup;
         record.updated_at = now();
         self.registry.write(record)?;
         let (pid, ticks) = self.spawn(&record.name, &record.argv, record.port, note)?;
         record.pid = Some(pid);
         record.start_ticks = Some(ticks);
-        match self.wait_healthy(record, pid, ticks) {
+        match self.wait_healthy(record, (pid, ticks), stop) {
             Ok(()) => {
                 record.state = ServiceState::Active;
                 record.started_at = Some(now());
@@ -291,7 +306,7 @@ impl Deployer for ProcessDeployer {
                 return Ok(Deployed::Unchanged(record.clone()));
             }
             let mut record = record.clone();
-            self.start_record(&mut record, "restarting the deployed model")?;
+            self.start_record(&mut record, "restarting the deployed model", request.stop)?;
             return Ok(Deployed::Started(record));
         }
         let model = self.materialize(request)?;
@@ -316,7 +331,7 @@ impl Deployer for ProcessDeployer {
         };
         let Some((old_pid, old_ticks)) = running else {
             // Nothing serving: start the new model in place.
-            self.start_record(&mut next, "deploying")?;
+            self.start_record(&mut next, "deploying", request.stop)?;
             self.prune_models(name, &[next.model.as_ref().expect("set above")]);
             return Ok(Deployed::Updated(next));
         };
@@ -329,7 +344,7 @@ impl Deployer for ProcessDeployer {
             ..next.clone()
         };
         let (pid, ticks) = self.spawn(name, &candidate.argv, scratch, "checking the new model")?;
-        let checked = self.wait_healthy(&candidate, pid, ticks);
+        let checked = self.wait_healthy(&candidate, (pid, ticks), request.stop);
         terminate(pid, ticks);
         if let Err(why) = checked {
             current.last_error = Some(format!(
@@ -347,11 +362,13 @@ impl Deployer for ProcessDeployer {
         current.state = ServiceState::PendingShutdown;
         self.registry.write(&current)?;
         terminate(old_pid, old_ticks);
-        if let Err(err) = self.start_record(&mut next, "deploying") {
+        if let Err(err) = self.start_record(&mut next, "deploying", request.stop) {
             current.pid = None;
+            // The old model comes back even when the user cancelled.
             self.start_record(
                 &mut current,
                 "restoring the previous model after a failed update",
+                &AtomicBool::new(false),
             )
             .map_err(|again| {
                 service_error(
@@ -391,7 +408,7 @@ impl Deployer for ProcessDeployer {
                 ),
             ));
         }
-        self.start_record(&mut record, "starting")?;
+        self.start_record(&mut record, "starting", &AtomicBool::new(false))?;
         Ok(record)
     }
 
@@ -420,7 +437,10 @@ impl Deployer for ProcessDeployer {
 
     fn status(&self, name: &str) -> Result<ServiceRecord, Error> {
         let mut record = self.record(name)?;
-        if record.state == ServiceState::Active {
+        if matches!(
+            record.state,
+            ServiceState::Active | ServiceState::PendingStartup
+        ) {
             let url = format!("{}{}", record.url(), record.health);
             let answer = http_client(Duration::from_secs(2)).get(&url).send();
             let problem = match answer {
@@ -428,11 +448,20 @@ impl Deployer for ProcessDeployer {
                 Ok(response) => Some(format!("{url} answered {}", response.status())),
                 Err(err) => Some(format!("{url}: {}", error_chain(&err))),
             };
-            if let Some(problem) = problem {
-                record.state = ServiceState::Error;
-                record.last_error = Some(format!("running but not healthy: {problem}"));
-                record.updated_at = now();
-                self.registry.write(&record)?;
+            match problem {
+                // A start whose runner was interrupted finished on its own.
+                None if record.state == ServiceState::PendingStartup => {
+                    record.state = ServiceState::Active;
+                    record.updated_at = now();
+                    self.registry.write(&record)?;
+                }
+                None => {}
+                Some(problem) => {
+                    record.state = ServiceState::Error;
+                    record.last_error = Some(format!("running but not healthy: {problem}"));
+                    record.updated_at = now();
+                    self.registry.write(&record)?;
+                }
             }
         }
         Ok(record)

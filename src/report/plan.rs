@@ -33,6 +33,40 @@ fn explain(decision: &Decision) -> (&'static str, String) {
     }
 }
 
+/// What the run would promote, as one line: the model, the service, the
+/// checks, and what serves now.
+fn promotion_line(plan: &Plan) -> Option<String> {
+    let p = plan.promotion.as_ref()?;
+    let production = match &p.production {
+        Some(d) if d.source.commit.is_empty() => format!(
+            "production: {} (not committed)",
+            crate::promote::short(&d.model.digest)
+        ),
+        Some(d) => format!(
+            "production: {} from {}",
+            crate::promote::short(&d.model.digest),
+            d.source.commit.get(..12).unwrap_or(&d.source.commit)
+        ),
+        None => "production: none yet".to_string(),
+    };
+    let gate = match p.spec.gate.is_empty() {
+        true => "no gate".to_string(),
+        false => format!(
+            "if {}",
+            p.spec
+                .gate
+                .iter()
+                .map(|g| format!("`{g}`"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    };
+    Some(format!(
+        "then promotes {} to service {} {gate}; {production}",
+        p.spec.model, p.spec.service.name
+    ))
+}
+
 /// The plan rendered for a person or a machine.
 pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
     let (runs, total) = counts(plan);
@@ -44,7 +78,15 @@ pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
                 .zip(&plan.decisions)
                 .map(|(step, decision)| json!({"step": step.name, "command": step.command, "decision": decision}))
                 .collect();
-            let doc = json!({"pipeline": plan.pipeline, "stack": plan.stack, "runs": runs, "steps": steps});
+            let promote = plan.promotion.as_ref().map(|p| {
+                json!({
+                    "model": p.spec.model,
+                    "service": p.spec.service.name,
+                    "gate": p.spec.gate,
+                    "production": p.production.as_ref().map(|d| json!({"digest": d.model.digest, "commit": d.source.commit, "metrics": d.metrics})),
+                })
+            });
+            let doc = json!({"pipeline": plan.pipeline, "stack": plan.stack, "runs": runs, "steps": steps, "promote": promote});
             format!(
                 "{}\n",
                 serde_json::to_string_pretty(&doc).unwrap_or_default()
@@ -62,6 +104,9 @@ pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
                 };
                 out.push_str(&format!("  {:<width$}  {action}{why}\n", step.name));
             }
+            if let Some(line) = promotion_line(plan) {
+                out.push_str(&format!("{line}\n"));
+            }
             out
         }
         PlanFormat::Markdown => {
@@ -76,6 +121,9 @@ pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
                     step.name,
                     why.replace('|', "\\|")
                 ));
+            }
+            if let Some(line) = promotion_line(plan) {
+                out.push_str(&format!("\n{line}\n"));
             }
             out
         }
