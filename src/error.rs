@@ -23,6 +23,8 @@ pub enum Error {
     },
     #[error("{message}")]
     Usage { message: String },
+    #[error("git write-back: {message}")]
+    GitWriteBack { message: String },
     #[error("service `{name}`: {message}")]
     Service { name: String, message: String },
     #[error("pipeline `{pipeline}`, step `{step}`: cannot render the command: {message}")]

@@ -10,6 +10,7 @@ pub mod error;
 pub mod exec;
 pub mod gate;
 pub mod git;
+pub mod gitops;
 pub mod metrics;
 pub mod plan;
 pub mod promote;

@@ -13,7 +13,7 @@ use minijinja::value::Serde;
 use minijinja::{Value, context};
 
 use crate::error::Error;
-use crate::spec::types::{Deployment, ModelDeployerType, Promote, Stack};
+use crate::spec::types::{Deployment, GitSettings, ModelDeployerType, Promote, Stack};
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
 use crate::template::Templates;
@@ -71,6 +71,8 @@ pub struct PlannedPromotion {
     /// The Deployment of this service on this stack in the repository, if any.
     pub production: Option<Deployment>,
     pub deployer: ModelDeployerType,
+    /// How the stack writes the deployment state back to Git.
+    pub git: GitSettings,
 }
 
 /// What `runner run` will do.
@@ -316,6 +318,7 @@ impl Plan {
                     .find(|d| d.service == promote.service.name && d.stack == stack.name)
                     .cloned(),
                 deployer: stack.model_deployer.kind,
+                git: stack.git.clone(),
             })
         });
         Ok(Plan {

@@ -12,8 +12,9 @@ use minijinja::{Value, context};
 use crate::cache::Cache;
 use crate::deploy::{self, DeployRequest, Deployed};
 use crate::error::Error;
-use crate::exec::events::{Event, PromotionStatus};
+use crate::exec::events::{Event, PromotionStatus, WriteBackStatus};
 use crate::gate::{self, Check, GateInput};
+use crate::gitops;
 use crate::plan::{Plan, PlannedPromotion};
 use crate::spec::types::{
     ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, GateRecord, Service,
@@ -28,18 +29,35 @@ pub fn deployment_file(stack: &str, service: &str) -> String {
 /// How long a server may take to get healthy when the service does not say.
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Gate, then (when `deploy`) deploy, reporting through `emit`. `None` when
+/// What a run does after its gate passes.
+pub struct PromoteOptions<'a> {
+    /// Deploy (else `--no-deploy`: check the gate and stop).
+    pub deploy: bool,
+    /// Commit the deployment state (`--no-commit` turns it off; so does the
+    /// stack's `git.commit: false`).
+    pub commit: bool,
+    /// Push the commit (`--push`, or the stack's `git.push`).
+    pub push: bool,
+    /// Set when the user cancels: an update not yet healthy is given up.
+    pub stop: &'a AtomicBool,
+}
+
+/// Gate, then deploy and write back, reporting through `emit`. `None` when
 /// the pipeline promotes nothing.
-/// `stop` is set when the user cancels: an update not yet healthy is given up.
 pub fn promote(
     plan: &Plan,
     cache: &Cache,
-    deploy: bool,
-    stop: &AtomicBool,
+    options: &PromoteOptions,
     emit: &mut dyn FnMut(Event),
-) -> Option<PromotionStatus> {
+) -> Option<Promoted> {
     let promotion = plan.promotion.as_ref()?;
-    let outcome = gate_and_deploy(plan, cache, promotion, (deploy, stop), emit);
+    let mut write_back = None;
+    let outcome = gate_and_deploy(plan, cache, promotion, options, &mut |event| {
+        if let Event::WriteBack { status, .. } = &event {
+            write_back = Some(*status);
+        }
+        emit(event)
+    });
     emit(Event::Promotion {
         service: promotion.spec.service.name.clone(),
         status: outcome.status,
@@ -47,7 +65,17 @@ pub fn promote(
         digest: outcome.digest,
         url: outcome.url,
     });
-    Some(outcome.status)
+    Some(Promoted {
+        status: outcome.status,
+        write_back,
+    })
+}
+
+/// How the promotion and its write-back ended, for the exit code.
+#[derive(Debug, Clone, Copy)]
+pub struct Promoted {
+    pub status: PromotionStatus,
+    pub write_back: Option<WriteBackStatus>,
 }
 
 /// How a promotion ended, for its event.
@@ -73,7 +101,7 @@ fn gate_and_deploy(
     plan: &Plan,
     cache: &Cache,
     promotion: &PlannedPromotion,
-    (deploy, stop): (bool, &AtomicBool),
+    options: &PromoteOptions,
     emit: &mut dyn FnMut(Event),
 ) -> Outcome {
     let service = &promotion.spec.service.name;
@@ -107,15 +135,35 @@ fn gate_and_deploy(
         );
         return Outcome::new(PromotionStatus::NotPromoted, message, Some(&digest));
     }
-    if !deploy {
+    if !options.deploy {
         let message = "the gate passed; not deployed (--no-deploy)".to_string();
         return Outcome::new(PromotionStatus::NotDeployed, message, Some(&digest));
+    }
+    let file = deployment_file(&plan.stack, service);
+    let new_model = promotion
+        .production
+        .as_ref()
+        .is_none_or(|p| p.model.digest != digest);
+    let writer = WriteBack::new(plan, promotion, options, &file);
+    // Before anything changes: a person's edits to the state file stop the
+    // run, and so does a newer deployment already on the remote.
+    if new_model && let Some(writer) = &writer {
+        if let Err(err) = writer.preflight() {
+            return writer.failed(emit, err, &digest);
+        }
+        if let Some(by) = writer.superseded(emit) {
+            let message = format!(
+                "superseded by {by}: the deployment on {} came from a newer source commit; nothing deployed",
+                writer.target()
+            );
+            return Outcome::new(PromotionStatus::Superseded, message, Some(&digest));
+        }
     }
     emit(Event::Deploying {
         service: service.clone(),
         digest: digest.clone(),
     });
-    let deployed = match deploy_model(plan, promotion, &digest, stop) {
+    let deployed = match deploy_model(plan, promotion, &digest, options.stop) {
         Ok(deployed) => deployed,
         Err(err) => return Outcome::new(PromotionStatus::Failed, err.to_string(), Some(&digest)),
     };
@@ -127,6 +175,17 @@ fn gate_and_deploy(
             return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
         }
     };
+    if written {
+        match &writer {
+            Some(writer) => writer.commit_and_push(emit, &digest, &metrics, &checks),
+            None => emit(Event::WriteBack {
+                status: WriteBackStatus::NotCommitted,
+                message: format!("wrote {file}; not committed (not a git repository)"),
+                sha: None,
+                pushed: None,
+            }),
+        }
+    }
     let (status, message) = match deployed {
         Deployed::Unchanged(_) => (
             PromotionStatus::Unchanged,
@@ -138,7 +197,7 @@ fn gate_and_deploy(
         ),
         Deployed::Updated(_) => {
             let wrote = match written {
-                true => format!("; wrote {}", deployment_file(&plan.stack, service)),
+                true => format!("; wrote {file}"),
                 false => String::new(),
             };
             (
@@ -151,6 +210,265 @@ fn gate_and_deploy(
         url: Some(url),
         ..Outcome::new(status, message, Some(&digest))
     }
+}
+
+/// Commits and pushes the deployment state of one promotion.
+struct WriteBack<'a> {
+    plan: &'a Plan,
+    promotion: &'a PlannedPromotion,
+    file: &'a str,
+    commit: bool,
+    push: bool,
+}
+
+impl<'a> WriteBack<'a> {
+    /// `None` outside a git repository (or before its first commit).
+    fn new(
+        plan: &'a Plan,
+        promotion: &'a PlannedPromotion,
+        options: &PromoteOptions,
+        file: &'a str,
+    ) -> Option<WriteBack<'a>> {
+        plan.git.as_ref()?;
+        let commit = options.commit && promotion.git.commit;
+        Some(WriteBack {
+            plan,
+            promotion,
+            file,
+            commit,
+            push: commit && (options.push || promotion.git.push),
+        })
+    }
+
+    fn preflight(&self) -> Result<(), Error> {
+        gitops::check_not_edited(&self.plan.root, self.file)
+    }
+
+    fn branch(&self) -> Result<String, Error> {
+        gitops::push_branch(&self.plan.root, self.promotion.git.branch.as_deref())
+    }
+
+    /// `remote/branch`.
+    fn target(&self) -> String {
+        let branch = self.branch().unwrap_or_default();
+        format!("{}/{branch}", self.promotion.git.remote)
+    }
+
+    fn source(&self) -> &str {
+        self.plan.git.as_ref().map_or("", |g| g.sha.as_str())
+    }
+
+    /// Before deploying, when pushing: the sha of a newer deployment on the remote.
+    fn superseded(&self, emit: &mut dyn FnMut(Event)) -> Option<String> {
+        if !self.push {
+            return None;
+        }
+        let branch = self.branch().ok()?;
+        let author = gitops::author(None).ok()?;
+        let request = gitops::PushRequest {
+            root: &self.plan.root,
+            remote: &self.promotion.git.remote,
+            branch: &branch,
+            commit: git2::Oid::ZERO_SHA1,
+            files: &[],
+            message: "",
+            author: &author,
+            deployment: self.file,
+            source: self.source(),
+        };
+        match gitops::remote_supersedes(&self.plan.root, &request) {
+            Ok(Some(by)) => {
+                emit(Event::WriteBack {
+                    status: WriteBackStatus::Superseded,
+                    message: format!("superseded by {by}"),
+                    sha: None,
+                    pushed: None,
+                });
+                Some(by)
+            }
+            // A fetch that fails here is retried by the push itself.
+            Ok(None) | Err(_) => None,
+        }
+    }
+
+    fn failed(&self, emit: &mut dyn FnMut(Event), err: Error, digest: &str) -> Outcome {
+        let message = err.to_string();
+        emit(Event::WriteBack {
+            status: WriteBackStatus::Failed,
+            message: message.clone(),
+            sha: None,
+            pushed: None,
+        });
+        Outcome::new(PromotionStatus::Failed, message, Some(digest))
+    }
+
+    fn commit_and_push(
+        &self,
+        emit: &mut dyn FnMut(Event),
+        digest: &str,
+        metrics: &BTreeMap<String, f64>,
+        checks: &[Check],
+    ) {
+        let root = &self.plan.root;
+        let mut send = |status, message: String, sha: Option<String>, pushed: Option<String>| {
+            emit(Event::WriteBack {
+                status,
+                message,
+                sha,
+                pushed,
+            })
+        };
+        if !self.commit {
+            let why = match self.promotion.git.commit {
+                false => "the stack says `git.commit: false`",
+                true => "--no-commit",
+            };
+            return send(
+                WriteBackStatus::NotCommitted,
+                format!("wrote {}; not committed ({why})", self.file),
+                None,
+                None,
+            );
+        }
+        let mut files = vec![self.file.to_string()];
+        if self.promotion.git.commit_lock {
+            files.push(crate::cache::lock::LOCK_FILE.to_string());
+        }
+        let outcome = commit_message(self.plan, self.promotion, digest, metrics, checks)
+            .and_then(|message| {
+                Ok((
+                    message,
+                    gitops::author(self.promotion.git.author.as_deref())?,
+                ))
+            })
+            .and_then(|(message, author)| {
+                let sha = gitops::commit(&gitops::CommitRequest {
+                    root,
+                    files: &files,
+                    message: &message,
+                    author: &author,
+                })?;
+                Ok((message, author, sha))
+            });
+        let (message, author, sha) = match outcome {
+            Ok((_, _, None)) => return,
+            Ok((message, author, Some(sha))) => (message, author, sha),
+            Err(err) => return send(WriteBackStatus::Failed, err.to_string(), None, None),
+        };
+        let subject = message.lines().next().unwrap_or_default().to_string();
+        if !self.push {
+            return send(
+                WriteBackStatus::Committed,
+                format!("{} {subject}", &sha.to_string()[..12]),
+                Some(sha.to_string()),
+                None,
+            );
+        }
+        let branch = match self.branch() {
+            Ok(branch) => branch,
+            Err(err) => {
+                return send(
+                    WriteBackStatus::Failed,
+                    err.to_string(),
+                    Some(sha.to_string()),
+                    None,
+                );
+            }
+        };
+        let pushed = gitops::push(&gitops::PushRequest {
+            root,
+            remote: &self.promotion.git.remote,
+            branch: &branch,
+            commit: sha,
+            files: &files,
+            message: &message,
+            author: &author,
+            deployment: self.file,
+            source: self.source(),
+        });
+        let target = format!("{}/{branch}", self.promotion.git.remote);
+        match pushed {
+            Ok(gitops::Pushed::Pushed { sha, attempts }) => {
+                let retried = match attempts {
+                    1 => String::new(),
+                    n => format!(" (after {} rejected pushes)", n - 1),
+                };
+                send(
+                    WriteBackStatus::Pushed,
+                    format!(
+                        "{} to {target}{retried}: {subject}",
+                        &sha[..sha.len().min(12)]
+                    ),
+                    Some(sha),
+                    Some(target),
+                )
+            }
+            Ok(gitops::Pushed::Superseded { by }) => send(
+                WriteBackStatus::Superseded,
+                format!(
+                    "superseded by {by}: {target} already has a deployment from a newer source commit; not pushed (`runner services sync` serves it)"
+                ),
+                Some(sha.to_string()),
+                None,
+            ),
+            Err(err) => send(
+                WriteBackStatus::Failed,
+                err.to_string(),
+                Some(sha.to_string()),
+                None,
+            ),
+        }
+    }
+}
+
+/// The commit message: the stack's `git.message` template (default
+/// `deploy(SERVICE): DIGEST METRIC=VALUE`), `[skip ci]` and runner's trailers.
+fn commit_message(
+    plan: &Plan,
+    promotion: &PlannedPromotion,
+    digest: &str,
+    metrics: &BTreeMap<String, f64>,
+    checks: &[Check],
+) -> Result<String, Error> {
+    const DEFAULT: &str = "deploy({{ service }}): {{ model.short }}{% if metric %} {{ metric.name }}={{ metric.value }}{% endif %}";
+    let template = promotion.git.message.as_deref().unwrap_or(DEFAULT);
+    // The metric the gate looked at first, else the first one reported.
+    let metric = checks
+        .iter()
+        .flat_map(|c| c.values.keys())
+        .find_map(|k| k.strip_prefix("metrics."))
+        .and_then(|name| Some((name, *metrics.get(name)?)))
+        .or_else(|| metrics.iter().next().map(|(n, v)| (n.as_str(), *v)));
+    let ctx = context! {
+        service => promotion.spec.service.name.clone(),
+        stack => plan.stack.clone(),
+        pipeline => plan.pipeline.clone(),
+        model => context! { path => promotion.model_path.clone(), digest => digest, short => short(digest) },
+        metric => metric.map(|(name, value)| context! { name => name, value => value }),
+        metrics => Value::from(minijinja::value::Serde(metrics)),
+        run => context! { id => plan.run_id.clone() },
+        source => plan.git.as_ref().map(|g| g.sha.clone()),
+    };
+    let subject = Templates::new()
+        .render(template, crate::template::Escape::Verbatim, &ctx)
+        .map_err(|e| Error::GitWriteBack {
+            message: format!("git.message does not render: {}", e.message),
+        })?;
+    let (first, rest) = subject
+        .trim()
+        .split_once('\n')
+        .unwrap_or((subject.trim(), ""));
+    let mut message = format!("{first} [skip ci]\n");
+    if !rest.trim().is_empty() {
+        message.push_str(&format!("\n{}\n", rest.trim()));
+    }
+    message.push_str(&format!(
+        "\nRunner-Run: {}\nRunner-Source: {}\nRunner-Pipeline: {}\n",
+        plan.run_id,
+        plan.git.as_ref().map_or("", |g| g.sha.as_str()),
+        plan.pipeline
+    ));
+    Ok(message)
 }
 
 /// This run's metrics (every step's, by name) and the promoted model's
@@ -299,10 +617,9 @@ fn write_state(
     let text = format!(
         "# The deployed model of this service on this stack, written by runner after a promotion.\n{yaml}"
     );
-    let path = plan
-        .root
-        .join(deployment_file(&plan.stack, &deployment.service));
-    crate::cache::write_atomic(&path, text.as_bytes())?;
+    let file = deployment_file(&plan.stack, &deployment.service);
+    crate::cache::write_atomic(&plan.root.join(&file), text.as_bytes())?;
+    gitops::remember_written(&plan.root, &file, text.as_bytes());
     Ok(true)
 }
 

@@ -25,6 +25,7 @@ pub mod exit {
     pub const STEP_FAILED: u8 = 1;
     pub const INVALID: u8 = 2;
     pub const GATE_FAILED: u8 = 3;
+    pub const WRITE_BACK_FAILED: u8 = 4;
     pub const CANCELLED: u8 = 130;
 }
 

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use super::exit;
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::exec::events::{Event, PromotionStatus, RunStatus};
+use crate::exec::events::{Event, PromotionStatus, RunStatus, WriteBackStatus};
 use crate::exec::mask::Masker;
 use crate::exec::record::Recorder;
 use crate::exec::runlock;
@@ -59,6 +59,12 @@ pub struct Args {
     /// Check the gate, but deploy nothing.
     #[arg(long)]
     no_deploy: bool,
+    /// Write the deployment state, but do not commit it.
+    #[arg(long)]
+    no_commit: bool,
+    /// Push the deployment commit (default: the stack's `git.push`).
+    #[arg(long, conflicts_with = "no_commit")]
+    push: bool,
     /// Exit 3 when the gate does not promote the model (default: exit 0, "not promoted").
     #[arg(long)]
     fail_on_gate: bool,
@@ -133,6 +139,10 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         Ok(planned) => planned,
         Err(code) => return Ok(code),
     };
+    if let Some(head) = loop_guard(root, &plan, args.plan.force)? {
+        eprintln!("{head}");
+        return Ok(exit::SUCCESS);
+    }
     let plan = Arc::new(plan);
     let cache = Arc::new(cache);
     let masker = Arc::new(Masker::new(&plan.secret_values));
@@ -203,18 +213,50 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         wait_for_stop_signal().await;
         on_signal.store(true, Ordering::Relaxed);
     });
-    let promoted = crate::promote::promote(&plan, &cache, !args.no_deploy, &stop, &mut |event| {
+    let options = crate::promote::PromoteOptions {
+        deploy: !args.no_deploy,
+        commit: !args.no_commit,
+        push: args.push,
+        stop: &stop,
+    };
+    let promoted = crate::promote::promote(&plan, &cache, &options, &mut |event| {
         sink.event(&event);
         sink.reporter.flush();
     });
     if stop.load(Ordering::Relaxed) {
         return Ok(exit::CANCELLED);
     }
-    Ok(match promoted {
-        Some(status) if status.is_failure() => exit::STEP_FAILED,
-        Some(PromotionStatus::NotPromoted) if args.fail_on_gate => exit::GATE_FAILED,
+    let Some(promoted) = promoted else {
+        return Ok(code);
+    };
+    Ok(match (promoted.status, promoted.write_back) {
+        (_, Some(WriteBackStatus::Failed)) => exit::WRITE_BACK_FAILED,
+        (status, _) if status.is_failure() => exit::STEP_FAILED,
+        (PromotionStatus::NotPromoted, _) if args.fail_on_gate => exit::GATE_FAILED,
         _ => code,
     })
+}
+
+/// Loop safety: on a commit that only changes runner's state files (its own
+/// deployment commit, or a person's revert of one) a pipeline that promotes
+/// has nothing new to train; rerunning it would redeploy what a person
+/// reverted, or commit again in reply to runner's own commit.
+fn loop_guard(root: &Path, plan: &Plan, force: bool) -> Result<Option<String>, Error> {
+    if force || plan.promotion.is_none() || plan.git.is_none() {
+        return Ok(None);
+    }
+    let Some(head) = crate::gitops::state_only_head(root)? else {
+        return Ok(None);
+    };
+    let what = match head.by_runner {
+        true => "runner's own deployment commit",
+        false => "a change to the deployment state only, such as a revert",
+    };
+    Ok(Some(format!(
+        "nothing to do: HEAD {} only changes runner's state files ({}): {what}. A commit that changes anything else trains and promotes again; --force runs anyway.",
+        &head.sha[..head.sha.len().min(12)],
+        head.files.join(", ")
+    )))
 }
 
 /// Where a run's events go: its record, and the reporter the user chose.

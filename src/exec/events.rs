@@ -77,6 +77,8 @@ pub enum PromotionStatus {
     Deployed,
     /// Deploying failed; what served before still serves.
     Failed,
+    /// A deployment from a newer source commit is already committed.
+    Superseded,
 }
 
 impl PromotionStatus {
@@ -94,8 +96,25 @@ impl PromotionStatus {
             PromotionStatus::Restarted => "restarted",
             PromotionStatus::Deployed => "deployed",
             PromotionStatus::Failed => "failed",
+            PromotionStatus::Superseded => "superseded",
         }
     }
+}
+
+/// How the write-back of a deployment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteBackStatus {
+    /// Committed locally (not pushed).
+    Committed,
+    /// Committed and pushed.
+    Pushed,
+    /// A deployment from a newer source commit is already committed.
+    Superseded,
+    /// Written, not committed (`--no-commit`, `git.commit: false`, no repository).
+    NotCommitted,
+    /// Could not be completed; what is left is in the message (exit 4).
+    Failed,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +178,16 @@ pub enum Event {
         digest: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         url: Option<String>,
+    },
+    /// What became of the deployment state in Git.
+    WriteBack {
+        status: WriteBackStatus,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sha: Option<String>,
+        /// `remote/branch` when pushed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pushed: Option<String>,
     },
     RunFinished {
         run_id: String,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::events::{Event, PromotionStatus, RunStatus, StepStatus};
+use super::events::{Event, PromotionStatus, RunStatus, StepStatus, WriteBackStatus};
 use super::mask::Masker;
 use crate::error::Error;
 use crate::plan::{GitInfo, Plan};
@@ -43,6 +43,19 @@ pub struct RunRecord {
     pub gate: Vec<GateCheckRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<PromotionRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back: Option<WriteBackRecord>,
+}
+
+/// What became of the deployment state in Git.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteBackRecord {
+    pub status: WriteBackStatus,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<String>,
 }
 
 /// One gate check of a run.
@@ -147,6 +160,7 @@ impl Recorder {
                 .collect(),
             gate: Vec::new(),
             promotion: None,
+            write_back: None,
             git: plan.git.as_ref().map(GitRecord::from),
             steps: plan
                 .steps
@@ -274,6 +288,20 @@ impl Recorder {
                     message: self.masker.mask(message).into_owned(),
                     digest: digest.clone(),
                     url: url.clone(),
+                });
+                self.save()?;
+            }
+            Event::WriteBack {
+                status,
+                message,
+                sha,
+                pushed,
+            } => {
+                self.record.write_back = Some(WriteBackRecord {
+                    status: *status,
+                    message: message.clone(),
+                    sha: sha.clone(),
+                    pushed: pushed.clone(),
                 });
                 self.save()?;
             }

@@ -8,7 +8,7 @@ use std::io::{BufWriter, Stderr, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Ci, Reporter, seconds};
-use crate::exec::events::{Event, PromotionStatus, RunStatus, StepStatus};
+use crate::exec::events::{Event, PromotionStatus, RunStatus, StepStatus, WriteBackStatus};
 
 pub struct PlainReporter {
     ci: Ci,
@@ -164,6 +164,24 @@ impl Reporter for PlainReporter {
                 "DEPLOY",
                 &format!("{} to {service}", super::short_digest(digest)),
             )),
+            Event::WriteBack {
+                status: outcome,
+                message,
+                ..
+            } => {
+                let label = match outcome {
+                    WriteBackStatus::Committed => "COMMIT",
+                    WriteBackStatus::Pushed => "PUSHED",
+                    WriteBackStatus::Superseded => "SUPERSEDED",
+                    WriteBackStatus::NotCommitted => "WROTE",
+                    WriteBackStatus::Failed => "FAIL",
+                };
+                self.print(&status(label, message));
+                if *outcome == WriteBackStatus::Failed && self.ci == Ci::GitHub {
+                    let why = message.replace('%', "%25").replace('\n', "%0A");
+                    self.print(&format!("::error title=git write-back::{why}"));
+                }
+            }
             Event::Promotion {
                 status: outcome,
                 message,
@@ -173,6 +191,7 @@ impl Reporter for PlainReporter {
                     PromotionStatus::NotPromoted => "HELD",
                     PromotionStatus::GateError | PromotionStatus::Failed => "FAIL",
                     PromotionStatus::NotDeployed => "PASSED",
+                    PromotionStatus::Superseded => "SUPERSEDED",
                     PromotionStatus::Unchanged | PromotionStatus::Restarted => "SERVING",
                     PromotionStatus::Deployed => "DEPLOYED",
                 };

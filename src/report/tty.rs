@@ -9,7 +9,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Reporter, Tail, seconds};
-use crate::exec::events::{Event, PromotionStatus, RunStatus, StepStatus};
+use crate::exec::events::{Event, PromotionStatus, RunStatus, StepStatus, WriteBackStatus};
 
 pub struct TtyReporter {
     bars: MultiProgress,
@@ -140,12 +140,31 @@ impl Reporter for TtyReporter {
                     super::short_digest(digest)
                 ));
             }
+            Event::WriteBack {
+                status, message, ..
+            } => {
+                let color = match status {
+                    WriteBackStatus::Failed => "31",
+                    WriteBackStatus::Superseded | WriteBackStatus::NotCommitted => "33",
+                    WriteBackStatus::Committed | WriteBackStatus::Pushed => "32",
+                };
+                let word = match status {
+                    WriteBackStatus::Committed => "committed",
+                    WriteBackStatus::Pushed => "pushed",
+                    WriteBackStatus::Superseded => "superseded",
+                    WriteBackStatus::NotCommitted => "not committed",
+                    WriteBackStatus::Failed => "write-back failed",
+                };
+                self.line(format!("\x1b[{color}m{word}\x1b[0m: {message}"));
+            }
             Event::Promotion {
                 status, message, ..
             } => {
                 let color = match status {
                     s if s.is_failure() => "31",
-                    PromotionStatus::NotPromoted | PromotionStatus::NotDeployed => "33",
+                    PromotionStatus::NotPromoted
+                    | PromotionStatus::NotDeployed
+                    | PromotionStatus::Superseded => "33",
                     _ => "32",
                 };
                 self.line(format!(

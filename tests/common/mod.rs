@@ -4,16 +4,23 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// `runner -C DIR ARGS...`, outside any CI (no log folding).
+/// `runner -C DIR ARGS...`, outside any CI (no log folding, no tokens).
 pub fn runner(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
+    runner_command(dir, args).output().unwrap()
+}
+
+/// The command `runner` runs, to spawn it in the background.
+pub fn runner_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_runner"));
+    command
         .arg("-C")
         .arg(dir)
         .args(args)
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITLAB_CI")
-        .output()
-        .unwrap()
+        .env_remove("RUNNER_GIT_TOKEN")
+        .env_remove("GITHUB_TOKEN");
+    command
 }
 
 /// stdout then stderr, as text.

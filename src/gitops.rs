@@ -1,0 +1,576 @@
+//! GitOps write-back: commit the deployment state runner wrote, push it, and
+//! never lose or roll back a deployment on the way.
+//!
+//! - Only runner's own files go into its commits (a tree built from HEAD's
+//!   with those paths replaced), so a user's other changes, staged or not,
+//!   are never committed and never touched.
+//! - The ordering guard: a deployment already committed from a source
+//!   commit that descends from this run's source is never overwritten.
+//! - A rejected push fetches, rebuilds the commit on the new remote head,
+//!   checks the guard again and retries with backoff: history stays linear.
+//! - Loop safety: a commit that only changes runner's state files (its own
+//!   deployment commits, or a person's revert of one) trains nothing.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use git2::{Oid, Repository, Signature};
+
+use crate::cache::lock::LOCK_FILE;
+use crate::error::Error;
+
+/// Files runner writes and commits itself.
+pub fn is_state_file(path: &str) -> bool {
+    path == LOCK_FILE || path.starts_with("deployments/")
+}
+
+/// Where runner remembers the hash of each state file it last wrote, to
+/// tell its own uncommitted writes from a person's edits.
+const WRITTEN: &str = ".runner/state/written.json";
+
+/// The default commit author.
+const DEFAULT_AUTHOR: (&str, &str) = ("runner", "runner@users.noreply.invalid");
+
+/// HEAD, when it changes nothing but runner's state files.
+#[derive(Debug)]
+pub struct StateOnlyHead {
+    pub sha: String,
+    pub files: Vec<String>,
+    /// True when runner made it (its trailers are there); false for a
+    /// person's commit, such as a revert of a deployment.
+    pub by_runner: bool,
+}
+
+fn open(root: &Path) -> Result<Repository, Error> {
+    Repository::discover(root).map_err(|source| Error::NotAGitRepo {
+        path: root.to_path_buf(),
+        source,
+    })
+}
+
+/// The work tree's path prefix inside the repository (`""` at the top).
+fn prefix(repo: &Repository, root: &Path) -> String {
+    let workdir = repo.workdir().and_then(|w| w.canonicalize().ok());
+    let root = root.canonicalize().ok();
+    match (workdir, root) {
+        (Some(w), Some(r)) => r
+            .strip_prefix(&w)
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn repo_path(prefix: &str, rel: &str) -> String {
+    match prefix.is_empty() {
+        true => rel.to_string(),
+        false => format!("{prefix}/{rel}"),
+    }
+}
+
+/// `Some` when HEAD only changes state files and the work tree has no
+/// other change: a run there has nothing new to train or promote.
+pub fn state_only_head(root: &Path) -> Result<Option<StateOnlyHead>, Error> {
+    let repo = open(root)?;
+    let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+        return Ok(None);
+    };
+    let Ok(parent) = head.parent(0) else {
+        return Ok(None);
+    };
+    let prefix = prefix(&repo, root);
+    let diff = repo
+        .diff_tree_to_tree(
+            Some(&parent.tree().map_err(Error::git("read a commit"))?),
+            Some(&head.tree().map_err(Error::git("read a commit"))?),
+            None,
+        )
+        .map_err(Error::git("diff HEAD with its parent"))?;
+    let mut files = Vec::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            let Some(path) = file.path().and_then(|p| p.to_str()) else {
+                return Ok(None);
+            };
+            let rel = match prefix.is_empty() {
+                true => Some(path),
+                false => path.strip_prefix(&format!("{prefix}/")),
+            };
+            match rel {
+                Some(rel) if is_state_file(rel) => {
+                    if !files.iter().any(|f| f == rel) {
+                        files.push(rel.to_string());
+                    }
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+    if files.is_empty() {
+        return Ok(None);
+    }
+    // Local changes (a person editing steps on top of it) are something new.
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(true).include_ignored(false);
+    let statuses = repo
+        .statuses(Some(&mut options))
+        .map_err(Error::git("read the work tree status"))?;
+    for entry in statuses.iter() {
+        let Ok(path) = entry.path() else {
+            return Ok(None);
+        };
+        let rel = match prefix.is_empty() {
+            true => Some(path),
+            false => path.strip_prefix(&format!("{prefix}/")),
+        };
+        if let Some(rel) = rel
+            && !is_state_file(rel)
+            && !rel.starts_with(".runner/")
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(StateOnlyHead {
+        sha: head.id().to_string(),
+        files,
+        by_runner: head
+            .message()
+            .unwrap_or_default()
+            .contains("\nRunner-Run: "),
+    }))
+}
+
+fn written(root: &Path) -> BTreeMap<String, String> {
+    std::fs::read(root.join(WRITTEN))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Records that runner wrote `bytes` to the state file `rel`.
+pub fn remember_written(root: &Path, rel: &str, bytes: &[u8]) {
+    let mut all = written(root);
+    all.insert(rel.to_string(), blake3::hash(bytes).to_hex().to_string());
+    if let Ok(json) = serde_json::to_vec_pretty(&all) {
+        let _ = crate::cache::write_atomic(&root.join(WRITTEN), &json);
+    }
+}
+
+/// Fails when a person has uncommitted edits to the state file `rel`: its
+/// content is neither HEAD's nor what runner last wrote there.
+pub fn check_not_edited(root: &Path, rel: &str) -> Result<(), Error> {
+    let Ok(repo) = Repository::discover(root) else {
+        return Ok(());
+    };
+    let now = match std::fs::read(root.join(rel)) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Error::Io {
+                path: root.join(rel),
+                source,
+            });
+        }
+    };
+    let committed = repo
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .ok()
+        .and_then(|tree| {
+            tree.get_path(Path::new(&repo_path(&prefix(&repo, root), rel)))
+                .ok()
+        })
+        .and_then(|entry| entry.to_object(&repo).ok())
+        .and_then(|object| object.as_blob().map(|b| b.content().to_vec()));
+    let Some(now) = now else {
+        return Ok(());
+    };
+    if committed.as_deref() == Some(now.as_slice())
+        || written(root).get(rel) == Some(&blake3::hash(&now).to_hex().to_string())
+    {
+        return Ok(());
+    }
+    Err(Error::GitWriteBack {
+        message: format!(
+            "{rel} has uncommitted changes that runner did not make; commit them, or discard them with `git checkout -- {rel}`, and run again (nothing was deployed or changed)"
+        ),
+    })
+}
+
+/// Who commits: the stack's `git.author`, else the CI's bot, else runner.
+pub fn author(configured: Option<&str>) -> Result<Signature<'static>, Error> {
+    let (name, email) = match configured {
+        Some(text) => parse_author(text).ok_or_else(|| {
+            Error::usage(format!(
+                "git.author `{text}` is not `Name <email>`; write it as `runner <runner@example.com>`"
+            ))
+        })?,
+        None if std::env::var_os("GITHUB_ACTIONS").is_some() => (
+            "github-actions[bot]".to_string(),
+            "41898282+github-actions[bot]@users.noreply.github.com".to_string(),
+        ),
+        None => (DEFAULT_AUTHOR.0.to_string(), DEFAULT_AUTHOR.1.to_string()),
+    };
+    Signature::now(&name, &email).map_err(Error::git("make the commit signature"))
+}
+
+fn parse_author(text: &str) -> Option<(String, String)> {
+    let (name, rest) = text.split_once('<')?;
+    let email = rest.strip_suffix('>')?.trim();
+    let name = name.trim();
+    (!name.is_empty() && email.contains('@')).then(|| (name.to_string(), email.to_string()))
+}
+
+/// What to commit.
+pub struct CommitRequest<'a> {
+    pub root: &'a Path,
+    /// Repo-relative paths of the files runner wrote.
+    pub files: &'a [String],
+    pub message: &'a str,
+    pub author: &'a Signature<'static>,
+}
+
+/// Commits `files` (their work tree content) on top of HEAD; `None` when
+/// they already match HEAD. The index is updated for those paths only.
+pub fn commit(request: &CommitRequest) -> Result<Option<Oid>, Error> {
+    let repo = open(request.root)?;
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|_| Error::GitWriteBack {
+            message: "the repository has no commit yet: commit the pipeline first".to_string(),
+        })?;
+    let prefix = prefix(&repo, request.root);
+    let tree = tree_with(
+        &repo,
+        &head.tree().map_err(Error::git("read HEAD"))?,
+        request,
+        &prefix,
+    )?;
+    if tree == head.tree_id() {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(tree).map_err(Error::git("read a tree"))?;
+    let oid = repo
+        .commit(
+            Some("HEAD"),
+            request.author,
+            request.author,
+            request.message,
+            &tree,
+            &[&head],
+        )
+        .map_err(Error::git("commit the deployment state"))?;
+    let mut index = repo.index().map_err(Error::git("read the index"))?;
+    for file in request.files {
+        index
+            .add_path(Path::new(&repo_path(&prefix, file)))
+            .map_err(Error::git("update the index"))?;
+    }
+    index.write().map_err(Error::git("write the index"))?;
+    Ok(Some(oid))
+}
+
+/// `base` with each of the request's files set to its work tree content.
+fn tree_with(
+    repo: &Repository,
+    base: &git2::Tree,
+    request: &CommitRequest,
+    prefix: &str,
+) -> Result<Oid, Error> {
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    for file in request.files {
+        let path = request.root.join(file);
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path, source })?;
+        let blob = repo.blob(&bytes).map_err(Error::git("store a file"))?;
+        update.upsert(repo_path(prefix, file), blob, git2::FileMode::Blob);
+    }
+    update
+        .create_updated(repo, base)
+        .map_err(Error::git("build the commit's tree"))
+}
+
+/// How a push ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// `sha` is the branch's head on the remote now.
+    Pushed { sha: String, attempts: u32 },
+    /// The remote already has a deployment from a newer source commit.
+    Superseded { by: String },
+}
+
+/// Where to push and what must not be overwritten.
+pub struct PushRequest<'a> {
+    pub root: &'a Path,
+    pub remote: &'a str,
+    pub branch: &'a str,
+    /// The local deployment commit.
+    pub commit: Oid,
+    /// The same files, to re-apply on a newer remote head.
+    pub files: &'a [String],
+    pub message: &'a str,
+    pub author: &'a Signature<'static>,
+    /// The deployment file and the source commit this run trained on.
+    pub deployment: &'a str,
+    pub source: &'a str,
+}
+
+/// How many times a rejected push is retried.
+const PUSH_ATTEMPTS: u32 = 12;
+
+/// Pushes the deployment commit; on rejection fetches, checks the ordering
+/// guard, rebuilds the commit on the remote head and tries again.
+pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
+    let repo = open(request.root)?;
+    let prefix = prefix(&repo, request.root);
+    let mut commit = request.commit;
+    let mut last_error = String::new();
+    for attempt in 1..=PUSH_ATTEMPTS {
+        match push_once(&repo, request, commit) {
+            Ok(()) => {
+                return Ok(Pushed::Pushed {
+                    sha: commit.to_string(),
+                    attempts: attempt,
+                });
+            }
+            Err(PushError::Rejected(why)) => last_error = why,
+            Err(PushError::Failed(err)) => {
+                return Err(left_to_push(request, commit, &err.to_string()));
+            }
+        }
+        std::thread::sleep(backoff(attempt));
+        let remote_head =
+            fetch(&repo, request).map_err(|e| left_to_push(request, commit, &e.to_string()))?;
+        let Some(remote_head) = remote_head else {
+            continue;
+        };
+        if let Some(by) = superseded_by(&repo, remote_head, &prefix, request)? {
+            return Ok(Pushed::Superseded { by });
+        }
+        let base = repo
+            .find_commit(remote_head)
+            .map_err(Error::git("read the remote head"))?;
+        let files = CommitRequest {
+            root: request.root,
+            files: request.files,
+            message: request.message,
+            author: request.author,
+        };
+        let tree = tree_with(
+            &repo,
+            &base.tree().map_err(Error::git("read a tree"))?,
+            &files,
+            &prefix,
+        )?;
+        if tree == base.tree_id() {
+            // The remote already holds exactly this state.
+            return Ok(Pushed::Pushed {
+                sha: remote_head.to_string(),
+                attempts: attempt,
+            });
+        }
+        let tree = repo.find_tree(tree).map_err(Error::git("read a tree"))?;
+        commit = repo
+            .commit(
+                None,
+                request.author,
+                request.author,
+                request.message,
+                &tree,
+                &[&base],
+            )
+            .map_err(Error::git("re-apply the deployment commit"))?;
+    }
+    Err(left_to_push(
+        request,
+        commit,
+        &format!("still rejected after {PUSH_ATTEMPTS} attempts ({last_error})"),
+    ))
+}
+
+fn left_to_push(request: &PushRequest, commit: Oid, why: &str) -> Error {
+    Error::GitWriteBack {
+        message: format!(
+            "cannot push to {} {}: {why}; the deployment is committed locally as {commit}: push it with `git push {} {commit}:refs/heads/{}`",
+            request.remote, request.branch, request.remote, request.branch
+        ),
+    }
+}
+
+/// 100 ms, 200 ms, ... up to 2 s, with jitter so racing runs spread out.
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64 << attempt.min(5);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64 ^ std::process::id() as u64)
+        % (base / 2 + 1);
+    Duration::from_millis(base.min(2000) + jitter)
+}
+
+enum PushError {
+    /// Not a fast-forward: the remote moved.
+    Rejected(String),
+    Failed(git2::Error),
+}
+
+fn callbacks<'a>() -> git2::RemoteCallbacks<'a> {
+    let mut callbacks = git2::RemoteCallbacks::new();
+    let mut tried = 0u32;
+    callbacks.credentials(move |_url, username, allowed| {
+        tried += 1;
+        if tried > 3 {
+            return Err(git2::Error::from_str(
+                "authentication failed: set RUNNER_GIT_TOKEN (or GITHUB_TOKEN) for HTTPS, or load a key into ssh-agent / set RUNNER_GIT_SSH_KEY for SSH",
+            ));
+        }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
+            && let Some(token) = std::env::var("RUNNER_GIT_TOKEN")
+                .ok()
+                .or_else(|| std::env::var("GITHUB_TOKEN").ok())
+                .filter(|t| !t.is_empty())
+        {
+            return git2::Cred::userpass_plaintext("x-access-token", &token);
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            let user = username.unwrap_or("git");
+            if let Some(key) = std::env::var_os("RUNNER_GIT_SSH_KEY") {
+                return git2::Cred::ssh_key(user, None, Path::new(&key), None);
+            }
+            return git2::Cred::ssh_key_from_agent(user);
+        }
+        git2::Cred::default()
+    });
+    callbacks
+}
+
+fn push_once(repo: &Repository, request: &PushRequest, commit: Oid) -> Result<(), PushError> {
+    let mut remote = repo
+        .find_remote(request.remote)
+        .map_err(PushError::Failed)?;
+    // libgit2 pushes refs, not bare commits: a private ref holds the commit.
+    let local = "refs/runner/push";
+    repo.reference(local, commit, true, "runner: deployment to push")
+        .map_err(PushError::Failed)?;
+    let rejected = RefCell::new(None::<String>);
+    let result = {
+        let mut callbacks = callbacks();
+        callbacks.push_update_reference(|_, status| {
+            if let Some(status) = status {
+                *rejected.borrow_mut() = Some(status.to_string());
+            }
+            Ok(())
+        });
+        let mut options = git2::PushOptions::new();
+        options.remote_callbacks(callbacks);
+        let refspec = format!("{local}:refs/heads/{}", request.branch);
+        remote.push(&[refspec.as_str()], Some(&mut options))
+    };
+    let _ = repo.find_reference(local).and_then(|mut r| r.delete());
+    match (result, rejected.into_inner()) {
+        (Ok(()), None) => Ok(()),
+        (Ok(()), Some(why)) => Err(PushError::Rejected(why)),
+        (Err(err), _)
+            if err.code() == git2::ErrorCode::NotFastForward
+                || err.message().contains("fast-forward")
+                || err.message().contains("fastforward") =>
+        {
+            Err(PushError::Rejected(err.message().to_string()))
+        }
+        (Err(err), _) => Err(PushError::Failed(err)),
+    }
+}
+
+/// Fetches the branch; the remote head (None when the branch is gone).
+fn fetch(repo: &Repository, request: &PushRequest) -> Result<Option<Oid>, git2::Error> {
+    let mut remote = repo.find_remote(request.remote)?;
+    let tracking = format!("refs/remotes/{}/{}", request.remote, request.branch);
+    let mut options = git2::FetchOptions::new();
+    options.remote_callbacks(callbacks());
+    remote.fetch(
+        &[format!("+refs/heads/{}:{tracking}", request.branch)],
+        Some(&mut options),
+        None,
+    )?;
+    Ok(repo.refname_to_id(&tracking).ok())
+}
+
+/// The guard: the commit that deployed from a newer source, if the remote's
+/// deployment file came from a descendant of this run's source commit.
+fn superseded_by(
+    repo: &Repository,
+    remote_head: Oid,
+    prefix: &str,
+    request: &PushRequest,
+) -> Result<Option<String>, Error> {
+    let Some(theirs) = committed_source(repo, remote_head, &repo_path(prefix, request.deployment))
+    else {
+        return Ok(None);
+    };
+    let (Ok(theirs), Ok(ours)) = (Oid::from_str(&theirs), Oid::from_str(request.source)) else {
+        return Ok(None);
+    };
+    if theirs == ours {
+        return Ok(None);
+    }
+    let newer = repo.graph_descendant_of(theirs, ours).unwrap_or(false);
+    Ok(newer.then(|| theirs.to_string()))
+}
+
+/// `source.commit` of the Deployment file at `commit`.
+fn committed_source(repo: &Repository, commit: Oid, path: &str) -> Option<String> {
+    let tree = repo.find_commit(commit).ok()?.tree().ok()?;
+    let entry = tree.get_path(Path::new(path)).ok()?;
+    let blob = entry.to_object(repo).ok()?.peel_to_blob().ok()?;
+    let text = std::str::from_utf8(blob.content()).ok()?;
+    let deployment: crate::spec::Deployment = serde_saphyr::from_str(text).ok()?;
+    Some(deployment.source.commit)
+}
+
+/// The guard before deploying: the Deployment committed on the remote
+/// branch (fetched now) came from a newer source commit than `source`.
+pub fn remote_supersedes(root: &Path, request: &PushRequest) -> Result<Option<String>, Error> {
+    let repo = open(root)?;
+    let prefix = prefix(&repo, root);
+    match fetch(&repo, request) {
+        Ok(Some(head)) => superseded_by(&repo, head, &prefix, request),
+        Ok(None) => Ok(None),
+        Err(err) => Err(Error::GitWriteBack {
+            message: format!(
+                "cannot fetch {} {}: {}",
+                request.remote,
+                request.branch,
+                err.message()
+            ),
+        }),
+    }
+}
+
+/// The branch to push to: the stack's, else the checked-out branch, else
+/// the branch CI says it checked out (CI checkouts are detached).
+pub fn push_branch(root: &Path, configured: Option<&str>) -> Result<String, Error> {
+    if let Some(branch) = configured {
+        return Ok(branch.to_string());
+    }
+    if let Some(info) = crate::git::head(root)
+        && let Some(branch) = info.branch.filter(|b| b != "HEAD")
+    {
+        return Ok(branch);
+    }
+    for var in [
+        "GITHUB_HEAD_REF",
+        "GITHUB_REF_NAME",
+        "CI_COMMIT_BRANCH",
+        "CI_COMMIT_REF_NAME",
+    ] {
+        if let Ok(branch) = std::env::var(var)
+            && !branch.is_empty()
+        {
+            return Ok(branch);
+        }
+    }
+    Err(Error::usage(
+        "HEAD is detached and no branch is known: set `git.branch` in the stack to push the deployment",
+    ))
+}
