@@ -84,11 +84,25 @@ pub fn evaluate(gates: &[String], input: &GateInput) -> Result<Vec<Check>, GateE
             let mut values = BTreeMap::new();
             for name in &references {
                 if let Some(value) = resolve(&ctx, name).filter(is_scalar) {
+                    // "0.1" sorts after every number: the check would pass
+                    // or fail for a reason nobody wrote.
+                    if let Some(text) = value.as_str()
+                        && text.trim().parse::<f64>().is_ok()
+                    {
+                        return Err(fail(format!(
+                            "it reads `{name}` = \"{text}\", a string; write the number without quotes so it compares as a number"
+                        )));
+                    }
                     values.insert(
                         name.clone(),
                         serde_json::to_value(&value).unwrap_or_default(),
                     );
                 }
+            }
+            if value.kind() != minijinja::value::ValueKind::Bool {
+                return Err(fail(format!(
+                    "it gives {value}, not true or false; write a comparison such as `metrics.mse <= params.max_mse`"
+                )));
             }
             Ok(Check {
                 check: check.clone(),
@@ -373,6 +387,26 @@ mod tests {
         assert!(better[0].passed);
         assert_eq!(better[0].shown, "production is none or 1.4 <= 1.5 * 1.02");
         assert!(!better[0].values.contains_key("production"));
+    }
+
+    #[test]
+    fn a_number_written_as_a_string_or_a_non_boolean_check_is_an_error() {
+        let metrics = BTreeMap::from([("mse".to_string(), 1.5)]);
+        let params = indexmap::IndexMap::from([("max_mse".to_string(), serde_json::json!("0.1"))]);
+        let input = GateInput {
+            metrics: &metrics,
+            params: &params,
+            production: None,
+            git: None,
+        };
+        let err = evaluate(&["metrics.mse <= params.max_mse".to_string()], &input).unwrap_err();
+        assert!(
+            err.message
+                .contains("a string; write the number without quotes"),
+            "{err}"
+        );
+        let err = evaluate(&["metrics.mse".to_string()], &input).unwrap_err();
+        assert!(err.message.contains("not true or false"), "{err}");
     }
 
     #[test]

@@ -10,14 +10,15 @@ use std::time::{Duration, SystemTime};
 use minijinja::{Value, context};
 
 use crate::cache::Cache;
-use crate::deploy::{self, DeployRequest, Deployed};
+use crate::deploy::{self, DeployRequest, Deployed, Deployer};
 use crate::error::Error;
 use crate::exec::events::{Event, PromotionStatus, WriteBackStatus};
 use crate::gate::{self, Check, GateInput};
 use crate::gitops;
 use crate::plan::{Plan, PlannedPromotion};
 use crate::spec::types::{
-    ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, GateRecord, Service,
+    ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, GateRecord, Promote,
+    Service,
 };
 use crate::template::Templates;
 
@@ -105,6 +106,17 @@ fn gate_and_deploy(
     emit: &mut dyn FnMut(Event),
 ) -> Outcome {
     let service = &promotion.spec.service.name;
+    if let Some(left_out) = plan
+        .decisions
+        .iter()
+        .position(|d| matches!(d, crate::plan::Decision::NotSelected))
+    {
+        let message = format!(
+            "not promoted: step `{}` was left out (--only/--downstream), so its metrics may not describe this model; a full run promotes",
+            plan.steps[left_out].name
+        );
+        return Outcome::new(PromotionStatus::NotPromoted, message, None);
+    }
     let (metrics, digest) = match recorded(plan, cache, promotion) {
         Ok(found) => found,
         Err(message) => return Outcome::new(PromotionStatus::GateError, message, None),
@@ -516,20 +528,50 @@ fn deploy_model(
     digest: &str,
     stop: &AtomicBool,
 ) -> Result<Deployed, Error> {
-    let service = &promotion.spec.service;
-    let templates = Templates::new();
-    let params = Value::from(minijinja::value::Serde(&plan.params));
-    let command =
-        |model: &Path, port: u16| render_serve(&templates, service, &params, digest, model, port);
     let deployer = deploy::deployer(promotion.deployer, &plan.root);
+    serve(
+        deployer.as_ref(),
+        &Serve {
+            stack: &plan.stack,
+            pipeline: &plan.pipeline,
+            promote: &promotion.spec,
+            model_path: &promotion.model_path,
+            model_file: &plan.root.join(&promotion.model_path),
+            digest,
+            params: &Value::from(minijinja::value::Serde(&plan.params)),
+        },
+        stop,
+    )
+}
+
+/// A promoted model to serve: by a run, or by `runner services sync`.
+pub struct Serve<'a> {
+    pub stack: &'a str,
+    pub pipeline: &'a str,
+    pub promote: &'a Promote,
+    /// The model's repo path, and where its bytes are now.
+    pub model_path: &'a str,
+    pub model_file: &'a Path,
+    pub digest: &'a str,
+    /// The pipeline's params, for the `serve` template.
+    pub params: &'a Value,
+}
+
+/// Deploys a model as its pipeline's service.
+pub fn serve(deployer: &dyn Deployer, model: &Serve, stop: &AtomicBool) -> Result<Deployed, Error> {
+    let service = &model.promote.service;
+    let templates = Templates::new();
+    let command = |path: &Path, port: u16| {
+        render_serve(&templates, service, model.params, model.digest, path, port)
+    };
     deployer.deploy(&DeployRequest {
         service,
-        stack: &plan.stack,
-        pipeline: &plan.pipeline,
-        model_output: &promotion.spec.model,
-        model_source: &promotion.model_path,
-        model_file: &plan.root.join(&promotion.model_path),
-        digest,
+        stack: model.stack,
+        pipeline: model.pipeline,
+        model_output: &model.promote.model,
+        model_source: model.model_path,
+        model_file: model.model_file,
+        digest: model.digest,
         ready_timeout: ready_timeout(service),
         command: &command,
         stop,
@@ -623,7 +665,9 @@ fn write_state(
     Ok(true)
 }
 
-/// `blake3:0123456789ab` of a long digest.
+/// `blake3:0123456789ab`: enough of a digest to tell models apart.
 pub fn short(digest: &str) -> &str {
-    &digest[..digest.len().min("blake3:".len() + 12)]
+    digest
+        .get(..digest.len().min("blake3:".len() + 12))
+        .unwrap_or(digest)
 }

@@ -45,7 +45,7 @@ promote:
     name: svc
     serve: [python3, {server}, "{{{{ model.path }}}}", "{{{{ port }}}}"]
     predict: /predict
-    ready_timeout: 10s
+    ready_timeout: 5s
 "#,
         server = server.display()
     )
@@ -63,11 +63,15 @@ struct Repo {
 
 impl Repo {
     fn new(gate: &[&str]) -> Repo {
+        Repo::with_pipeline(&pipeline(gate))
+    }
+
+    fn with_pipeline(spec: &str) -> Repo {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("pipelines")).unwrap();
         std::fs::create_dir_all(root.join("steps")).unwrap();
-        std::fs::write(root.join("pipelines/p.yaml"), pipeline(gate)).unwrap();
+        std::fs::write(root.join("pipelines/p.yaml"), spec).unwrap();
         std::fs::write(root.join("steps/train.py"), TRAIN).unwrap();
         std::fs::write(root.join("steps/evaluate.py"), EVALUATE).unwrap();
         Repo { dir }
@@ -350,6 +354,7 @@ fn sync_serves_what_the_deployment_file_says() {
     // A pull brings back the v1 deployment: sync serves v1 again, its model
     // restored from the artifact store (the work tree holds v2's).
     std::fs::write(repo.path().join("deployments/local/svc.yaml"), &v1).unwrap();
+    let model = std::fs::read_to_string(repo.path().join("build/model.json")).unwrap();
     let out = repo.runner(&["services", "sync"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
@@ -358,6 +363,8 @@ fn sync_serves_what_the_deployment_file_says() {
         text(&out)
     );
     assert_eq!(repo.predict()["version"], "v1");
+    let untouched = std::fs::read_to_string(repo.path().join("build/model.json")).unwrap();
+    assert_eq!(untouched, model, "sync leaves the work tree alone");
     let out = repo.runner(&["services", "sync"]);
     assert!(text(&out).contains("svc: already serves"), "{}", text(&out));
     // No deployment file: the service is stopped.
@@ -410,4 +417,79 @@ fn metrics_show_and_diff_against_a_commit() {
         "{}",
         text(&unknown)
     );
+}
+
+#[test]
+fn a_partial_run_does_not_promote() {
+    let repo = Repo::new(GATE);
+    repo.run(&[], 0);
+    // The new model's metrics were never measured: `evaluate` did not run.
+    let out = repo.runner(&[
+        "run",
+        "--format",
+        "plain",
+        "--only",
+        "train",
+        "-p",
+        "version=v9",
+        "-p",
+        "mse=99",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("step `evaluate` was left out"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(repo.predict()["version"], "v1");
+}
+
+#[test]
+fn a_changed_server_command_redeploys_the_same_model() {
+    let repo = Repo::new(GATE);
+    repo.run(&[], 0);
+    let before = repo.services()[0]["pid"].clone();
+    let spec = pipeline(GATE).replace("    ready_timeout: 5s\n", "    ready_timeout: 15s\n");
+    std::fs::write(repo.path().join("pipelines/p.yaml"), spec).unwrap();
+    let out = repo.run(&[], 0);
+    assert!(out.contains("DEPLOYED"), "{out}");
+    assert_ne!(repo.services()[0]["pid"], before);
+    assert_eq!(repo.predict()["version"], "v1");
+}
+
+#[test]
+fn a_shell_command_on_a_fixed_port_swaps_and_restores_on_failure() {
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model_server.py");
+    let spec = pipeline(GATE)
+        .replace(
+            &format!(
+                "serve: [python3, {}, \"{{{{ model.path }}}}\", \"{{{{ port }}}}\"]",
+                server.display()
+            ),
+            &format!(
+                "serve: python3 {} {{{{ model.path }}}} {{{{ port }}}}",
+                server.display()
+            ),
+        )
+        .replace(
+            "    predict: /predict\n",
+            &format!("    predict: /predict\n    port: {port}\n"),
+        );
+    let repo = Repo::with_pipeline(&spec);
+    repo.run(&[], 0);
+    assert_eq!(repo.services()[0]["port"], port);
+    repo.run(&["version=v2", "mse=1.4"], 0);
+    assert_eq!(repo.predict()["version"], "v2");
+    assert_eq!(repo.services()[0]["port"], port);
+    // Healthy on the scratch port, dead on the service's port: v2 comes back.
+    let fail = format!("fail=port:{port}");
+    let out = repo.run(&["version=v3", "mse=1.3", &fail], 1);
+    assert!(out.contains("the previous model serves again"), "{out}");
+    assert_eq!(repo.predict()["version"], "v2");
+    assert_eq!(repo.status().1["state"], "active");
 }

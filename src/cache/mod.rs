@@ -104,22 +104,19 @@ impl Cache {
         }
     }
 
-    /// Makes the repo path `rel` hold the content `hash` (a deployed model
-    /// read back from its Deployment file), restoring it from the store
-    /// when it does not; false when the store does not have it either.
-    pub fn ensure(&self, rel: &str, hash: &str) -> Result<bool, Error> {
-        if self.digest(rel)?.is_some_and(|d| d.hash == hash) {
-            return Ok(true);
-        }
+    /// Writes the stored content `hash` (a file or a directory) to `target`,
+    /// outside the work tree; false when the store does not have it.
+    pub fn restore_to(&self, hash: &str, target: &Path) -> Result<bool, Error> {
+        let (Some(parent), Some(name)) =
+            (target.parent(), target.file_name().and_then(|n| n.to_str()))
+        else {
+            return Ok(false);
+        };
         let digest = Digest {
             hash: hash.to_string(),
             size: 0,
         };
-        let restored = self.store.restore(&self.root, rel, &digest)?;
-        if let Ok(mut hasher) = self.hasher.lock() {
-            hasher.forget(rel);
-        }
-        Ok(restored)
+        self.store.restore(parent, name, &digest)
     }
 
     /// True when the store holds an output with this digest.

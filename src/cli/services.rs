@@ -7,7 +7,7 @@ use clap::{Subcommand, ValueEnum};
 
 use super::exit;
 use crate::cache::Cache;
-use crate::deploy::{self, DeployRequest, Deployed, Deployer, ServiceRecord, ServiceState};
+use crate::deploy::{self, Deployed, Deployer, ServiceRecord, ServiceState};
 use crate::error::Error;
 use crate::plan::choose_stack;
 use crate::spec::types::ModelDeployerType;
@@ -78,8 +78,14 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
             model,
             format,
         } => {
-            let services: Vec<ServiceRecord> = deployer
-                .list()?
+            let mut services = Vec::new();
+            for record in deployer.list()? {
+                match record {
+                    Ok(record) => services.push(record),
+                    Err(err) => eprintln!("warning: {err}"),
+                }
+            }
+            let services: Vec<ServiceRecord> = services
                 .into_iter()
                 .filter(|s| pipeline.as_ref().is_none_or(|p| &s.pipeline == p))
                 .filter(|s| {
@@ -154,28 +160,27 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
         }
         Command::Logs { name, lines } => {
             let path = deployer.log_path(name)?;
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let all: Vec<&str> = text.lines().collect();
-            let from = lines.map_or(0, |n| all.len().saturating_sub(n));
-            for line in &all[from..] {
-                println!("{line}");
+            match lines {
+                Some(n) => deploy::tail(&path, *n).iter().for_each(|l| println!("{l}")),
+                // The whole log, byte for byte.
+                None => {
+                    if let Ok(mut file) = std::fs::File::open(&path) {
+                        let _ = std::io::copy(&mut file, &mut std::io::stdout().lock());
+                    }
+                }
             }
             Ok(exit::SUCCESS)
         }
         Command::Predict { name, data } => {
             let record = deployer.status(name)?;
             if record.state != ServiceState::Active {
+                let why = match &record.last_error {
+                    Some(error) => format!(": {error}"),
+                    None => format!("; `runner services start {name}` starts it"),
+                };
                 return Err(Error::Service {
                     name: name.clone(),
-                    message: format!(
-                        "it is {}{}; `runner services start {name}` starts it",
-                        record.state.as_str(),
-                        record
-                            .last_error
-                            .as_deref()
-                            .map(|e| format!(" ({e})"))
-                            .unwrap_or_default()
-                    ),
+                    message: format!("it is {}{why}", record.state.as_str()),
                 });
             }
             let body = read_data(data)?;
@@ -302,7 +307,7 @@ fn sync(root: &Path, stack: Option<&str>) -> Result<u8, Error> {
             }
         }
     }
-    for record in deployer.list()? {
+    for record in deployer.list()?.into_iter().flatten() {
         if record.stack == stack.name
             && !wanted.contains(&record.name)
             && record.state != ServiceState::Inactive
@@ -355,29 +360,42 @@ fn sync_one(
             ))
         })?;
     let path = &deployment.model.path;
-    if !cache.ensure(path, &deployment.model.digest)? {
-        return Err(fail(format!(
-            "its model {} is neither at {path} nor in the artifact store; `runner run {}` builds it",
-            deployment.model.digest, pipeline.name
-        )));
-    }
-    let params = minijinja::Value::from(minijinja::value::Serde(&pipeline.params));
-    let templates = crate::template::Templates::new();
-    let service = &promote.service;
     let digest = &deployment.model.digest;
-    let command = |model: &Path, port: u16| {
-        crate::promote::render_serve(&templates, service, &params, digest, model, port)
+    // The work tree's copy when it is that model; else the artifact store's,
+    // restored next to the service (the work tree is not touched).
+    let model_file = match cache.digest(path)? {
+        Some(now) if &now.hash == digest => root.join(path),
+        _ => {
+            let file_name = Path::new(path).file_name().unwrap_or_default();
+            let incoming = root
+                .join(crate::deploy::SERVICES_DIR)
+                .join(".incoming")
+                .join(digest.trim_start_matches("blake3:"))
+                .join(file_name);
+            if !cache.restore_to(digest, &incoming)? {
+                return Err(fail(format!(
+                    "its model {digest} is neither at {path} nor in the artifact store; `runner run {}` builds it",
+                    pipeline.name
+                )));
+            }
+            incoming
+        }
     };
-    deployer.deploy(&DeployRequest {
-        service,
-        stack: &deployment.stack,
-        pipeline: &deployment.pipeline,
-        model_output: &promote.model,
-        model_source: path,
-        model_file: &root.join(path),
-        digest,
-        ready_timeout: crate::promote::ready_timeout(service),
-        command: &command,
-        stop: &std::sync::atomic::AtomicBool::new(false),
-    })
+    let served = crate::promote::serve(
+        deployer,
+        &crate::promote::Serve {
+            stack: &deployment.stack,
+            pipeline: &deployment.pipeline,
+            promote,
+            model_path: path,
+            model_file: &model_file,
+            digest,
+            params: &minijinja::Value::from(minijinja::value::Serde(&pipeline.params)),
+        },
+        &std::sync::atomic::AtomicBool::new(false),
+    );
+    if model_file.starts_with(root.join(crate::deploy::SERVICES_DIR)) {
+        let _ = std::fs::remove_dir_all(model_file.parent().unwrap_or(&model_file));
+    }
+    served
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 pub use process::ProcessDeployer;
-pub use registry::{Registry, ServedModel, ServiceRecord, ServiceState};
+pub use registry::{Registry, SERVICES_DIR, ServedModel, ServiceRecord, ServiceState};
 
 use crate::error::Error;
 use crate::spec::types::{ModelDeployerType, Service};
@@ -69,8 +69,9 @@ pub trait Deployer {
     fn delete(&self, name: &str) -> Result<(), Error>;
     /// The service, with its state checked (process and health).
     fn status(&self, name: &str) -> Result<ServiceRecord, Error>;
-    /// Every service, with its state checked against the process table.
-    fn list(&self) -> Result<Vec<ServiceRecord>, Error>;
+    /// Every service, with its state checked against the process table; a
+    /// record that cannot be read is an error in its place.
+    fn list(&self) -> Result<Vec<Result<ServiceRecord, Error>>, Error>;
     /// Where the server's output goes.
     fn log_path(&self, name: &str) -> Result<PathBuf, Error>;
 }
@@ -118,6 +119,26 @@ fn http_client(timeout: Duration) -> reqwest::blocking::Client {
         .no_proxy()
         .build()
         .unwrap_or_else(|_| reqwest::blocking::Client::new())
+}
+
+/// The last `n` lines of a log, read from its end (a server log can be
+/// large) and decoded leniently (a server may print anything).
+pub fn tail(path: &Path, n: usize) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const WINDOW: u64 = 256 * 1024;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(WINDOW)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }
 
 /// RFC 3339 UTC, to the second.

@@ -6,6 +6,11 @@
 //! first started on a scratch port and must answer its health check; only
 //! then is the old server stopped and the new one started on the service's
 //! port. If that start fails, the old model is started again.
+//!
+//! Every process is recorded (pid and start time) before runner waits on
+//! it, so a runner killed half way leaves nothing running that the next
+//! one does not know of; a health check only counts when the recorded
+//! process is still the one alive.
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
@@ -14,8 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::registry::{Registry, ServedModel, ServiceRecord, ServiceState};
-use super::{DeployRequest, Deployed, Deployer, http_client, now};
+use super::registry::{Process, Registry, ServedModel, ServiceRecord, ServiceState};
+use super::{DeployRequest, Deployed, Deployer, http_client, now, tail};
 use crate::error::Error;
 
 /// How long a server gets to exit after SIGTERM before it is killed.
@@ -34,14 +39,16 @@ impl ProcessDeployer {
         }
     }
 
-    /// Starts `argv` detached; returns its pid and start time.
-    fn spawn(
-        &self,
-        name: &str,
-        argv: &[String],
-        port: u16,
-        note: &str,
-    ) -> Result<(u32, u64), Error> {
+    /// Starts `argv` detached on `port` (which must be free).
+    fn spawn(&self, name: &str, argv: &[String], port: u16, note: &str) -> Result<Process, Error> {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return Err(service_error(
+                name,
+                format!(
+                    "port {port} is in use by another process; free it, or set another `port` on the service"
+                ),
+            ));
+        }
         let log_path = self.registry.log_path(name);
         let io = |source| Error::Io {
             path: log_path.clone(),
@@ -78,46 +85,54 @@ impl ProcessDeployer {
             .spawn()
             .map_err(|e| service_error(name, format!("cannot start `{program}`: {e}")))?;
         let pid = child.id();
-        let ticks = start_ticks(pid).unwrap_or_default();
+        let start_ticks = start_ticks(pid).unwrap_or_default();
         // Reap the server if it exits while runner still runs (a watch loop),
         // so it never lingers as a zombie that looks alive.
         std::thread::spawn(move || {
             let _ = child.wait();
         });
-        Ok((pid, ticks))
+        Ok(Process {
+            pid,
+            start_ticks,
+            port,
+        })
     }
 
-    /// Waits until the server answers its health check, or fails with why
+    /// Waits until `process` answers the health check, or fails with why
     /// not; gives up at once when `stop` is set.
     fn wait_healthy(
         &self,
         record: &ServiceRecord,
-        (pid, ticks): (u32, u64),
+        process: Process,
         stop: &AtomicBool,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_millis(record.ready_timeout_ms);
-        let url = format!("{}{}", record.url(), record.health);
+        let timeout = Duration::from_millis(record.ready_timeout_ms);
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
         let client = http_client(Duration::from_secs(2));
         let mut pause = Duration::from_millis(50);
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Err("cancelled before the server was healthy".to_string());
             }
-            if !alive(pid, ticks) {
+            if !running(process) {
                 return Err(format!(
-                    "the server exited before answering {url}{}",
+                    "the server exited before answering its health check{}",
                     self.log_tail(&record.name)
                 ));
             }
-            let last = match client.get(&url).send() {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => format!("{url} answered {}", response.status()),
-                Err(err) => format!("{url}: {}", error_chain(&err)),
+            let last = match health(&client, record, process.port) {
+                // Only the recorded process counts: not another one that
+                // happens to answer on the port.
+                Ok(()) if running(process) => return Ok(()),
+                Ok(()) => "the server exited".to_string(),
+                Err(why) => why,
             };
             if Instant::now() >= deadline {
                 return Err(format!(
                     "not healthy within {} ({last}){}",
-                    humantime::format_duration(Duration::from_millis(record.ready_timeout_ms)),
+                    humantime::format_duration(timeout),
                     self.log_tail(&record.name)
                 ));
             }
@@ -128,18 +143,15 @@ impl ProcessDeployer {
 
     /// The last lines of the server log, for error messages.
     fn log_tail(&self, name: &str) -> String {
-        let text = std::fs::read_to_string(self.registry.log_path(name)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(8)..];
-        if tail.is_empty() {
-            String::new()
-        } else {
-            format!("; its log ends with:\n  {}", tail.join("\n  "))
+        let lines = tail(&self.registry.log_path(name), 8);
+        match lines.is_empty() {
+            true => String::new(),
+            false => format!("; its log ends with:\n  {}", lines.join("\n  ")),
         }
     }
 
-    /// Starts `record`'s command on `port` and waits for health; the record
-    /// is updated with the new process (or the error) and saved.
+    /// Starts `record`'s command on its port and waits for health. The
+    /// process is recorded before the wait; the outcome after it.
     fn start_record(
         &self,
         record: &mut ServiceRecord,
@@ -148,11 +160,18 @@ impl ProcessDeployer {
     ) -> Result<(), Error> {
         record.state = ServiceState::PendingStartup;
         record.updated_at = now();
+        let process = self.spawn(&record.name, &record.argv, record.port, note);
+        let process = match process {
+            Ok(process) => process,
+            Err(err) => {
+                self.mark_error(record, message_of(&err))?;
+                return Err(err);
+            }
+        };
+        record.pid = Some(process.pid);
+        record.start_ticks = Some(process.start_ticks);
         self.registry.write(record)?;
-        let (pid, ticks) = self.spawn(&record.name, &record.argv, record.port, note)?;
-        record.pid = Some(pid);
-        record.start_ticks = Some(ticks);
-        match self.wait_healthy(record, (pid, ticks), stop) {
+        match self.wait_healthy(record, process, stop) {
             Ok(()) => {
                 record.state = ServiceState::Active;
                 record.started_at = Some(now());
@@ -161,16 +180,20 @@ impl ProcessDeployer {
                 self.registry.write(record)
             }
             Err(why) => {
-                terminate(pid, ticks);
-                record.state = ServiceState::Error;
-                record.pid = None;
-                record.start_ticks = None;
-                record.last_error = Some(why.clone());
-                record.updated_at = now();
-                self.registry.write(record)?;
+                terminate(process);
+                self.mark_error(record, why.clone())?;
                 Err(service_error(&record.name, why))
             }
         }
+    }
+
+    fn mark_error(&self, record: &mut ServiceRecord, why: String) -> Result<(), Error> {
+        record.state = ServiceState::Error;
+        record.pid = None;
+        record.start_ticks = None;
+        record.last_error = Some(why);
+        record.updated_at = now();
+        self.registry.write(record)
     }
 
     /// Copies the model into the service's directory and checks its digest.
@@ -179,11 +202,12 @@ impl ProcessDeployer {
             .digest
             .split_once(':')
             .map_or(request.digest, |(_, hex)| hex);
+        let short: String = hex.chars().take(16).collect();
         let dir = self
             .registry
             .service_dir(&request.service.name)
             .join("models")
-            .join(&hex[..hex.len().min(16)]);
+            .join(short);
         let base = Path::new(request.model_source)
             .file_name()
             .map_or_else(|| "model".into(), |n| n.to_os_string());
@@ -215,7 +239,7 @@ impl ProcessDeployer {
         })
     }
 
-    /// Keeps the model copies of `keep` (digests), removes the others.
+    /// Keeps the model copies of `keep`, removes the others.
     fn prune_models(&self, name: &str, keep: &[&ServedModel]) {
         let models = self.registry.service_dir(name).join("models");
         let Ok(entries) = std::fs::read_dir(&models) else {
@@ -229,17 +253,15 @@ impl ProcessDeployer {
         }
     }
 
-    /// The record with its state checked against the process table.
-    fn refresh(&self, mut record: ServiceRecord) -> Result<ServiceRecord, Error> {
-        let running = match (record.pid, record.start_ticks) {
-            (Some(pid), Some(ticks)) => alive(pid, ticks),
-            _ => false,
-        };
+    /// The record with its state checked against the process table (written
+    /// back only when `write`: never while another runner holds the lock).
+    fn refresh(&self, mut record: ServiceRecord, write: bool) -> Result<ServiceRecord, Error> {
+        let alive = recorded(&record).is_some_and(running);
         let expected = matches!(
             record.state,
             ServiceState::Active | ServiceState::PendingStartup
         );
-        if expected && !running {
+        if expected && !alive {
             record.state = ServiceState::Error;
             record.last_error = Some(format!(
                 "the server (pid {}) is not running: it exited or was killed outside runner; `runner services logs {name}` shows why, `runner services start {name}` starts it again",
@@ -249,18 +271,22 @@ impl ProcessDeployer {
             record.pid = None;
             record.start_ticks = None;
             record.updated_at = now();
-            self.registry.write(&record)?;
+            if write {
+                self.registry.write(&record)?;
+            }
         }
         Ok(record)
     }
 
-    fn record(&self, name: &str) -> Result<ServiceRecord, Error> {
+    /// A service's record, checked; an error naming the known ones if none.
+    fn record(&self, name: &str, write: bool) -> Result<ServiceRecord, Error> {
         let record = self.registry.read(name)?.ok_or_else(|| {
             let known: Vec<String> = self
                 .registry
                 .list()
                 .unwrap_or_default()
                 .into_iter()
+                .flatten()
                 .map(|r| r.name)
                 .collect();
             Error::usage(format!(
@@ -272,7 +298,50 @@ impl ProcessDeployer {
                 )
             ))
         })?;
-        self.refresh(record)
+        self.refresh(record, write)
+    }
+
+    /// Stops every process of a record: the server and a leftover candidate.
+    fn stop_processes(&self, record: &mut ServiceRecord) -> Result<(), Error> {
+        if let Some(candidate) = record.checking.take() {
+            terminate(candidate);
+        }
+        if let Some(process) = recorded(record) {
+            record.state = ServiceState::PendingShutdown;
+            record.updated_at = now();
+            self.registry.write(record)?;
+            terminate(process);
+        }
+        record.pid = None;
+        record.start_ticks = None;
+        Ok(())
+    }
+
+    /// Checks the new model on a scratch port; the candidate is recorded
+    /// while it runs and stopped afterwards.
+    fn check_candidate(
+        &self,
+        current: &mut ServiceRecord,
+        next: &ServiceRecord,
+        request: &DeployRequest,
+        model: &Path,
+    ) -> Result<(), String> {
+        let port = free_port().map_err(|e| e.to_string())?;
+        let candidate = ServiceRecord {
+            port,
+            argv: (request.command)(model, port).map_err(|e| message_of(&e))?,
+            ..next.clone()
+        };
+        let process = self
+            .spawn(&next.name, &candidate.argv, port, "checking the new model")
+            .map_err(|e| message_of(&e))?;
+        current.checking = Some(process);
+        let _ = self.registry.write(current);
+        let checked = self.wait_healthy(&candidate, process, request.stop);
+        terminate(process);
+        current.checking = None;
+        let _ = self.registry.write(current);
+        checked
     }
 }
 
@@ -281,34 +350,14 @@ impl Deployer for ProcessDeployer {
         let name = &request.service.name;
         let _lock = self.registry.lock(name)?;
         let current = match self.registry.read(name)? {
-            Some(record) => Some(self.refresh(record)?),
+            Some(record) => Some(self.refresh(record, true)?),
             None => None,
         };
-        let running = current
-            .as_ref()
-            .filter(|r| r.state == ServiceState::Active)
-            .and_then(|r| Some((r.pid?, r.start_ticks?)))
-            .filter(|&(pid, ticks)| alive(pid, ticks));
         let port = match (request.service.port, &current) {
             (Some(port), _) => port,
             (None, Some(record)) => record.port,
             (None, None) => free_port()?,
         };
-        // The same model: keep it serving, or start it again.
-        if let Some(record) = &current
-            && record
-                .model
-                .as_ref()
-                .is_some_and(|m| m.digest == request.digest)
-            && record.port == port
-        {
-            if running.is_some() {
-                return Ok(Deployed::Unchanged(record.clone()));
-            }
-            let mut record = record.clone();
-            self.start_record(&mut record, "restarting the deployed model", request.stop)?;
-            return Ok(Deployed::Started(record));
-        }
         let model = self.materialize(request)?;
         let ready_timeout_ms = request.ready_timeout.as_millis() as u64;
         let mut next = ServiceRecord {
@@ -328,25 +377,48 @@ impl Deployer for ProcessDeployer {
             started_at: None,
             updated_at: now(),
             last_error: None,
+            checking: None,
         };
-        let Some((old_pid, old_ticks)) = running else {
-            // Nothing serving: start the new model in place.
+        let Some(mut current) = current else {
             self.start_record(&mut next, "deploying", request.stop)?;
-            self.prune_models(name, &[next.model.as_ref().expect("set above")]);
             return Ok(Deployed::Updated(next));
         };
-        let mut current = current.expect("running implies a record");
-        // 1. The candidate must get healthy on a scratch port first.
-        let scratch = free_port()?;
-        let candidate = ServiceRecord {
-            port: scratch,
-            argv: (request.command)(&next.model.as_ref().expect("set above").path, scratch)?,
-            ..next.clone()
-        };
-        let (pid, ticks) = self.spawn(name, &candidate.argv, scratch, "checking the new model")?;
-        let checked = self.wait_healthy(&candidate, (pid, ticks), request.stop);
-        terminate(pid, ticks);
-        if let Err(why) = checked {
+        let active = current.state == ServiceState::Active;
+        // The same model, served the same way: keep it, or start it again.
+        if current.model == next.model
+            && (current.argv.as_slice(), &current.health, &current.predict)
+                == (next.argv.as_slice(), &next.health, &next.predict)
+            && current.ready_timeout_ms == next.ready_timeout_ms
+        {
+            if active {
+                return Ok(Deployed::Unchanged(current));
+            }
+            self.stop_processes(&mut current)?;
+            self.start_record(&mut current, "restarting the deployed model", request.stop)?;
+            return Ok(Deployed::Started(current));
+        }
+        if !active {
+            // Nothing healthy serves: whatever is left is stopped, and the
+            // new model starts in its place.
+            self.stop_processes(&mut current)?;
+            if let Err(err) = self.start_record(&mut next, "deploying", request.stop) {
+                // The record keeps the model that served before, for `start`.
+                next.model = current.model.clone();
+                next.argv = current.argv.clone();
+                self.registry.write(&next)?;
+                return Err(err);
+            }
+            let keep: Vec<&ServedModel> = next.model.iter().collect();
+            self.prune_models(name, &keep);
+            return Ok(Deployed::Updated(next));
+        }
+        // 1. The new model must get healthy on a scratch port first.
+        let model_path = next
+            .model
+            .as_ref()
+            .map(|m| m.path.clone())
+            .unwrap_or_default();
+        if let Err(why) = self.check_candidate(&mut current, &next, request, &model_path) {
             current.last_error = Some(format!(
                 "the new model {} was not deployed: {why}",
                 request.digest
@@ -359,31 +431,38 @@ impl Deployer for ProcessDeployer {
             ));
         }
         // 2. Swap: stop the old server, start the new one on the service's port.
-        current.state = ServiceState::PendingShutdown;
-        self.registry.write(&current)?;
-        terminate(old_pid, old_ticks);
+        let previous = current.clone();
+        self.stop_processes(&mut current)?;
         if let Err(err) = self.start_record(&mut next, "deploying", request.stop) {
-            current.pid = None;
+            let mut restored = previous;
             // The old model comes back even when the user cancelled.
             self.start_record(
-                &mut current,
+                &mut restored,
                 "restoring the previous model after a failed update",
                 &AtomicBool::new(false),
             )
             .map_err(|again| {
                 service_error(
                     name,
-                    format!("{err}; restoring the previous model failed too: {again}"),
+                    format!(
+                        "{}; restoring the previous model failed too: {}",
+                        message_of(&err),
+                        message_of(&again)
+                    ),
                 )
             })?;
-            current.last_error = Some(format!("the update to {} failed: {err}", request.digest));
-            self.registry.write(&current)?;
+            restored.last_error = Some(format!(
+                "the update to {} failed: {}",
+                request.digest,
+                message_of(&err)
+            ));
+            self.registry.write(&restored)?;
             return Err(service_error(
                 name,
-                format!("{err}; the previous model serves again"),
+                format!("{}; the previous model serves again", message_of(&err)),
             ));
         }
-        let keep: Vec<&ServedModel> = [next.model.as_ref(), current.model.as_ref()]
+        let keep: Vec<&ServedModel> = [next.model.as_ref(), previous.model.as_ref()]
             .into_iter()
             .flatten()
             .collect();
@@ -393,7 +472,7 @@ impl Deployer for ProcessDeployer {
 
     fn start(&self, name: &str) -> Result<ServiceRecord, Error> {
         let _lock = self.registry.lock(name)?;
-        let mut record = self.record(name)?;
+        let mut record = self.record(name, true)?;
         if record.state == ServiceState::Active {
             return Ok(record);
         }
@@ -408,22 +487,18 @@ impl Deployer for ProcessDeployer {
                 ),
             ));
         }
+        // A server left running in an error state is stopped first: one
+        // service, one server.
+        self.stop_processes(&mut record)?;
         self.start_record(&mut record, "starting", &AtomicBool::new(false))?;
         Ok(record)
     }
 
     fn stop(&self, name: &str) -> Result<ServiceRecord, Error> {
         let _lock = self.registry.lock(name)?;
-        let mut record = self.record(name)?;
-        if let (Some(pid), Some(ticks)) = (record.pid, record.start_ticks) {
-            record.state = ServiceState::PendingShutdown;
-            record.updated_at = now();
-            self.registry.write(&record)?;
-            terminate(pid, ticks);
-        }
+        let mut record = self.record(name, true)?;
+        self.stop_processes(&mut record)?;
         record.state = ServiceState::Inactive;
-        record.pid = None;
-        record.start_ticks = None;
         record.last_error = None;
         record.updated_at = now();
         self.registry.write(&record)?;
@@ -431,32 +506,42 @@ impl Deployer for ProcessDeployer {
     }
 
     fn delete(&self, name: &str) -> Result<(), Error> {
-        self.stop(name)?;
+        let _lock = self.registry.lock(name)?;
+        match self.registry.read(name) {
+            Ok(Some(mut record)) => self.stop_processes(&mut record)?,
+            Ok(None) => {
+                self.record(name, false)?;
+            }
+            // A damaged record is forgotten all the same.
+            Err(_) => {}
+        }
         self.registry.remove(name)
     }
 
     fn status(&self, name: &str) -> Result<ServiceRecord, Error> {
-        let mut record = self.record(name)?;
-        if matches!(
-            record.state,
-            ServiceState::Active | ServiceState::PendingStartup
+        let lock = self.registry.try_lock(name)?;
+        let mut record = self.record(name, lock.is_some())?;
+        // Another runner is deploying or stopping it: show what it recorded.
+        if lock.is_none() {
+            return Ok(record);
+        }
+        if let (Some(process), true) = (
+            recorded(&record),
+            matches!(
+                record.state,
+                ServiceState::Active | ServiceState::PendingStartup
+            ),
         ) {
-            let url = format!("{}{}", record.url(), record.health);
-            let answer = http_client(Duration::from_secs(2)).get(&url).send();
-            let problem = match answer {
-                Ok(response) if response.status().is_success() => None,
-                Ok(response) => Some(format!("{url} answered {}", response.status())),
-                Err(err) => Some(format!("{url}: {}", error_chain(&err))),
-            };
-            match problem {
+            let answer = health(&http_client(Duration::from_secs(2)), &record, process.port);
+            match answer {
                 // A start whose runner was interrupted finished on its own.
-                None if record.state == ServiceState::PendingStartup => {
+                Ok(()) if record.state == ServiceState::PendingStartup => {
                     record.state = ServiceState::Active;
                     record.updated_at = now();
                     self.registry.write(&record)?;
                 }
-                None => {}
-                Some(problem) => {
+                Ok(()) => {}
+                Err(problem) => {
                     record.state = ServiceState::Error;
                     record.last_error = Some(format!("running but not healthy: {problem}"));
                     record.updated_at = now();
@@ -467,16 +552,21 @@ impl Deployer for ProcessDeployer {
         Ok(record)
     }
 
-    fn list(&self) -> Result<Vec<ServiceRecord>, Error> {
-        self.registry
+    fn list(&self) -> Result<Vec<Result<ServiceRecord, Error>>, Error> {
+        Ok(self
+            .registry
             .list()?
             .into_iter()
-            .map(|record| self.refresh(record))
-            .collect()
+            .map(|record| {
+                let record = record?;
+                let write = self.registry.try_lock(&record.name)?.is_some();
+                self.refresh(record, write)
+            })
+            .collect())
     }
 
     fn log_path(&self, name: &str) -> Result<PathBuf, Error> {
-        self.record(name)?;
+        self.record(name, false)?;
         Ok(self.registry.log_path(name))
     }
 }
@@ -485,6 +575,28 @@ fn service_error(name: &str, message: impl Into<String>) -> Error {
     Error::Service {
         name: name.to_string(),
         message: message.into(),
+    }
+}
+
+/// What an error says, without the `service NAME:` prefix a caller adds again.
+fn message_of(err: &Error) -> String {
+    match err {
+        Error::Service { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// GET the health path of `record` on `port`.
+fn health(
+    client: &reqwest::blocking::Client,
+    record: &ServiceRecord,
+    port: u16,
+) -> Result<(), String> {
+    let url = format!("http://127.0.0.1:{port}{}", record.health);
+    match client.get(&url).send() {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(format!("{url} answered {}", response.status())),
+        Err(err) => Err(format!("{url}: {}", error_chain(&err))),
     }
 }
 
@@ -511,12 +623,21 @@ fn free_port() -> Result<u16, Error> {
         })
 }
 
+/// The server process a record names, if it names one.
+fn recorded(record: &ServiceRecord) -> Option<Process> {
+    Some(Process {
+        pid: record.pid?,
+        start_ticks: record.start_ticks?,
+        port: record.port,
+    })
+}
+
 /// When the process started, in clock ticks since boot (`/proc/PID/stat`
 /// field 22); `None` when there is no such process or it is a zombie.
 fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     if fields.first() == Some(&"Z") {
         return None;
@@ -524,29 +645,59 @@ fn start_ticks(pid: u32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
-/// True while the process that was started as (`pid`, `ticks`) runs.
-fn alive(pid: u32, ticks: u64) -> bool {
-    start_ticks(pid) == Some(ticks)
+/// True while the recorded process runs (and not another that reused its pid).
+fn running(process: Process) -> bool {
+    start_ticks(process.pid) == Some(process.start_ticks)
 }
 
-/// SIGTERM to the server's process group, SIGKILL after the grace period.
-fn terminate(pid: u32, ticks: u64) {
+/// True while a process of the server's group is left, zombies aside: a
+/// server whose parent was runner's earlier self is reaped by init, which
+/// may take its time, and a zombie serves nothing.
+fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .any(|e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                return false;
+            };
+            let Some(rest) = stat.rfind(')').and_then(|at| stat.get(at + 2..)) else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
+            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+        })
+}
+
+/// SIGTERM to the server's process group, SIGKILL to what is left after the
+/// grace period; returns once the whole group is gone (or after a bound).
+fn terminate(process: Process) {
     use nix::sys::signal::{Signal, killpg};
-    use nix::unistd::Pid;
-    if !alive(pid, ticks) {
+    if !running(process) && !group_alive(process.pid) {
         return;
     }
-    let group = Pid::from_raw(pid as i32);
+    let group = nix::unistd::Pid::from_raw(process.pid as i32);
     let _ = killpg(group, Signal::SIGTERM);
-    let deadline = Instant::now() + STOP_GRACE;
-    while alive(pid, ticks) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if alive(pid, ticks) {
-        let _ = killpg(group, Signal::SIGKILL);
-        while alive(pid, ticks) {
-            std::thread::sleep(Duration::from_millis(10));
+    let gone = |limit: Duration| {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if !running(process) && !group_alive(process.pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        false
+    };
+    if !gone(STOP_GRACE) {
+        let _ = killpg(group, Signal::SIGKILL);
+        gone(Duration::from_secs(2));
     }
 }
 

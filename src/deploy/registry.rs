@@ -64,8 +64,7 @@ pub struct ServiceRecord {
     pub state: ServiceState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    /// The process's start time (clock ticks since boot): with the pid, it
-    /// tells the server from an unrelated process that reused its pid.
+    /// With the pid, tells the server from a process that reused its pid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ticks: Option<u64>,
     pub port: u16,
@@ -82,6 +81,18 @@ pub struct ServiceRecord {
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// A server checking a new model on a scratch port, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checking: Option<Process>,
+}
+
+/// A server process: its pid, its start time (clock ticks since boot),
+/// which tells it from an unrelated process that reused the pid, and its port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub start_ticks: u64,
+    pub port: u16,
 }
 
 impl ServiceRecord {
@@ -112,24 +123,50 @@ impl Registry {
         self.service_dir(name).join("server.log")
     }
 
-    /// Takes the service's lock until the guard is dropped, creating its directory.
+    /// Takes the service's lock until the returned file is dropped. Locks
+    /// live apart from the service directories, so deleting a service never
+    /// unlinks a lock another process holds.
     pub fn lock(&self, name: &str) -> Result<File, Error> {
-        let dir = self.service_dir(name);
+        let file = self.lock_file(name)?;
+        file.lock().map_err(|source| Error::Io {
+            path: self.locks().join(name),
+            source,
+        })?;
+        Ok(file)
+    }
+
+    /// The lock, unless another runner holds it (it is deploying or stopping
+    /// the service right now).
+    pub fn try_lock(&self, name: &str) -> Result<Option<File>, Error> {
+        let file = self.lock_file(name)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => Err(Error::Io {
+                path: self.locks().join(name),
+                source,
+            }),
+        }
+    }
+
+    fn locks(&self) -> PathBuf {
+        self.dir.join(".locks")
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File, Error> {
+        check_name(name)?;
+        let dir = self.locks();
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
             path: dir.clone(),
             source,
         })?;
-        let path = dir.join("lock");
-        let file = File::create(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        file.lock().map_err(|source| Error::Io { path, source })?;
-        Ok(file)
+        let path = dir.join(name);
+        File::create(&path).map_err(|source| Error::Io { path, source })
     }
 
     /// The record of a service, if there is one.
     pub fn read(&self, name: &str) -> Result<Option<ServiceRecord>, Error> {
+        check_name(name)?;
         let path = self.service_dir(name).join("service.json");
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -149,8 +186,9 @@ impl Registry {
         crate::cache::write_atomic(&path, &bytes)
     }
 
-    /// Every service with a record, by name.
-    pub fn list(&self) -> Result<Vec<ServiceRecord>, Error> {
+    /// Every service with a record, by name; a damaged record is an error
+    /// in its place, not the end of the list.
+    pub fn list(&self) -> Result<Vec<Result<ServiceRecord, Error>>, Error> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -164,19 +202,18 @@ impl Registry {
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| check_name(name).is_ok())
             .collect();
         names.sort();
-        let mut records = Vec::new();
-        for name in names {
-            if let Some(record) = self.read(&name)? {
-                records.push(record);
-            }
-        }
-        Ok(records)
+        Ok(names
+            .into_iter()
+            .filter_map(|name| self.read(&name).transpose())
+            .collect())
     }
 
     /// Forgets a service: its record, log and model copies.
     pub fn remove(&self, name: &str) -> Result<(), Error> {
+        check_name(name)?;
         let dir = self.service_dir(name);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
@@ -185,5 +222,19 @@ impl Registry {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+/// Service names are what the pipeline schema allows (`NAME_PATTERN`), so a
+/// name on the command line can never reach outside `.runner/services/`.
+fn check_name(name: &str) -> Result<(), Error> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    match valid {
+        true => Ok(()),
+        false => Err(Error::usage(format!(
+            "`{name}` is not a service name (letters, digits, `.`, `_` and `-`, starting with a letter or digit)"
+        ))),
     }
 }

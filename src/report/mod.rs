@@ -70,11 +70,6 @@ pub fn reporter(format: Format) -> Box<dyn Reporter> {
     }
 }
 
-/// `blake3:0123456789ab`: enough of a digest to tell models apart.
-pub fn short_digest(digest: &str) -> &str {
-    crate::promote::short(digest)
-}
-
 /// "1.23s", "2m 5s": short durations for status lines.
 pub fn seconds(ms: u64) -> String {
     if ms < 60_000 {

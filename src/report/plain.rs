@@ -162,7 +162,7 @@ impl Reporter for PlainReporter {
             }
             Event::Deploying { service, digest } => self.print(&status(
                 "DEPLOY",
-                &format!("{} to {service}", super::short_digest(digest)),
+                &format!("{} to {service}", crate::promote::short(digest)),
             )),
             Event::WriteBack {
                 status: outcome,

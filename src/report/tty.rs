@@ -137,7 +137,7 @@ impl Reporter for TtyReporter {
             Event::Deploying { service, digest } => {
                 self.line(format!(
                     "deploying {} to {service}",
-                    super::short_digest(digest)
+                    crate::promote::short(digest)
                 ));
             }
             Event::WriteBack {
