@@ -711,6 +711,41 @@ impl<'a> PipelineCheck<'a> {
         if let Some(timeout) = &promote.service.ready_timeout {
             self.check_duration(&["promote", "service", "ready_timeout"], timeout);
         }
+        // An update starts the new server on a scratch port first: a server
+        // that picks its own port can never be updated in place.
+        let serve = promote.service.serve.parts();
+        let reads_port = serve.iter().any(|part| {
+            part.contains("$PORT")
+                || part.contains("${PORT}")
+                || self
+                    .templates
+                    .references(part)
+                    .is_ok_and(|refs| refs.contains("port"))
+        });
+        if !reads_port {
+            let d = self
+                .error(&["promote", "service", "serve"], false, "the server does not listen on the port runner gives it")
+                .with_help("pass `{{ port }}` (or read $PORT): runner picks the port, and checks a new model on a second one before it swaps");
+            self.push(d);
+        }
+        for (field, path) in [
+            ("health", Some(&promote.service.health)),
+            ("predict", promote.service.predict.as_ref()),
+        ] {
+            if let Some(path) = path.filter(|p| !p.starts_with('/')) {
+                let d = self
+                    .error(
+                        &["promote", "service", field],
+                        false,
+                        format!("`{path}` is not an HTTP path"),
+                    )
+                    .with_help(format!(
+                        "write it from the root of the server, e.g. `/{}`",
+                        path.trim_start_matches('/')
+                    ));
+                self.push(d);
+            }
+        }
     }
 
     fn add_edge(&mut self, before: &'a str, after: &'a str, reason: EdgeReason, span: Span) {
