@@ -221,8 +221,9 @@ fn substitute(expr: &str, ctx: &Value) -> String {
                 name,
                 "and" | "or" | "not" | "is" | "in" | "none" | "true" | "false" | "defined"
             );
+            // Only dotted names: `production is none` reads better as it is.
             match resolve(ctx, name).filter(is_scalar) {
-                Some(value) if !keyword => out.push_str(&show(&value)),
+                Some(value) if !keyword && name.contains('.') => out.push_str(&show(&value)),
                 _ => out.push_str(name),
             }
             out.push_str(&expr[start + name.len()..end]);
@@ -379,7 +380,7 @@ mod tests {
         assert!(first[0].passed, "{first:?}");
         assert_eq!(
             first[0].shown,
-            "none is none or 1.8 <= production.metrics.mse * 1.02"
+            "production is none or 1.8 <= production.metrics.mse * 1.02"
         );
         let prod = production(1.5);
         assert!(!run(&[gate], 1.8, Some(&prod)).unwrap()[0].passed);

@@ -253,9 +253,11 @@ pub fn commit(request: &CommitRequest) -> Result<Option<Oid>, Error> {
         return Ok(None);
     }
     let tree = repo.find_tree(tree).map_err(Error::git("read a tree"))?;
+    // The commit first, HEAD last: if the index cannot be written, HEAD
+    // has not moved and nothing the person sees has changed.
     let oid = repo
         .commit(
-            Some("HEAD"),
+            None,
             request.author,
             request.author,
             request.message,
@@ -263,14 +265,57 @@ pub fn commit(request: &CommitRequest) -> Result<Option<Oid>, Error> {
             &[&head],
         )
         .map_err(Error::git("commit the deployment state"))?;
-    let mut index = repo.index().map_err(Error::git("read the index"))?;
+    let unchanged = |what: &str, err: git2::Error| Error::GitWriteBack {
+        message: format!(
+            "cannot {what} ({}); HEAD was not moved and nothing changed (the commit would have been {oid})",
+            err.message()
+        ),
+    };
+    let mut index = repo.index().map_err(|e| unchanged("read the index", e))?;
     for file in request.files {
         index
             .add_path(Path::new(&repo_path(&prefix, file)))
-            .map_err(Error::git("update the index"))?;
+            .map_err(|e| unchanged("update the index", e))?;
     }
-    index.write().map_err(Error::git("write the index"))?;
+    index.write().map_err(|e| unchanged("write the index", e))?;
+    let moved = match repo.head() {
+        Ok(reference) if reference.is_branch() => {
+            reference.name().ok().map(str::to_string).map(|name| {
+                repo.reference_matching(&name, oid, true, head.id(), "runner: deploy")
+                    .map(|_| ())
+            })
+        }
+        _ => Some(repo.set_head_detached(oid)),
+    };
+    if let Some(Err(err)) = moved {
+        return Err(Error::GitWriteBack {
+            message: format!(
+                "committed {oid} but could not move HEAD to it ({}); `git reset --soft {oid}` finishes the job",
+                err.message()
+            ),
+        });
+    }
     Ok(Some(oid))
+}
+
+/// True when the work tree's `rel` differs from HEAD's (a write that was
+/// not committed yet, such as one made with `--no-commit`).
+pub fn uncommitted(root: &Path, rel: &str) -> bool {
+    let Ok(repo) = Repository::discover(root) else {
+        return false;
+    };
+    let now = std::fs::read(root.join(rel)).ok();
+    let committed = repo
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .ok()
+        .and_then(|tree| {
+            tree.get_path(Path::new(&repo_path(&prefix(&repo, root), rel)))
+                .ok()
+        })
+        .and_then(|entry| entry.to_object(&repo).ok())
+        .and_then(|object| object.as_blob().map(|b| b.content().to_vec()));
+    now.is_some() && now != committed
 }
 
 /// `base` with each of the request's files set to its work tree content.
@@ -297,8 +342,33 @@ fn tree_with(
 pub enum Pushed {
     /// `sha` is the branch's head on the remote now.
     Pushed { sha: String, attempts: u32 },
-    /// The remote already has a deployment from a newer source commit.
+    /// The guard kept the remote's deployment; why, for the person.
+    Refused(Refusal),
+}
+
+/// Why the deployment of this run must not overwrite what is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The committed deployment came from a newer source commit.
     Superseded { by: String },
+    /// This source commit was deployed in `deployed_in`, and that was
+    /// replaced since (a person's revert): only a newer source promotes.
+    Replaced { deployed_in: String },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Refusal::Superseded { by } => write!(
+                f,
+                "superseded by {by}: the committed deployment came from a newer source commit"
+            ),
+            Refusal::Replaced { deployed_in } => write!(
+                f,
+                "this source commit was deployed in {deployed_in} and that deployment was replaced since (a revert?); only a newer source commit promotes again"
+            ),
+        }
+    }
 }
 
 /// Where to push and what must not be overwritten.
@@ -320,80 +390,94 @@ pub struct PushRequest<'a> {
 /// How many times a rejected push is retried.
 const PUSH_ATTEMPTS: u32 = 12;
 
-/// Pushes the deployment commit; on rejection fetches, checks the ordering
-/// guard, rebuilds the commit on the remote head and tries again.
+/// Pushes the deployment: fetch, check the guard, put the deployment on
+/// the remote head (never the local branch's other commits), push; a push
+/// rejected because the remote moved starts over, with backoff.
 pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
     let repo = open(request.root)?;
     let prefix = prefix(&repo, request.root);
+    let local = repo
+        .find_commit(request.commit)
+        .map_err(Error::git("read the deployment commit"))?;
+    let local_base = local.parent_id(0).ok();
+    let pending = format!("refs/runner/unpushed/{}", request.branch);
     let mut commit = request.commit;
     let mut last_error = String::new();
     for attempt in 1..=PUSH_ATTEMPTS {
-        match push_once(&repo, request, commit) {
+        let remote_head =
+            fetch(&repo, request).map_err(|e| left_to_push(request, &pending, e.message()))?;
+        if let Some(head) = remote_head {
+            if let Some(refusal) = guard(
+                &repo,
+                head,
+                &repo_path(&prefix, request.deployment),
+                request.source,
+            )? {
+                return Ok(Pushed::Refused(refusal));
+            }
+            if Some(head) != local_base {
+                let base = repo
+                    .find_commit(head)
+                    .map_err(Error::git("read the remote head"))?;
+                let files = CommitRequest {
+                    root: request.root,
+                    files: request.files,
+                    message: request.message,
+                    author: request.author,
+                };
+                let base_tree = base.tree().map_err(Error::git("read a tree"))?;
+                let tree = tree_with(&repo, &base_tree, &files, &prefix)?;
+                if tree == base.tree_id() {
+                    // The remote already holds exactly this state.
+                    return Ok(Pushed::Pushed {
+                        sha: head.to_string(),
+                        attempts: attempt,
+                    });
+                }
+                let tree = repo.find_tree(tree).map_err(Error::git("read a tree"))?;
+                commit = repo
+                    .commit(
+                        None,
+                        request.author,
+                        request.author,
+                        request.message,
+                        &tree,
+                        &[&base],
+                    )
+                    .map_err(Error::git("put the deployment on the remote head"))?;
+            }
+        }
+        // Until it is pushed, a ref keeps the commit (and says what is left).
+        repo.reference(&pending, commit, true, "runner: deployment to push")
+            .map_err(Error::git("keep the deployment commit"))?;
+        match push_once(&repo, request, &pending) {
             Ok(()) => {
+                let _ = repo.find_reference(&pending).and_then(|mut r| r.delete());
                 return Ok(Pushed::Pushed {
                     sha: commit.to_string(),
                     attempts: attempt,
                 });
             }
-            Err(PushError::Rejected(why)) => last_error = why,
-            Err(PushError::Failed(err)) => {
-                return Err(left_to_push(request, commit, &err.to_string()));
-            }
+            Err(PushError::Moved(why)) => last_error = why,
+            Err(PushError::Failed(why)) => return Err(left_to_push(request, &pending, &why)),
         }
-        std::thread::sleep(backoff(attempt));
-        let remote_head =
-            fetch(&repo, request).map_err(|e| left_to_push(request, commit, &e.to_string()))?;
-        let Some(remote_head) = remote_head else {
-            continue;
-        };
-        if let Some(by) = superseded_by(&repo, remote_head, &prefix, request)? {
-            return Ok(Pushed::Superseded { by });
+        if attempt < PUSH_ATTEMPTS {
+            std::thread::sleep(backoff(attempt));
         }
-        let base = repo
-            .find_commit(remote_head)
-            .map_err(Error::git("read the remote head"))?;
-        let files = CommitRequest {
-            root: request.root,
-            files: request.files,
-            message: request.message,
-            author: request.author,
-        };
-        let tree = tree_with(
-            &repo,
-            &base.tree().map_err(Error::git("read a tree"))?,
-            &files,
-            &prefix,
-        )?;
-        if tree == base.tree_id() {
-            // The remote already holds exactly this state.
-            return Ok(Pushed::Pushed {
-                sha: remote_head.to_string(),
-                attempts: attempt,
-            });
-        }
-        let tree = repo.find_tree(tree).map_err(Error::git("read a tree"))?;
-        commit = repo
-            .commit(
-                None,
-                request.author,
-                request.author,
-                request.message,
-                &tree,
-                &[&base],
-            )
-            .map_err(Error::git("re-apply the deployment commit"))?;
     }
     Err(left_to_push(
         request,
-        commit,
-        &format!("still rejected after {PUSH_ATTEMPTS} attempts ({last_error})"),
+        &pending,
+        &format!(
+            "the remote kept moving: still rejected after {PUSH_ATTEMPTS} attempts ({last_error})"
+        ),
     ))
 }
 
-fn left_to_push(request: &PushRequest, commit: Oid, why: &str) -> Error {
+fn left_to_push(request: &PushRequest, pending: &str, why: &str) -> Error {
     Error::GitWriteBack {
         message: format!(
-            "cannot push to {} {}: {why}; the deployment is committed locally as {commit}: push it with `git push {} {commit}:refs/heads/{}`",
+            "cannot push to {} {}: {why}; the deployment commit is kept as {pending}: `git push {} {pending}:refs/heads/{}` pushes it",
             request.remote, request.branch, request.remote, request.branch
         ),
     }
@@ -410,28 +494,39 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 enum PushError {
-    /// Not a fast-forward: the remote moved.
-    Rejected(String),
-    Failed(git2::Error),
+    /// The remote branch moved on (not a fast-forward): fetch and retry.
+    Moved(String),
+    /// Anything else (a hook, permissions, the network): retrying will not help.
+    Failed(String),
+}
+
+/// True for the rejections that mean "the remote has commits you do not".
+fn moved_on(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "non-fast-forward",
+        "fast-forward",
+        "fastforward",
+        "fetch first",
+        "stale info",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 fn callbacks<'a>() -> git2::RemoteCallbacks<'a> {
     let mut callbacks = git2::RemoteCallbacks::new();
     let mut tried = 0u32;
-    callbacks.credentials(move |_url, username, allowed| {
+    callbacks.credentials(move |url, username, allowed| {
         tried += 1;
+        let give_up = |why: &str| Err(git2::Error::from_str(why));
         if tried > 3 {
-            return Err(git2::Error::from_str(
-                "authentication failed: set RUNNER_GIT_TOKEN (or GITHUB_TOKEN) for HTTPS, or load a key into ssh-agent / set RUNNER_GIT_SSH_KEY for SSH",
-            ));
+            return give_up(
+                "authentication failed: check the token in RUNNER_GIT_TOKEN (or GITHUB_TOKEN), or the SSH key",
+            );
         }
-        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
-            && let Some(token) = std::env::var("RUNNER_GIT_TOKEN")
-                .ok()
-                .or_else(|| std::env::var("GITHUB_TOKEN").ok())
-                .filter(|t| !t.is_empty())
-        {
-            return git2::Cred::userpass_plaintext("x-access-token", &token);
+        if allowed.contains(git2::CredentialType::USERNAME) {
+            return git2::Cred::username(username.unwrap_or("git"));
         }
         if allowed.contains(git2::CredentialType::SSH_KEY) {
             let user = username.unwrap_or("git");
@@ -440,19 +535,43 @@ fn callbacks<'a>() -> git2::RemoteCallbacks<'a> {
             }
             return git2::Cred::ssh_key_from_agent(user);
         }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+            return match https_token(url) {
+                Some(token) => git2::Cred::userpass_plaintext("x-access-token", &token),
+                None => give_up(
+                    "the remote asks for credentials: set RUNNER_GIT_TOKEN (or GITHUB_TOKEN on GitHub) to a token that may push",
+                ),
+            };
+        }
         git2::Cred::default()
     });
     callbacks
 }
 
-fn push_once(repo: &Repository, request: &PushRequest, commit: Oid) -> Result<(), PushError> {
-    let mut remote = repo
-        .find_remote(request.remote)
-        .map_err(PushError::Failed)?;
-    // libgit2 pushes refs, not bare commits: a private ref holds the commit.
-    let local = "refs/runner/push";
-    repo.reference(local, commit, true, "runner: deployment to push")
-        .map_err(PushError::Failed)?;
+/// The token for an HTTPS remote: RUNNER_GIT_TOKEN for any host; GITHUB_TOKEN
+/// only for GitHub's own host, so it never reaches another server.
+fn https_token(url: &str) -> Option<String> {
+    let nonempty = |name: &str| std::env::var(name).ok().filter(|t| !t.is_empty());
+    if let Some(token) = nonempty("RUNNER_GIT_TOKEN") {
+        return Some(token);
+    }
+    let github =
+        std::env::var("GITHUB_SERVER_URL").unwrap_or_else(|_| "https://github.com".to_string());
+    let host = |u: &str| {
+        u.split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .map(|h| h.rsplit('@').next().unwrap_or(h).to_ascii_lowercase())
+    };
+    match (host(url), host(&github)) {
+        (Some(remote), Some(github)) if remote == github => nonempty("GITHUB_TOKEN"),
+        _ => None,
+    }
+}
+
+fn push_once(repo: &Repository, request: &PushRequest, local: &str) -> Result<(), PushError> {
+    let failed = |err: git2::Error| PushError::Failed(err.message().to_string());
+    let mut remote = repo.find_remote(request.remote).map_err(failed)?;
     let rejected = RefCell::new(None::<String>);
     let result = {
         let mut callbacks = callbacks();
@@ -467,18 +586,17 @@ fn push_once(repo: &Repository, request: &PushRequest, commit: Oid) -> Result<()
         let refspec = format!("{local}:refs/heads/{}", request.branch);
         remote.push(&[refspec.as_str()], Some(&mut options))
     };
-    let _ = repo.find_reference(local).and_then(|mut r| r.delete());
-    match (result, rejected.into_inner()) {
-        (Ok(()), None) => Ok(()),
-        (Ok(()), Some(why)) => Err(PushError::Rejected(why)),
-        (Err(err), _)
-            if err.code() == git2::ErrorCode::NotFastForward
-                || err.message().contains("fast-forward")
-                || err.message().contains("fastforward") =>
-        {
-            Err(PushError::Rejected(err.message().to_string()))
+    let why = match (result, rejected.into_inner()) {
+        (Ok(()), None) => return Ok(()),
+        (Ok(()), Some(why)) => why,
+        (Err(err), _) if err.code() == git2::ErrorCode::NotFastForward => {
+            return Err(PushError::Moved(err.message().to_string()));
         }
-        (Err(err), _) => Err(PushError::Failed(err)),
+        (Err(err), _) => err.message().to_string(),
+    };
+    match moved_on(&why) {
+        true => Err(PushError::Moved(why)),
+        false => Err(PushError::Failed(why)),
     }
 }
 
@@ -496,54 +614,125 @@ fn fetch(repo: &Repository, request: &PushRequest) -> Result<Option<Oid>, git2::
     Ok(repo.refname_to_id(&tracking).ok())
 }
 
-/// The guard: the commit that deployed from a newer source, if the remote's
-/// deployment file came from a descendant of this run's source commit.
-fn superseded_by(
-    repo: &Repository,
-    remote_head: Oid,
-    prefix: &str,
-    request: &PushRequest,
-) -> Result<Option<String>, Error> {
-    let Some(theirs) = committed_source(repo, remote_head, &repo_path(prefix, request.deployment))
-    else {
+/// The ordering guard at `at` (a commit holding the deployment file `path`,
+/// repo path): refuses when the deployment there came from a newer source
+/// commit, or when this source was deployed before and replaced since.
+fn guard(repo: &Repository, at: Oid, path: &str, ours: &str) -> Result<Option<Refusal>, Error> {
+    let unreadable = |why: String| Error::GitWriteBack {
+        message: format!(
+            "cannot check the deployment committed at {at}: {why}; nothing was overwritten"
+        ),
+    };
+    let Ok(ours) = Oid::from_str(ours) else {
+        // Outside git there is no source commit to order by.
         return Ok(None);
     };
-    let (Ok(theirs), Ok(ours)) = (Oid::from_str(&theirs), Oid::from_str(request.source)) else {
-        return Ok(None);
+    let theirs = match committed_source(repo, at, path).map_err(unreadable)? {
+        None => None,
+        Some(theirs) if theirs.is_empty() => None,
+        Some(theirs) => Some(
+            Oid::from_str(&theirs)
+                .map_err(|_| unreadable(format!("`{theirs}` is not a commit")))?,
+        ),
     };
-    if theirs == ours {
+    if theirs == Some(ours) {
         return Ok(None);
     }
-    let newer = repo.graph_descendant_of(theirs, ours).unwrap_or(false);
-    Ok(newer.then(|| theirs.to_string()))
+    if let Some(theirs) = theirs
+        && repo.find_commit(theirs).is_ok()
+        && repo
+            .graph_descendant_of(theirs, ours)
+            .map_err(|e| unreadable(e.message().to_string()))?
+    {
+        return Ok(Some(Refusal::Superseded {
+            by: theirs.to_string(),
+        }));
+    }
+    // Deployed from this very source before, and replaced since?
+    let trailer = format!("\nRunner-Source: {ours}\n");
+    let mut walk = repo
+        .revwalk()
+        .map_err(|e| unreadable(e.message().to_string()))?;
+    walk.push(at)
+        .map_err(|e| unreadable(e.message().to_string()))?;
+    for oid in walk.take(10_000).flatten() {
+        let Ok(commit) = repo.find_commit(oid) else {
+            continue;
+        };
+        if commit.message().is_ok_and(|m| m.contains(&trailer)) && touches(&commit, path) {
+            return Ok(Some(Refusal::Replaced {
+                deployed_in: oid.to_string(),
+            }));
+        }
+    }
+    Ok(None)
 }
 
-/// `source.commit` of the Deployment file at `commit`.
-fn committed_source(repo: &Repository, commit: Oid, path: &str) -> Option<String> {
-    let tree = repo.find_commit(commit).ok()?.tree().ok()?;
-    let entry = tree.get_path(Path::new(path)).ok()?;
-    let blob = entry.to_object(repo).ok()?.peel_to_blob().ok()?;
-    let text = std::str::from_utf8(blob.content()).ok()?;
-    let deployment: crate::spec::Deployment = serde_saphyr::from_str(text).ok()?;
-    Some(deployment.source.commit)
+/// True when `commit` changed `path` compared with its first parent.
+fn touches(commit: &git2::Commit, path: &str) -> bool {
+    let entry = |c: &git2::Commit| {
+        c.tree()
+            .ok()?
+            .get_path(Path::new(path))
+            .ok()
+            .map(|e| e.id())
+    };
+    let parent = commit.parent(0).ok();
+    entry(commit) != parent.as_ref().and_then(entry)
 }
 
-/// The guard before deploying: the Deployment committed on the remote
-/// branch (fetched now) came from a newer source commit than `source`.
-pub fn remote_supersedes(root: &Path, request: &PushRequest) -> Result<Option<String>, Error> {
+/// `source.commit` of the Deployment file at `commit` (`None`: no file).
+fn committed_source(repo: &Repository, commit: Oid, path: &str) -> Result<Option<String>, String> {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| e.message().to_string())?;
+    let Ok(entry) = tree.get_path(Path::new(path)) else {
+        return Ok(None);
+    };
+    let blob = entry
+        .to_object(repo)
+        .and_then(|o| o.peel_to_blob())
+        .map_err(|e| e.message().to_string())?;
+    let text = std::str::from_utf8(blob.content()).map_err(|_| format!("{path} is not text"))?;
+    let deployment: crate::spec::Deployment =
+        serde_saphyr::from_str(text).map_err(|e| format!("{path}: {}", e.without_snippet()))?;
+    Ok(Some(deployment.source.commit))
+}
+
+/// The guard before deploying: against the remote branch (fetched now)
+/// when `push`, else against HEAD.
+pub fn check_guard(
+    root: &Path,
+    remote: Option<(&str, &str)>,
+    deployment: &str,
+    source: &str,
+) -> Result<Option<Refusal>, Error> {
     let repo = open(root)?;
-    let prefix = prefix(&repo, root);
-    match fetch(&repo, request) {
-        Ok(Some(head)) => superseded_by(&repo, head, &prefix, request),
-        Ok(None) => Ok(None),
-        Err(err) => Err(Error::GitWriteBack {
-            message: format!(
-                "cannot fetch {} {}: {}",
-                request.remote,
-                request.branch,
-                err.message()
-            ),
-        }),
+    let path = repo_path(&prefix(&repo, root), deployment);
+    let at = match remote {
+        Some((remote, branch)) => {
+            let author = author(None)?;
+            let request = PushRequest {
+                root,
+                remote,
+                branch,
+                commit: Oid::ZERO_SHA1,
+                files: &[],
+                message: "",
+                author: &author,
+                deployment,
+                source,
+            };
+            fetch(&repo, &request).map_err(|err| Error::GitWriteBack {
+                message: format!("cannot fetch {remote} {branch}: {}", err.message()),
+            })?
+        }
+        None => repo.head().ok().and_then(|h| h.target()),
+    };
+    match at {
+        Some(at) => guard(&repo, at, &path, source),
+        None => Ok(None),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod dag;
 pub mod deploy;
 pub mod diagnostic;
 pub mod error;
+pub mod example;
 pub mod exec;
 pub mod gate;
 pub mod git;

@@ -41,6 +41,9 @@ pub struct PromoteOptions<'a> {
     pub push: bool,
     /// Set when the user cancels: an update not yet healthy is given up.
     pub stop: &'a AtomicBool,
+    /// HEAD, described, when it only changes runner's state files: no other
+    /// model than the committed one is promoted on it.
+    pub state_only_head: Option<&'a str>,
 }
 
 /// Gate, then deploy and write back, reporting through `emit`. `None` when
@@ -156,21 +159,32 @@ fn gate_and_deploy(
         .production
         .as_ref()
         .is_none_or(|p| p.model.digest != digest);
-    let writer = WriteBack::new(plan, promotion, options, &file);
-    // Before anything changes: a person's edits to the state file stop the
-    // run, and so does a newer deployment already on the remote.
-    if new_model && let Some(writer) = &writer {
-        if let Err(err) = writer.preflight() {
-            return writer.failed(emit, err, &digest);
-        }
-        if let Some(by) = writer.superseded(emit) {
-            let message = format!(
-                "superseded by {by}: the deployment on {} came from a newer source commit; nothing deployed",
-                writer.target()
-            );
-            return Outcome::new(PromotionStatus::Superseded, message, Some(&digest));
-        }
+    if new_model && let Some(head) = options.state_only_head {
+        let message = format!(
+            "not promoted: {head}; the deployment committed there stands until a new source commit"
+        );
+        return Outcome::new(PromotionStatus::NotPromoted, message, Some(&digest));
     }
+    let writer = WriteBack::new(plan, promotion, options, &file);
+    // Before anything changes: settings that cannot work, a person's edits
+    // to the state file, and the ordering guard stop the promotion here.
+    let prepared = match &writer {
+        Some(writer) => match writer.prepare(new_model, &digest, &metrics, &checks) {
+            Ok(Ok(prepared)) => prepared,
+            Ok(Err(refusal)) => {
+                let message = format!("{refusal}; nothing deployed");
+                emit(Event::WriteBack {
+                    status: WriteBackStatus::Superseded,
+                    message: refusal.to_string(),
+                    sha: None,
+                    pushed: None,
+                });
+                return Outcome::new(PromotionStatus::Superseded, message, Some(&digest));
+            }
+            Err(err) => return writer.failed(emit, err, &digest),
+        },
+        None => None,
+    };
     emit(Event::Deploying {
         service: service.clone(),
         digest: digest.clone(),
@@ -187,16 +201,20 @@ fn gate_and_deploy(
             return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
         }
     };
-    if written {
-        match &writer {
-            Some(writer) => writer.commit_and_push(emit, &digest, &metrics, &checks),
-            None => emit(Event::WriteBack {
-                status: WriteBackStatus::NotCommitted,
-                message: format!("wrote {file}; not committed (not a git repository)"),
-                sha: None,
-                pushed: None,
-            }),
+    match (&writer, prepared) {
+        // A write not committed yet (an earlier --no-commit, or a failed
+        // write-back) is committed now.
+        (Some(writer), Some(prepared)) if written || gitops::uncommitted(&plan.root, &file) => {
+            writer.commit_and_push(emit, prepared)
         }
+        (Some(writer), None) if written => writer.not_committed(emit),
+        (None, _) if written => emit(Event::WriteBack {
+            status: WriteBackStatus::NotCommitted,
+            message: format!("wrote {file}; not committed (not a git repository)"),
+            sha: None,
+            pushed: None,
+        }),
+        _ => {}
     }
     let (status, message) = match deployed {
         Deployed::Unchanged(_) => (
@@ -252,55 +270,51 @@ impl<'a> WriteBack<'a> {
         })
     }
 
-    fn preflight(&self) -> Result<(), Error> {
-        gitops::check_not_edited(&self.plan.root, self.file)
-    }
-
     fn branch(&self) -> Result<String, Error> {
         gitops::push_branch(&self.plan.root, self.promotion.git.branch.as_deref())
-    }
-
-    /// `remote/branch`.
-    fn target(&self) -> String {
-        let branch = self.branch().unwrap_or_default();
-        format!("{}/{branch}", self.promotion.git.remote)
     }
 
     fn source(&self) -> &str {
         self.plan.git.as_ref().map_or("", |g| g.sha.as_str())
     }
 
-    /// Before deploying, when pushing: the sha of a newer deployment on the remote.
-    fn superseded(&self, emit: &mut dyn FnMut(Event)) -> Option<String> {
-        if !self.push {
-            return None;
+    /// Everything the write-back needs, checked before deploying: `None`
+    /// when not committing; `Err(refusal)` when the guard keeps what is
+    /// committed (a new model only).
+    fn prepare(
+        &self,
+        new_model: bool,
+        digest: &str,
+        metrics: &BTreeMap<String, f64>,
+        checks: &[Check],
+    ) -> Result<Result<Option<Prepared>, gitops::Refusal>, Error> {
+        if new_model {
+            gitops::check_not_edited(&self.plan.root, self.file)?;
         }
-        let branch = self.branch().ok()?;
-        let author = gitops::author(None).ok()?;
-        let request = gitops::PushRequest {
-            root: &self.plan.root,
-            remote: &self.promotion.git.remote,
-            branch: &branch,
-            commit: git2::Oid::ZERO_SHA1,
-            files: &[],
-            message: "",
-            author: &author,
-            deployment: self.file,
-            source: self.source(),
+        if !self.commit {
+            return Ok(Ok(None));
+        }
+        let message = commit_message(self.plan, self.promotion, digest, metrics, checks)?;
+        let author = gitops::author(self.promotion.git.author.as_deref())?;
+        let branch = match self.push {
+            true => Some(self.branch()?),
+            false => None,
         };
-        match gitops::remote_supersedes(&self.plan.root, &request) {
-            Ok(Some(by)) => {
-                emit(Event::WriteBack {
-                    status: WriteBackStatus::Superseded,
-                    message: format!("superseded by {by}"),
-                    sha: None,
-                    pushed: None,
-                });
-                Some(by)
+        if new_model {
+            let remote = branch
+                .as_deref()
+                .map(|b| (self.promotion.git.remote.as_str(), b));
+            if let Some(refusal) =
+                gitops::check_guard(&self.plan.root, remote, self.file, self.source())?
+            {
+                return Ok(Err(refusal));
             }
-            // A fetch that fails here is retried by the push itself.
-            Ok(None) | Err(_) => None,
         }
+        Ok(Ok(Some(Prepared {
+            message,
+            author,
+            branch,
+        })))
     }
 
     fn failed(&self, emit: &mut dyn FnMut(Event), err: Error, digest: &str) -> Outcome {
@@ -314,13 +328,20 @@ impl<'a> WriteBack<'a> {
         Outcome::new(PromotionStatus::Failed, message, Some(digest))
     }
 
-    fn commit_and_push(
-        &self,
-        emit: &mut dyn FnMut(Event),
-        digest: &str,
-        metrics: &BTreeMap<String, f64>,
-        checks: &[Check],
-    ) {
+    fn not_committed(&self, emit: &mut dyn FnMut(Event)) {
+        let why = match self.promotion.git.commit {
+            false => "the stack says `git.commit: false`",
+            true => "--no-commit",
+        };
+        emit(Event::WriteBack {
+            status: WriteBackStatus::NotCommitted,
+            message: format!("wrote {}; not committed ({why})", self.file),
+            sha: None,
+            pushed: None,
+        });
+    }
+
+    fn commit_and_push(&self, emit: &mut dyn FnMut(Event), prepared: Prepared) {
         let root = &self.plan.root;
         let mut send = |status, message: String, sha: Option<String>, pushed: Option<String>| {
             emit(Event::WriteBack {
@@ -330,62 +351,34 @@ impl<'a> WriteBack<'a> {
                 pushed,
             })
         };
-        if !self.commit {
-            let why = match self.promotion.git.commit {
-                false => "the stack says `git.commit: false`",
-                true => "--no-commit",
-            };
-            return send(
-                WriteBackStatus::NotCommitted,
-                format!("wrote {}; not committed ({why})", self.file),
-                None,
-                None,
-            );
-        }
         let mut files = vec![self.file.to_string()];
         if self.promotion.git.commit_lock {
             files.push(crate::cache::lock::LOCK_FILE.to_string());
         }
-        let outcome = commit_message(self.plan, self.promotion, digest, metrics, checks)
-            .and_then(|message| {
-                Ok((
-                    message,
-                    gitops::author(self.promotion.git.author.as_deref())?,
-                ))
-            })
-            .and_then(|(message, author)| {
-                let sha = gitops::commit(&gitops::CommitRequest {
-                    root,
-                    files: &files,
-                    message: &message,
-                    author: &author,
-                })?;
-                Ok((message, author, sha))
-            });
-        let (message, author, sha) = match outcome {
-            Ok((_, _, None)) => return,
-            Ok((message, author, Some(sha))) => (message, author, sha),
+        let Prepared {
+            message,
+            author,
+            branch,
+        } = prepared;
+        let sha = match gitops::commit(&gitops::CommitRequest {
+            root,
+            files: &files,
+            message: &message,
+            author: &author,
+        }) {
+            Ok(Some(sha)) => sha,
+            Ok(None) => return,
             Err(err) => return send(WriteBackStatus::Failed, err.to_string(), None, None),
         };
         let subject = message.lines().next().unwrap_or_default().to_string();
-        if !self.push {
+        let short_sha = |sha: &str| sha.get(..12).unwrap_or(sha).to_string();
+        let Some(branch) = branch else {
             return send(
                 WriteBackStatus::Committed,
-                format!("{} {subject}", &sha.to_string()[..12]),
+                format!("{} {subject}", short_sha(&sha.to_string())),
                 Some(sha.to_string()),
                 None,
             );
-        }
-        let branch = match self.branch() {
-            Ok(branch) => branch,
-            Err(err) => {
-                return send(
-                    WriteBackStatus::Failed,
-                    err.to_string(),
-                    Some(sha.to_string()),
-                    None,
-                );
-            }
         };
         let pushed = gitops::push(&gitops::PushRequest {
             root,
@@ -407,18 +400,15 @@ impl<'a> WriteBack<'a> {
                 };
                 send(
                     WriteBackStatus::Pushed,
-                    format!(
-                        "{} to {target}{retried}: {subject}",
-                        &sha[..sha.len().min(12)]
-                    ),
+                    format!("{} to {target}{retried}: {subject}", short_sha(&sha)),
                     Some(sha),
                     Some(target),
                 )
             }
-            Ok(gitops::Pushed::Superseded { by }) => send(
+            Ok(gitops::Pushed::Refused(refusal)) => send(
                 WriteBackStatus::Superseded,
                 format!(
-                    "superseded by {by}: {target} already has a deployment from a newer source commit; not pushed (`runner services sync` serves it)"
+                    "{refusal}; not pushed to {target} (`runner services sync` serves what it has)"
                 ),
                 Some(sha.to_string()),
                 None,
@@ -431,6 +421,14 @@ impl<'a> WriteBack<'a> {
             ),
         }
     }
+}
+
+/// What a commit needs, checked before deploying.
+struct Prepared {
+    message: String,
+    author: git2::Signature<'static>,
+    /// The branch to push to, when pushing.
+    branch: Option<String>,
 }
 
 /// The commit message: the stack's `git.message` template (default

@@ -251,11 +251,18 @@ fn runner_ignores_its_own_commit_and_respects_a_revert() {
     let before = git(&world.remote(), &["rev-parse", "main"]);
     let out = run(&dir, &[], 0);
     assert!(
-        out.contains("nothing to do") && out.contains("such as a revert"),
+        out.contains("not promoted") && out.contains("such as a revert"),
         "{out}"
     );
     assert_eq!(git(&world.remote(), &["rev-parse", "main"]), before);
     assert!(!dir.join("deployments/local/svc.yaml").exists());
+    // The same on a fresh clone (CI), where nothing is cached: nothing runs.
+    let fresh = world.clone("fresh");
+    let out = run(&fresh, &[], 0);
+    assert!(
+        out.contains("nothing to do") && out.contains("such as a revert"),
+        "{out}"
+    );
 
     // A new source commit promotes again.
     let s2 = world.source_commit("v2");
@@ -397,4 +404,60 @@ fn eight_racing_runs_end_committed_or_superseded_with_the_newest_deployed() {
         last.contains(&format!("commit: {}", sources[7])),
         "{last}\n{log}"
     );
+}
+
+#[test]
+fn a_push_from_a_branch_with_other_commits_sends_only_the_deployment() {
+    let mut world = World::new();
+    let dir = world.clone("a");
+    git(&dir, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(dir.join("feature.txt"), "work in progress\n").unwrap();
+    git(&dir, &["add", "feature.txt"]);
+    git(&dir, &["commit", "-qm", "feature work"]);
+    let out = run(&dir, &[], 0);
+    assert!(out.contains("PUSHED"), "{out}");
+    let log = world.remote_log();
+    assert!(!log.contains("feature work"), "{log}");
+    let files = git(&world.remote(), &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(!files.contains("feature.txt"), "{files}");
+    assert!(files.contains("deployments/local/svc.yaml"), "{files}");
+}
+
+#[test]
+fn a_reverted_model_is_not_pushed_again_from_its_source_commit() {
+    let mut world = World::new();
+    let s1 = world.source_commit("v1");
+    let first = world.clone("first");
+    run(&first, &[], 0);
+    // A person reverts the deployment on main.
+    let seed = world.seed();
+    git(&seed, &["pull", "-q", "--rebase", "origin", "main"]);
+    git(&seed, &["revert", "--no-edit", "HEAD"]);
+    git(&seed, &["push", "-q", "origin", "main"]);
+    let before = git(&world.remote(), &["rev-parse", "main"]);
+    // A rerun on the model's own source commit (say, a retried CI job).
+    let again = world.clone("again");
+    git(&again, &["checkout", "-q", "--detach", &s1]);
+    let out = run(&again, &[], 0);
+    assert!(out.contains("was replaced since"), "{out}");
+    assert_eq!(git(&world.remote(), &["rev-parse", "main"]), before);
+}
+
+#[test]
+fn a_failed_index_write_changes_nothing() {
+    let mut world = World::new();
+    let dir = world.clone("a");
+    std::fs::write(dir.join(".git/index.lock"), "").unwrap();
+    let head = git(&dir, &["rev-parse", "HEAD"]);
+    let out = run(&dir, &[], 4);
+    assert!(
+        out.contains("HEAD was not moved and nothing changed"),
+        "{out}"
+    );
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]), head);
+    std::fs::remove_file(dir.join(".git/index.lock")).unwrap();
+    assert!(!status(&dir).contains("D "), "{}", status(&dir));
+    // Fixed, the next run commits what was left.
+    let out = run(&dir, &[], 0);
+    assert!(out.contains("PUSHED"), "{out}");
 }

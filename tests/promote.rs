@@ -144,7 +144,7 @@ fn a_promoted_model_is_served_and_a_new_one_replaces_it_in_place() {
     );
     assert!(
         out.contains(
-            "GATE production is none or metrics.mse <= production.metrics.mse * 1.02: none is none"
+            "GATE production is none or metrics.mse <= production.metrics.mse * 1.02: production is none"
         ),
         "{out}"
     );

@@ -144,7 +144,12 @@ fn metrics(lock: &LockFile, only: Option<&str>) -> BTreeMap<(String, String, Str
 }
 
 fn number(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"))
+    match value {
+        None => "-".to_string(),
+        // Counts read as counts.
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+        Some(v) => format!("{v:.4}"),
+    }
 }
 
 fn change(row: &Row) -> String {

@@ -2,6 +2,7 @@
 //! results into exit codes. One file per subcommand.
 
 mod graph;
+mod init;
 mod metrics;
 mod plan;
 mod run;
@@ -67,6 +68,10 @@ enum Command {
     /// Model servers: list, status, start, stop, delete, logs, predict, sync.
     #[command(subcommand)]
     Services(services::Command),
+    /// Write an example repository into a new directory, and commit it.
+    Init(init::InitArgs),
+    /// The whole loop on the example: train, gate, deploy, commit, predict.
+    Demo(init::DemoArgs),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -87,6 +92,8 @@ pub fn main() -> ExitCode {
         Command::Runs(command) => root().and_then(|root| runs::run(&root, command)),
         Command::Metrics(command) => root().and_then(|root| metrics::run(&root, command)),
         Command::Services(command) => root().and_then(|root| services::run(&root, command)),
+        Command::Init(args) => init::init(args),
+        Command::Demo(args) => init::demo(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -117,7 +124,12 @@ fn repo_root(explicit: Option<&Path>) -> Result<PathBuf, Error> {
                 dir.display()
             )));
         }
-        return Ok(dir.to_path_buf());
+        // Absolute, so paths handed to servers and steps mean the same
+        // from any working directory.
+        return std::path::absolute(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        });
     }
     let cwd = std::env::current_dir().map_err(|source| Error::Io {
         path: PathBuf::from("."),

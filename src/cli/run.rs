@@ -72,6 +72,19 @@ pub struct Args {
     format: Format,
 }
 
+impl Args {
+    /// `runner run ARGS...` as the command line would give it (for `demo`).
+    pub fn with(args: &[&str]) -> Args {
+        #[derive(clap::Parser)]
+        struct Run {
+            #[command(flatten)]
+            args: Args,
+        }
+        use clap::Parser as _;
+        Run::parse_from(std::iter::once("run").chain(args.iter().copied())).args
+    }
+}
+
 /// Loads, validates and plans; `Ok(Err(code))` when specs are invalid
 /// (the problems are printed). `replay` persists a killed run's journal.
 pub fn plan(
@@ -139,8 +152,16 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         Ok(planned) => planned,
         Err(code) => return Ok(code),
     };
-    if let Some(head) = loop_guard(root, &plan, args.plan.force)? {
-        eprintln!("{head}");
+    let state_only_head = loop_guard(root, &plan, &args.plan)?;
+    if let Some(head) = &state_only_head
+        && plan
+            .decisions
+            .iter()
+            .any(|d| matches!(d, crate::plan::Decision::Run { .. }))
+    {
+        eprintln!(
+            "nothing to do: {head}. A commit that changes anything else trains and promotes again; --force runs anyway."
+        );
         return Ok(exit::SUCCESS);
     }
     let plan = Arc::new(plan);
@@ -218,6 +239,7 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         commit: !args.no_commit,
         push: args.push,
         stop: &stop,
+        state_only_head: state_only_head.as_deref(),
     };
     let promoted = crate::promote::promote(&plan, &cache, &options, &mut |event| {
         sink.event(&event);
@@ -237,12 +259,13 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     })
 }
 
-/// Loop safety: on a commit that only changes runner's state files (its own
-/// deployment commit, or a person's revert of one) a pipeline that promotes
-/// has nothing new to train; rerunning it would redeploy what a person
-/// reverted, or commit again in reply to runner's own commit.
-fn loop_guard(root: &Path, plan: &Plan, force: bool) -> Result<Option<String>, Error> {
-    if force || plan.promotion.is_none() || plan.git.is_none() {
+/// Loop safety: HEAD, described, when it only changes runner's state files
+/// (its own deployment commit, or a person's revert of one). On such a
+/// commit there is nothing new to train: a run that would retrain does
+/// nothing (CI on runner's own push), and no other model is promoted (a
+/// person's revert stands). `-p` and `--force` say there is something new.
+fn loop_guard(root: &Path, plan: &Plan, args: &PlanArgs) -> Result<Option<String>, Error> {
+    if args.force || !args.params.is_empty() || plan.promotion.is_none() || plan.git.is_none() {
         return Ok(None);
     }
     let Some(head) = crate::gitops::state_only_head(root)? else {
@@ -253,7 +276,7 @@ fn loop_guard(root: &Path, plan: &Plan, force: bool) -> Result<Option<String>, E
         false => "a change to the deployment state only, such as a revert",
     };
     Ok(Some(format!(
-        "nothing to do: HEAD {} only changes runner's state files ({}): {what}. A commit that changes anything else trains and promotes again; --force runs anyway.",
+        "HEAD {} only changes runner's state files ({}): {what}",
         &head.sha[..head.sha.len().min(12)],
         head.files.join(", ")
     )))
