@@ -174,16 +174,7 @@ pub fn check_not_edited(root: &Path, rel: &str) -> Result<(), Error> {
             });
         }
     };
-    let committed = repo
-        .head()
-        .and_then(|h| h.peel_to_tree())
-        .ok()
-        .and_then(|tree| {
-            tree.get_path(Path::new(&repo_path(&prefix(&repo, root), rel)))
-                .ok()
-        })
-        .and_then(|entry| entry.to_object(&repo).ok())
-        .and_then(|object| object.as_blob().map(|b| b.content().to_vec()));
+    let committed = committed_blob(&repo, root, rel);
     let Some(now) = now else {
         return Ok(());
     };
@@ -298,6 +289,16 @@ pub fn commit(request: &CommitRequest) -> Result<Option<Oid>, Error> {
     Ok(Some(oid))
 }
 
+/// The content HEAD has for the work tree path `rel`.
+fn committed_blob(repo: &Repository, root: &Path, rel: &str) -> Option<Vec<u8>> {
+    let tree = repo.head().and_then(|h| h.peel_to_tree()).ok()?;
+    let entry = tree
+        .get_path(Path::new(&repo_path(&prefix(repo, root), rel)))
+        .ok()?;
+    let object = entry.to_object(repo).ok()?;
+    object.as_blob().map(|b| b.content().to_vec())
+}
+
 /// True when the work tree's `rel` differs from HEAD's (a write that was
 /// not committed yet, such as one made with `--no-commit`).
 pub fn uncommitted(root: &Path, rel: &str) -> bool {
@@ -305,16 +306,7 @@ pub fn uncommitted(root: &Path, rel: &str) -> bool {
         return false;
     };
     let now = std::fs::read(root.join(rel)).ok();
-    let committed = repo
-        .head()
-        .and_then(|h| h.peel_to_tree())
-        .ok()
-        .and_then(|tree| {
-            tree.get_path(Path::new(&repo_path(&prefix(&repo, root), rel)))
-                .ok()
-        })
-        .and_then(|entry| entry.to_object(&repo).ok())
-        .and_then(|object| object.as_blob().map(|b| b.content().to_vec()));
+    let committed = committed_blob(&repo, root, rel);
     now.is_some() && now != committed
 }
 
