@@ -112,25 +112,8 @@ pub fn state_only_head(root: &Path) -> Result<Option<StateOnlyHead>, Error> {
         return Ok(None);
     }
     // Local changes (a person editing steps on top of it) are something new.
-    let mut options = git2::StatusOptions::new();
-    options.include_untracked(true).include_ignored(false);
-    let statuses = repo
-        .statuses(Some(&mut options))
-        .map_err(Error::git("read the work tree status"))?;
-    for entry in statuses.iter() {
-        let Ok(path) = entry.path() else {
-            return Ok(None);
-        };
-        let rel = match prefix.is_empty() {
-            true => Some(path),
-            false => path.strip_prefix(&format!("{prefix}/")),
-        };
-        if let Some(rel) = rel
-            && !is_state_file(rel)
-            && !rel.starts_with(".runner/")
-        {
-            return Ok(None);
-        }
+    if !local_changes(&repo, &prefix)?.is_empty() {
+        return Ok(None);
     }
     Ok(Some(StateOnlyHead {
         sha: head.id().to_string(),
@@ -140,6 +123,40 @@ pub fn state_only_head(root: &Path) -> Result<Option<StateOnlyHead>, Error> {
             .unwrap_or_default()
             .contains("\nRunner-Run: "),
     }))
+}
+
+/// Work tree paths (relative to the runner root) with uncommitted changes,
+/// untracked files included, runner's own state files and `.runner/` left out.
+fn local_changes(repo: &Repository, prefix: &str) -> Result<Vec<String>, Error> {
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(true).include_ignored(false);
+    let statuses = repo
+        .statuses(Some(&mut options))
+        .map_err(Error::git("read the work tree status"))?;
+    let mut changed = Vec::new();
+    for entry in statuses.iter() {
+        let path = String::from_utf8_lossy(entry.path_bytes()).into_owned();
+        let rel = match prefix.is_empty() {
+            true => Some(path.as_str()),
+            false => path.strip_prefix(&format!("{prefix}/")),
+        };
+        if let Some(rel) = rel
+            && !is_state_file(rel)
+            && !rel.starts_with(".runner/")
+        {
+            changed.push(rel.to_string());
+        }
+    }
+    Ok(changed)
+}
+
+/// What the work tree has that HEAD does not (outside runner's state): a
+/// model trained on it came from more than its `source.commit`.
+pub fn uncommitted_inputs(root: &Path) -> Vec<String> {
+    let Ok(repo) = Repository::discover(root) else {
+        return Vec::new();
+    };
+    local_changes(&repo, &prefix(&repo, root)).unwrap_or_default()
 }
 
 fn written(root: &Path) -> BTreeMap<String, String> {

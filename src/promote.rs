@@ -226,10 +226,24 @@ fn gate_and_deploy(
             format!("{service} was down; started again at {url}"),
         ),
         Deployed::Updated(_) => {
-            let wrote = match written {
+            let mut wrote = match written {
                 true => format!("; wrote {file}"),
                 false => String::new(),
             };
+            // Provenance: source.commit names HEAD, which lacks these.
+            let uncommitted = match plan.git {
+                Some(_) => gitops::uncommitted_inputs(&plan.root),
+                None => Vec::new(),
+            };
+            if let Some(first) = uncommitted.first() {
+                let more = match uncommitted.len() {
+                    1 => String::new(),
+                    n => format!(" and {} more", n - 1),
+                };
+                wrote.push_str(&format!(
+                    "; note: trained with uncommitted changes ({first}{more}), which source.commit does not hold: commit them"
+                ));
+            }
             (
                 PromotionStatus::Deployed,
                 format!("{service} serves {} at {url}{wrote}", short(&digest)),

@@ -159,9 +159,16 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             .iter()
             .any(|d| matches!(d, crate::plan::Decision::Run { .. }))
     {
-        eprintln!(
-            "nothing to do: {head}. A commit that changes anything else trains and promotes again; --force runs anyway."
+        let reason = format!(
+            "{head}. A commit that changes anything else trains and promotes again; --force runs anyway."
         );
+        match args.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"event": "nothing_to_do", "reason": reason})
+            ),
+            _ => eprintln!("nothing to do: {reason}"),
+        }
         return Ok(exit::SUCCESS);
     }
     let plan = Arc::new(plan);
