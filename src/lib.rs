@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod comment;
 pub mod dag;
 pub mod deploy;
 pub mod diagnostic;

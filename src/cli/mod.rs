@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch: turns flags into library calls and
 //! results into exit codes. One file per subcommand.
 
+mod comment;
 mod graph;
 mod init;
 mod metrics;
@@ -68,6 +69,8 @@ enum Command {
     /// Model servers: list, status, start, stop, delete, logs, predict, sync.
     #[command(subcommand)]
     Services(services::Command),
+    /// Post the pipeline's plan (or a report) as ONE comment on the PR/MR, updated in place.
+    Comment(comment::Args),
     /// Write an example repository into a new directory, and commit it.
     Init(init::InitArgs),
     /// The whole loop on the example: train, gate, deploy, commit, predict.
@@ -92,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Runs(command) => root().and_then(|root| runs::run(&root, command)),
         Command::Metrics(command) => root().and_then(|root| metrics::run(&root, command)),
         Command::Services(command) => root().and_then(|root| services::run(&root, command)),
+        Command::Comment(args) => root().and_then(|root| comment::run(&root, args)),
         Command::Init(args) => init::init(args),
         Command::Demo(args) => init::demo(args),
     };

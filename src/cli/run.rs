@@ -72,6 +72,19 @@ pub struct Args {
     format: Format,
 }
 
+impl PlanArgs {
+    /// `runner plan ARGS...` as the command line would give it.
+    pub fn with(args: &[&str]) -> PlanArgs {
+        #[derive(clap::Parser)]
+        struct Plan {
+            #[command(flatten)]
+            args: PlanArgs,
+        }
+        use clap::Parser as _;
+        Plan::parse_from(std::iter::once("plan").chain(args.iter().copied())).args
+    }
+}
+
 impl Args {
     /// `runner run ARGS...` as the command line would give it (for `demo`).
     pub fn with(args: &[&str]) -> Args {

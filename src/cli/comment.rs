@@ -1,0 +1,58 @@
+//! `runner comment`: the pipeline's report as ONE comment on the pull
+//! request or merge request, created the first time and updated after.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use super::exit;
+use super::run::{PlanArgs, plan};
+use crate::comment::{self, Forge, Upserted};
+use crate::error::Error;
+use crate::report::plan::{PlanFormat, render_plan};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pipeline (optional when the repository has one).
+    #[arg(long, value_name = "P")]
+    pipeline: Option<String>,
+    /// The report to post (Markdown; `-` for stdin). Default: the plan, as `runner plan --format markdown` prints it.
+    #[arg(long, value_name = "REPORT.md")]
+    file: Option<String>,
+}
+
+pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
+    // Outside a PR/MR job there is nothing to comment on: say so first.
+    let forge = Forge::from_env()?;
+    let pipeline: Vec<&str> = args.pipeline.as_deref().into_iter().collect();
+    let (plan, _) = match plan(root, &PlanArgs::with(&pipeline), false)? {
+        Ok(planned) => planned,
+        Err(code) => return Ok(code),
+    };
+    let report = match args.file.as_deref() {
+        None => render_plan(&plan, PlanFormat::Markdown),
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| Error::Io {
+                    path: "stdin".into(),
+                    source,
+                })?;
+            text
+        }
+        Some(file) => std::fs::read_to_string(file).map_err(|source| Error::Io {
+            path: file.into(),
+            source,
+        })?,
+    };
+    let (verb, id) = match comment::upsert(&forge, &plan.pipeline, &report)? {
+        Upserted::Created(id) => ("created", id),
+        Upserted::Updated(id) => ("updated", id),
+    };
+    let on = match &forge {
+        Forge::GitHub { number, .. } => format!("pull request #{number}"),
+        Forge::GitLab { iid, .. } => format!("merge request !{iid}"),
+    };
+    eprintln!("{verb} the `{}` comment ({id}) on {on}", plan.pipeline);
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,277 @@
+//! One pull-request (or merge-request) comment per pipeline, updated in
+//! place: found again by a hidden marker, never posted twice. GitHub's REST
+//! API under GitHub Actions, GitLab's notes API under GitLab CI.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::error::Error;
+
+/// Where a comment goes, read from the CI's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forge {
+    GitHub {
+        api: String,
+        repository: String,
+        number: u64,
+        token: String,
+    },
+    GitLab {
+        api: String,
+        project: String,
+        iid: u64,
+        /// `PRIVATE-TOKEN` (a personal or project token) or `JOB-TOKEN`.
+        header: &'static str,
+        token: String,
+    },
+}
+
+/// GitHub refuses comments over 65,536 characters; keep a margin for the note.
+const MAX_BODY: usize = 64_000;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn missing(what: &str) -> Error {
+    Error::usage(format!("cannot comment: {what}"))
+}
+
+impl Forge {
+    /// The pull request or merge request this CI job runs for.
+    pub fn from_env() -> Result<Forge, Error> {
+        if env("GITHUB_ACTIONS").as_deref() == Some("true") {
+            let event =
+                env("GITHUB_EVENT_PATH").ok_or_else(|| missing("GITHUB_EVENT_PATH is not set"))?;
+            let text = std::fs::read_to_string(&event).map_err(|source| Error::Io {
+                path: event.clone().into(),
+                source,
+            })?;
+            let payload: Value = serde_json::from_str(&text)
+                .map_err(|e| missing(&format!("{event} is not JSON ({e})")))?;
+            let number = payload["pull_request"]["number"]
+                .as_u64()
+                .or_else(|| payload["issue"]["number"].as_u64())
+                .or_else(|| payload["number"].as_u64())
+                .ok_or_else(|| {
+                    missing("this workflow run is not for a pull request (no number in its event); run `runner comment` on `pull_request` events")
+                })?;
+            return Ok(Forge::GitHub {
+                api: env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
+                repository: env("GITHUB_REPOSITORY")
+                    .ok_or_else(|| missing("GITHUB_REPOSITORY is not set"))?,
+                number,
+                token: env("GITHUB_TOKEN").ok_or_else(|| {
+                    missing("GITHUB_TOKEN is not set: pass `env: GITHUB_TOKEN: ${{ github.token }}` to the step")
+                })?,
+            });
+        }
+        if env("GITLAB_CI").as_deref() == Some("true") {
+            let (header, token) = match (env("GITLAB_TOKEN"), env("CI_JOB_TOKEN")) {
+                (Some(token), _) => ("PRIVATE-TOKEN", token),
+                (None, Some(token)) => ("JOB-TOKEN", token),
+                (None, None) => {
+                    return Err(missing("set GITLAB_TOKEN (a token with the `api` scope)"));
+                }
+            };
+            return Ok(Forge::GitLab {
+                api: env("CI_API_V4_URL").ok_or_else(|| missing("CI_API_V4_URL is not set"))?,
+                project: env("CI_PROJECT_ID").ok_or_else(|| missing("CI_PROJECT_ID is not set"))?,
+                iid: env("CI_MERGE_REQUEST_IID")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| {
+                        missing("this job is not for a merge request (no CI_MERGE_REQUEST_IID); run it in a merge request pipeline")
+                    })?,
+                header,
+                token,
+            });
+        }
+        Err(missing(
+            "not running in GitHub Actions or GitLab CI (GITHUB_ACTIONS / GITLAB_CI are not `true`)",
+        ))
+    }
+
+    fn comments_url(&self) -> String {
+        match self {
+            Forge::GitHub {
+                api,
+                repository,
+                number,
+                ..
+            } => format!("{api}/repos/{repository}/issues/{number}/comments"),
+            Forge::GitLab {
+                api, project, iid, ..
+            } => {
+                format!("{api}/projects/{project}/merge_requests/{iid}/notes")
+            }
+        }
+    }
+
+    fn comment_url(&self, id: u64) -> String {
+        match self {
+            Forge::GitHub {
+                api, repository, ..
+            } => {
+                format!("{api}/repos/{repository}/issues/comments/{id}")
+            }
+            Forge::GitLab { .. } => format!("{}/{id}", self.comments_url()),
+        }
+    }
+
+    fn request(
+        &self,
+        client: &reqwest::blocking::Client,
+        method: reqwest::Method,
+        url: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        let request = client.request(method, url).header("user-agent", "runner");
+        match self {
+            Forge::GitHub { token, .. } => request
+                .header("authorization", format!("Bearer {token}"))
+                .header("accept", "application/vnd.github+json"),
+            Forge::GitLab { header, token, .. } => request.header(*header, token.as_str()),
+        }
+    }
+
+    /// A failed call, with the status and what is likely missing.
+    fn api_error(&self, what: &str, status: reqwest::StatusCode, body: &str) -> Error {
+        let hint = match (self, status.as_u16()) {
+            (_, 401) => "the token was refused: is it set and still valid?",
+            (Forge::GitHub { .. }, 403) => {
+                "the token may not write comments: give the job `permissions: pull-requests: write`"
+            }
+            (Forge::GitLab { .. }, 403) => {
+                "the token may not write notes: use a GITLAB_TOKEN with the `api` scope"
+            }
+            (_, 404) => {
+                "not found: check the repository and the PR/MR number, and that the token can see them"
+            }
+            _ => "see the API's answer",
+        };
+        let answer: String = body.chars().take(300).collect();
+        Error::usage(format!(
+            "cannot {what}: {status} ({hint}); the API said: {answer}"
+        ))
+    }
+}
+
+/// What `upsert` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created(u64),
+    Updated(u64),
+}
+
+/// The marker that finds a pipeline's comment again.
+pub fn marker(pipeline: &str) -> String {
+    format!("<!-- runner:{pipeline} -->")
+}
+
+/// The comment's body: the marker, then the report (shortened to fit).
+pub fn body(pipeline: &str, report: &str) -> String {
+    let mut report = report.trim_end().to_string();
+    if report.len() > MAX_BODY {
+        let mut cut = MAX_BODY;
+        while !report.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let cut = report[..cut].rfind('\n').unwrap_or(cut);
+        let left = report[cut..].lines().count();
+        report.truncate(cut);
+        report.push_str(&format!(
+            "\n\n_The report was shortened: {left} more lines are in the job's log._"
+        ));
+    }
+    format!("{}\n{report}\n", marker(pipeline))
+}
+
+/// Creates the pipeline's comment, or updates the one that has its marker.
+pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, Error> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Error::usage(format!("cannot make an HTTP client: {e}")))?;
+    let marker = marker(pipeline);
+    let body = json!({ "body": body(pipeline, report) });
+    let call = |method: reqwest::Method, url: &str, what: &str, payload: Option<&Value>| {
+        let mut request = forge.request(&client, method, url);
+        if let Some(payload) = payload {
+            request = request
+                .header("content-type", "application/json")
+                .body(payload.to_string());
+        }
+        let response = request
+            .send()
+            .map_err(|e| Error::usage(format!("cannot {what}: {url}: {e}")))?;
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        if !status.is_success() {
+            return Err(forge.api_error(what, status, &text));
+        }
+        serde_json::from_str::<Value>(&text)
+            .map_err(|e| Error::usage(format!("cannot {what}: the API's answer is not JSON ({e})")))
+    };
+    let mut page = 1;
+    let existing = loop {
+        let url = format!("{}?per_page=100&page={page}", forge.comments_url());
+        let comments = call(reqwest::Method::GET, &url, "list the comments", None)?;
+        let comments = comments.as_array().cloned().unwrap_or_default();
+        if let Some(found) = comments
+            .iter()
+            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(&marker)))
+        {
+            break found["id"].as_u64();
+        }
+        if comments.len() < 100 {
+            break None;
+        }
+        page += 1;
+    };
+    match existing {
+        Some(id) => {
+            let method = match forge {
+                Forge::GitHub { .. } => reqwest::Method::PATCH,
+                Forge::GitLab { .. } => reqwest::Method::PUT,
+            };
+            call(
+                method,
+                &forge.comment_url(id),
+                "update the comment",
+                Some(&body),
+            )?;
+            Ok(Upserted::Updated(id))
+        }
+        None => {
+            let created = call(
+                reqwest::Method::POST,
+                &forge.comments_url(),
+                "create the comment",
+                Some(&body),
+            )?;
+            Ok(Upserted::Created(
+                created["id"].as_u64().unwrap_or_default(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_report_is_shortened_at_a_line_with_a_note() {
+        let report: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        let body = body("p", &report);
+        assert!(body.len() < 65_536);
+        assert!(body.starts_with("<!-- runner:p -->\n"));
+        assert!(
+            body.contains("more lines are in the job's log"),
+            "{}",
+            &body[body.len() - 200..]
+        );
+        let short = super::body("p", "| a |\n");
+        assert_eq!(short, "<!-- runner:p -->\n| a |\n");
+    }
+}

@@ -1,0 +1,172 @@
+//! `runner comment` against a local stand-in for the GitHub and GitLab APIs
+//! (tests/fixtures/fake_forge.py): the first call creates the comment, the
+//! second updates it, another pipeline's comment is left alone.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::{runner, runner_command, text};
+
+const PIPELINE: &str = "apiVersion: runner/v1
+kind: Pipeline
+name: p
+params: {alpha: 0.1}
+steps:
+  train:
+    run: touch SENTINEL; echo {{ params.alpha }} > {{ outputs.model }}
+    params: [alpha]
+    outputs: {model: build/model.txt}
+";
+
+struct Forge {
+    child: Child,
+    url: String,
+}
+
+impl Forge {
+    fn start() -> Forge {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_forge.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("PORT ").unwrap().to_string();
+        Forge {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let out = Command::new("python3")
+            .args(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"])
+            .arg(format!("{}/state", self.url))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Forge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn comment(dir: &Path, env: &[(&str, String)], args: &[&str]) -> (i32, String) {
+    let mut all = vec!["comment"];
+    all.extend_from_slice(args);
+    let mut command = runner_command(dir, &all);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    (out.status.code().unwrap_or(-1), text(&out))
+}
+
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::write(dir.path().join("pipelines/p.yaml"), PIPELINE).unwrap();
+    dir
+}
+
+#[test]
+fn one_comment_per_pipeline_on_github_created_then_updated() {
+    let forge = Forge::start();
+    let dir = repo();
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"pull_request": {"number": 7}}"#).unwrap();
+    let env = vec![
+        ("GITHUB_ACTIONS", "true".to_string()),
+        ("GITHUB_API_URL", forge.url.clone()),
+        ("GITHUB_REPOSITORY", "acme/models".to_string()),
+        ("GITHUB_EVENT_PATH", event.display().to_string()),
+        ("GITHUB_TOKEN", "t0ken".to_string()),
+    ];
+    // No file: the plan, as Markdown; planning runs nothing.
+    let (code, out) = comment(dir.path(), &env, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("created the `p` comment"), "{out}");
+    assert!(!dir.path().join("SENTINEL").exists(), "a plan runs no step");
+    let github = &forge.state()["github"];
+    assert_eq!(github.as_array().unwrap().len(), 2);
+    let body = github[1]["body"].as_str().unwrap();
+    assert!(
+        body.starts_with("<!-- runner:p -->\n### `p`: 1 of 1 steps would run"),
+        "{body}"
+    );
+
+    let report = dir.path().join("report.md");
+    std::fs::write(&report, "## second report\n").unwrap();
+    let (code, out) = comment(dir.path(), &env, &["--file", report.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("updated the `p` comment (100)"), "{out}");
+    let github = &forge.state()["github"];
+    assert_eq!(
+        github.as_array().unwrap().len(),
+        2,
+        "never a second comment"
+    );
+    assert_eq!(github[1]["body"], "<!-- runner:p -->\n## second report\n");
+    assert_eq!(github[0]["body"], "<!-- runner:other -->\nanother pipeline");
+
+    // A token without the permission: the status and what to grant.
+    let mut forbidden = env.clone();
+    forbidden.push(("GITHUB_TOKEN", "forbidden".to_string()));
+    let (code, out) = comment(dir.path(), &forbidden, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("403") && out.contains("pull-requests: write"),
+        "{out}"
+    );
+}
+
+#[test]
+fn one_note_per_pipeline_on_gitlab_created_then_updated() {
+    let forge = Forge::start();
+    let dir = repo();
+    let env = vec![
+        ("GITLAB_CI", "true".to_string()),
+        ("CI_API_V4_URL", forge.url.clone()),
+        ("CI_PROJECT_ID", "42".to_string()),
+        ("CI_MERGE_REQUEST_IID", "3".to_string()),
+        ("CI_JOB_TOKEN", "job".to_string()),
+    ];
+    let report = dir.path().join("report.md");
+    for (i, verb) in [(1, "created"), (2, "updated")] {
+        std::fs::write(&report, format!("report {i}\n")).unwrap();
+        let (code, out) = comment(
+            dir.path(),
+            &env,
+            &["--pipeline", "p", "--file", report.to_str().unwrap()],
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains(&format!("{verb} the `p` comment")), "{out}");
+    }
+    let gitlab = &forge.state()["gitlab"];
+    assert_eq!(gitlab.as_array().unwrap().len(), 2);
+    assert_eq!(gitlab[1]["body"], "<!-- runner:p -->\nreport 2\n");
+    assert_eq!(gitlab[0]["body"], "<!-- runner:other -->\nanother pipeline");
+}
+
+#[test]
+fn outside_a_pull_request_job_comment_says_why() {
+    let dir = repo();
+    let out = runner(dir.path(), &["comment"]);
+    let (code, out) = (out.status.code().unwrap_or(-1), text(&out));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("not running in GitHub Actions or GitLab CI"),
+        "{out}"
+    );
+}
