@@ -16,7 +16,7 @@ use crate::exec::runlock;
 use crate::exec::scheduler::{self, ExecOptions};
 use crate::plan::{Plan, PlanOptions, Selection};
 use crate::report::plan::{PlanFormat, render_plan};
-use crate::report::{self, Format};
+use crate::report::{self, Ci, Format, github};
 
 /// What to plan: shared by `run`, `plan` and `status`.
 #[derive(Debug, clap::Args)]
@@ -184,6 +184,9 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         }
         return Ok(exit::SUCCESS);
     }
+    if Ci::detect() == Ci::GitHub {
+        github::mask_secrets(&plan.secret_values);
+    }
     let plan = Arc::new(plan);
     let cache = Arc::new(cache);
     let masker = Arc::new(Masker::new(&plan.secret_values));
@@ -242,10 +245,25 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         eprintln!("error: runner.lock was not written: {err}; the next run replays what finished");
     }
     let code = match status {
-        RunStatus::Succeeded => exit::SUCCESS,
-        RunStatus::Cancelled => return Ok(exit::CANCELLED),
-        RunStatus::Failed | RunStatus::Running => return Ok(exit::STEP_FAILED),
+        RunStatus::Succeeded => promote(&runtime, &plan, &cache, args, state_only_head, &mut sink),
+        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
     };
+    if Ci::detect() == Ci::GitHub {
+        github_report(&plan, &cache, &sink.recorder, &masker_for(&plan));
+    }
+    Ok(code)
+}
+
+/// The gate, the deployment and the write-back, after a run that succeeded.
+fn promote(
+    runtime: &tokio::runtime::Runtime,
+    plan: &Plan,
+    cache: &Cache,
+    args: &Args,
+    state_only_head: Option<String>,
+    sink: &mut Sink,
+) -> u8 {
     // Deploying blocks this thread (health checks); Ctrl-C still reaches it
     // through the runtime, and gives up an update that is not healthy yet.
     let stop = Arc::new(AtomicBool::new(false));
@@ -261,22 +279,52 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         stop: &stop,
         state_only_head: state_only_head.as_deref(),
     };
-    let promoted = crate::promote::promote(&plan, &cache, &options, &mut |event| {
+    let promoted = crate::promote::promote(plan, cache, &options, &mut |event| {
         sink.event(&event);
         sink.reporter.flush();
     });
     if stop.load(Ordering::Relaxed) {
-        return Ok(exit::CANCELLED);
+        return exit::CANCELLED;
     }
     let Some(promoted) = promoted else {
-        return Ok(code);
+        return exit::SUCCESS;
     };
-    Ok(match (promoted.status, promoted.write_back) {
+    match (promoted.status, promoted.write_back) {
         (_, Some(WriteBackStatus::Failed)) => exit::WRITE_BACK_FAILED,
         (status, _) if status.is_failure() => exit::STEP_FAILED,
         (PromotionStatus::NotPromoted, _) if args.fail_on_gate => exit::GATE_FAILED,
-        _ => code,
-    })
+        _ => exit::SUCCESS,
+    }
+}
+
+fn masker_for(plan: &Plan) -> Masker {
+    Masker::new(&plan.secret_values)
+}
+
+/// Outputs and the summary for GitHub Actions (a failure to write them is
+/// a warning: the run itself is done).
+fn github_report(plan: &Plan, cache: &Cache, recorder: &Recorder, masker: &Masker) {
+    let mut metrics = std::collections::BTreeMap::new();
+    if let Ok(lock) = cache.recorded() {
+        for step in &plan.steps {
+            if let Some(entry) = lock.get(&plan.pipeline, &step.name) {
+                metrics.extend(entry.metrics.iter().map(|(k, v)| (k.clone(), *v)));
+            }
+        }
+    }
+    let record = recorder.record();
+    if let Some(path) = std::env::var_os("GITHUB_OUTPUT") {
+        let outputs = github::outputs(record, &metrics);
+        if let Err(err) = github::write_outputs(Path::new(&path), &outputs, masker) {
+            eprintln!("warning: GITHUB_OUTPUT was not written: {err}");
+        }
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        let summary = github::summary(record, &metrics, masker);
+        if let Err(err) = github::write_summary(Path::new(&path), &summary) {
+            eprintln!("warning: GITHUB_STEP_SUMMARY was not written: {err}");
+        }
+    }
 }
 
 /// Loop safety: HEAD, described, when it only changes runner's state files

@@ -131,6 +131,13 @@ pub struct Recorder {
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 impl Recorder {
+    /// The run as recorded so far.
+    pub fn record(&self) -> &RunRecord {
+        &self.record
+    }
+}
+
+impl Recorder {
     /// Creates `.runner/runs/<id>/` and writes the initial `run.json`.
     pub fn create(plan: &Plan, masker: Arc<Masker>) -> Result<Recorder, Error> {
         let dir = plan.root.join(RUNS_DIR).join(&plan.run_id);

@@ -1,6 +1,7 @@
 //! Reporters: turn executor events into what a person or a machine reads.
 //! The executor never prints; choosing a reporter is choosing a view.
 
+pub mod github;
 mod json;
 mod plain;
 pub mod plan;

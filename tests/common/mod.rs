@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: the real binary, run against a
 //! temporary repository.
+// Each test file uses some of these helpers, not all.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,77 @@
+//! Under GitHub Actions a run writes step outputs and a summary, and asks
+//! GitHub to mask its secrets; no secret reaches either file.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{runner_command, text};
+
+const PIPELINE: &str = "apiVersion: runner/v1
+kind: Pipeline
+name: p
+steps:
+  train:
+    run: |
+      echo \"token is $API_KEY\"; echo '{\"mse\": 1.25, \"test\": {\"r2\": 0.5}}' > {{ outputs.metrics }}
+    secrets: [API_KEY]
+    outputs: {metrics: build/metrics.json}
+    metrics: build/metrics.json
+";
+
+/// `name<<DELIMITER` ... `DELIMITER` blocks, as GitHub reads them.
+fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut outputs = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let (name, delimiter) = line.split_once("<<").expect("a heredoc header");
+        let mut value = Vec::new();
+        for line in lines.by_ref() {
+            if line == delimiter {
+                break;
+            }
+            value.push(line);
+        }
+        outputs.insert(name.to_string(), value.join("\n"));
+    }
+    outputs
+}
+
+#[test]
+fn outputs_and_summary_are_written_and_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::write(dir.path().join("pipelines/p.yaml"), PIPELINE).unwrap();
+    let output_file = dir.path().join("github_output");
+    let summary_file = dir.path().join("step_summary");
+    let secret = "s3cr3t-value-xyz";
+    let out = runner_command(dir.path(), &["run", "--format", "plain"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &output_file)
+        .env("GITHUB_STEP_SUMMARY", &summary_file)
+        .env("API_KEY", secret)
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("::add-mask::{secret}")));
+    assert!(all.contains("token is ***"), "{all}");
+
+    let outputs_text = std::fs::read_to_string(&output_file).unwrap();
+    let summary = std::fs::read_to_string(&summary_file).unwrap();
+    for file in [&outputs_text, &summary] {
+        assert!(!file.contains(secret), "{file}");
+    }
+    let outputs = parse_outputs(&outputs_text);
+    assert!(!outputs["run-id"].is_empty());
+    assert_eq!(outputs["status"], "succeeded");
+    assert_eq!(outputs["promoted"], "false");
+    let metrics: serde_json::Value = serde_json::from_str(&outputs["metrics"]).unwrap();
+    assert_eq!(metrics, serde_json::json!({"mse": 1.25, "test.r2": 0.5}));
+    assert!(
+        summary.starts_with("### runner: `p` succeeded"),
+        "{summary}"
+    );
+    assert!(summary.contains("| `train` | succeeded |"), "{summary}");
+    assert!(summary.contains("| `mse` | 1.25 |"), "{summary}");
+}
