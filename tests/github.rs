@@ -75,3 +75,40 @@ fn outputs_and_summary_are_written_and_secrets_masked() {
     assert!(summary.contains("| `train` | succeeded |"), "{summary}");
     assert!(summary.contains("| `mse` | 1.25 |"), "{summary}");
 }
+
+#[test]
+fn a_pull_request_from_a_fork_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/p.yaml"),
+        "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  s:\n    run: touch SENTINEL\n",
+    )
+    .unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"pull_request": {"number": 3, "head": {"repo": {"full_name": "mallory/models"}}, "base": {"repo": {"full_name": "acme/models"}}}}"#,
+    )
+    .unwrap();
+    let out = runner_command(dir.path(), &["run"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_PATH", &event)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("from a fork (mallory/models)"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.path().join("SENTINEL").exists());
+    let gitlab = runner_command(dir.path(), &["run"])
+        .env("GITLAB_CI", "true")
+        .env("CI_MERGE_REQUEST_SOURCE_PROJECT_ID", "9")
+        .env("CI_MERGE_REQUEST_PROJECT_ID", "4")
+        .output()
+        .unwrap();
+    assert_eq!(gitlab.status.code(), Some(2), "{}", text(&gitlab));
+    assert!(!dir.path().join("SENTINEL").exists());
+}

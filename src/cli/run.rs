@@ -158,6 +158,11 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         print!("{}", render_plan(&plan, PlanFormat::Text));
         return Ok(exit::SUCCESS);
     }
+    if let Some(fork) = fork_pull_request() {
+        return Err(Error::usage(format!(
+            "this is a pull request from a fork ({fork}): `runner run` would run its code with this repository's credentials and could deploy, commit or push; use `runner plan` (it runs nothing) and `runner comment` to preview it"
+        )));
+    }
     // Taken before planning: a run that waited must see what the run before
     // it recorded, or it would write back a stale runner.lock.
     let _run_lock = runlock::acquire(root, !args.no_wait)?;
@@ -348,6 +353,29 @@ fn loop_guard(root: &Path, plan: &Plan, args: &PlanArgs) -> Result<Option<String
         &head.sha[..head.sha.len().min(12)],
         head.files.join(", ")
     )))
+}
+
+/// The fork a CI job's pull request comes from, when it comes from one:
+/// GitHub's event names another head repository than the base; GitLab's
+/// merge request has another source project than its target.
+fn fork_pull_request() -> Option<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if var("GITHUB_ACTIONS").as_deref() == Some("true") {
+        let event: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(var("GITHUB_EVENT_PATH")?).ok()?).ok()?;
+        let pull = &event["pull_request"];
+        let head = pull["head"]["repo"]["full_name"].as_str()?;
+        let base = pull["base"]["repo"]["full_name"].as_str()?;
+        return (head != base).then(|| head.to_string());
+    }
+    if var("GITLAB_CI").as_deref() == Some("true") {
+        let source = var("CI_MERGE_REQUEST_SOURCE_PROJECT_ID")?;
+        let target = var("CI_MERGE_REQUEST_PROJECT_ID")?;
+        return (source != target).then(|| {
+            var("CI_MERGE_REQUEST_SOURCE_PROJECT_PATH").unwrap_or(format!("project {source}"))
+        });
+    }
+    None
 }
 
 /// Where a run's events go: its record, and the reporter the user chose.
