@@ -151,7 +151,9 @@ fn gate_and_deploy(
         return Outcome::new(PromotionStatus::NotPromoted, message, Some(&digest));
     }
     if !options.deploy {
-        let message = "the gate passed; not deployed (--no-deploy)".to_string();
+        let message =
+            "the gate passed: this model would be promoted; not deployed (--no-deploy / --preview)"
+                .to_string();
         return Outcome::new(PromotionStatus::NotDeployed, message, Some(&digest));
     }
     let file = deployment_file(&plan.stack, service);

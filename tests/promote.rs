@@ -493,3 +493,46 @@ fn a_shell_command_on_a_fixed_port_swaps_and_restores_on_failure() {
     assert_eq!(repo.predict()["version"], "v2");
     assert_eq!(repo.status().1["state"], "active");
 }
+
+#[test]
+fn a_preview_runs_and_gates_but_never_deploys_or_commits() {
+    let repo = Repo::new(GATE);
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-qm", "pipeline"]);
+    repo.run(&[], 0);
+    git(repo.path(), &["add", "runner.lock"]);
+    git(repo.path(), &["commit", "-qm", "lock"]);
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo.path())
+        .output()
+        .unwrap()
+        .stdout;
+    let out = repo.runner(&[
+        "run",
+        "--format",
+        "plain",
+        "--preview",
+        "-p",
+        "version=v2",
+        "-p",
+        "mse=1.2",
+    ]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert!(output.contains("this model would be promoted"), "{output}");
+    assert!(output.contains("preview: metrics against HEAD"), "{output}");
+    assert!(
+        output.contains("evaluate  mse      1.5000  1.2000     -0.3000 (-20.0%)"),
+        "{output}"
+    );
+    assert_eq!(repo.predict()["version"], "v1");
+    let after = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo.path())
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(after, head, "a preview commits nothing");
+}

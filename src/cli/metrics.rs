@@ -80,33 +80,38 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
             pipeline,
             base,
             format,
-        } => {
-            let old = metrics(
-                &read_lock(&Source::at_rev(root, base)?)?,
-                pipeline.as_deref(),
-            );
-            let new = metrics(&read_lock(&Source::work_tree(root))?, pipeline.as_deref());
-            let mut keys: Vec<&(String, String, String)> = old.keys().chain(new.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            let rows: Vec<Row> = keys
-                .into_iter()
-                .map(|key| {
-                    let (base, current) = (old.get(key).copied(), new.get(key).copied());
-                    Row {
-                        pipeline: key.0.clone(),
-                        step: key.1.clone(),
-                        metric: key.2.clone(),
-                        base,
-                        current,
-                        delta: base.zip(current).map(|(b, c)| c - b),
-                    }
-                })
-                .collect();
-            print!("{}", render(&rows, *format, Some(base)));
-        }
+        } => print!("{}", diff(root, pipeline.as_deref(), base, *format)?),
     }
     Ok(exit::SUCCESS)
+}
+
+/// The work tree's metrics against those committed at `base`, rendered.
+pub fn diff(
+    root: &Path,
+    pipeline: Option<&str>,
+    base: &str,
+    format: Format,
+) -> Result<String, Error> {
+    let old = metrics(&read_lock(&Source::at_rev(root, base)?)?, pipeline);
+    let new = metrics(&read_lock(&Source::work_tree(root))?, pipeline);
+    let mut keys: Vec<&(String, String, String)> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let rows: Vec<Row> = keys
+        .into_iter()
+        .map(|key| {
+            let (base, current) = (old.get(key).copied(), new.get(key).copied());
+            Row {
+                pipeline: key.0.clone(),
+                step: key.1.clone(),
+                metric: key.2.clone(),
+                base,
+                current,
+                delta: base.zip(current).map(|(b, c)| c - b),
+            }
+        })
+        .collect();
+    Ok(render(&rows, format, Some(base)))
 }
 
 /// `runner.lock` of a source; empty when the source has none.

@@ -4,7 +4,7 @@
 mod comment;
 mod graph;
 mod init;
-mod metrics;
+pub(crate) mod metrics;
 mod plan;
 mod run;
 mod runs;

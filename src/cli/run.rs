@@ -65,6 +65,14 @@ pub struct Args {
     /// Push the deployment commit (default: the stack's `git.push`).
     #[arg(long, conflicts_with = "no_commit")]
     push: bool,
+    /// A trusted pull request's run: steps and the gate, never a deployment,
+    /// a commit or a push; then the metrics against `--base`.
+    #[arg(long, conflicts_with_all = ["push", "no_deploy", "no_commit"])]
+    preview: bool,
+    /// With --preview: the commit to compare metrics with (default: the
+    /// PR's target branch on origin in CI, else HEAD).
+    #[arg(long, value_name = "REF", requires = "preview")]
+    base: Option<String>,
     /// Exit 3 when the gate does not promote the model (default: exit 0, "not promoted").
     #[arg(long)]
     fail_on_gate: bool,
@@ -257,7 +265,33 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     if Ci::detect() == Ci::GitHub {
         github_report(&plan, &cache, &sink.recorder, &masker_for(&plan));
     }
+    if args.preview && status == RunStatus::Succeeded {
+        let base = preview_base(args.base.as_deref());
+        let format = match args.format {
+            Format::Json => super::metrics::Format::Json,
+            _ => super::metrics::Format::Text,
+        };
+        match super::metrics::diff(root, Some(&plan.pipeline), &base, format) {
+            Ok(table) => {
+                eprintln!("\npreview: metrics against {base}");
+                print!("{table}");
+            }
+            Err(err) => eprintln!("warning: no metrics diff against {base}: {err}"),
+        }
+    }
     Ok(code)
+}
+
+/// What a preview compares with: `--base`, else the PR's target branch as
+/// CI names it, else HEAD.
+fn preview_base(base: Option<&str>) -> String {
+    if let Some(base) = base {
+        return base.to_string();
+    }
+    ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .map_or_else(|| "HEAD".to_string(), |branch| format!("origin/{branch}"))
 }
 
 /// The gate, the deployment and the write-back, after a run that succeeded.
@@ -278,9 +312,9 @@ fn promote(
         on_signal.store(true, Ordering::Relaxed);
     });
     let options = crate::promote::PromoteOptions {
-        deploy: !args.no_deploy,
-        commit: !args.no_commit,
-        push: args.push,
+        deploy: !args.no_deploy && !args.preview,
+        commit: !args.no_commit && !args.preview,
+        push: args.push && !args.preview,
         stop: &stop,
         state_only_head: state_only_head.as_deref(),
     };
