@@ -459,14 +459,18 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
         // Until it is pushed, a ref keeps the commit (and says what is left).
         repo.reference(&pending, commit, true, "runner: deployment to push")
             .map_err(Error::git("keep the deployment commit"))?;
-        match push_once(&repo, request, &pending) {
-            Ok(()) => {
+        match push_once(&repo, request, &pending, remote_head, commit) {
+            // Checked, not trusted: a remote that updates refs without a
+            // compare-and-swap (a plain directory, file://) can let a racing
+            // push overwrite this one. Only a deployment on the remote counts.
+            Ok(()) if landed(&repo, request, commit) => {
                 let _ = repo.find_reference(&pending).and_then(|mut r| r.delete());
                 return Ok(Pushed::Pushed {
                     sha: commit.to_string(),
                     attempts: attempt,
                 });
             }
+            Ok(()) => last_error = "overwritten by a racing push".to_string(),
             Err(PushError::Moved(why)) => last_error = why,
             Err(PushError::Failed(why)) => return Err(left_to_push(request, &pending, &why)),
         }
@@ -481,6 +485,14 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
             "the remote kept moving: still rejected after {PUSH_ATTEMPTS} attempts ({last_error})"
         ),
     ))
+}
+
+/// True when the remote branch, fetched now, holds `commit`.
+fn landed(repo: &Repository, request: &PushRequest, commit: Oid) -> bool {
+    match fetch(repo, request) {
+        Ok(Some(head)) => head == commit || repo.graph_descendant_of(head, commit).unwrap_or(false),
+        _ => false,
+    }
 }
 
 fn left_to_push(request: &PushRequest, pending: &str, why: &str) -> Error {
@@ -578,7 +590,68 @@ fn https_token(url: &str) -> Option<String> {
     }
 }
 
-fn push_once(repo: &Repository, request: &PushRequest, local: &str) -> Result<(), PushError> {
+/// Pushes `local` (holding `commit`) to the branch, expecting the remote
+/// branch at `expected`.
+fn push_once(
+    repo: &Repository,
+    request: &PushRequest,
+    local: &str,
+    expected: Option<Oid>,
+    commit: Oid,
+) -> Result<(), PushError> {
+    let failed = |err: git2::Error| PushError::Failed(err.message().to_string());
+    let remote = repo.find_remote(request.remote).map_err(failed)?;
+    let Some(directory) = remote.url().ok().and_then(local_repository) else {
+        return push_refspec(
+            repo,
+            request,
+            &format!("{local}:refs/heads/{}", request.branch),
+        );
+    };
+    // A repository on disk is updated by libgit2 without a compare-and-swap
+    // on the branch: a racing push could overwrite this one. So the objects
+    // go over under a private ref, and the branch moves only if it still is
+    // where this deployment was built on (under the ref's lock).
+    let incoming = format!("refs/runner/incoming/{commit}");
+    push_refspec(repo, request, &format!("{local}:{incoming}"))?;
+    let target = Repository::open_bare(&directory)
+        .or_else(|_| Repository::open(&directory))
+        .map_err(failed)?;
+    let branch = format!("refs/heads/{}", request.branch);
+    let moved = match expected {
+        Some(old) => target.reference_matching(&branch, commit, true, old, "runner: deploy"),
+        None => target.reference(&branch, commit, false, "runner: deploy"),
+    };
+    let _ = target
+        .find_reference(&incoming)
+        .and_then(|mut r| r.delete());
+    match moved {
+        Ok(_) => Ok(()),
+        Err(err)
+            if matches!(
+                err.code(),
+                git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
+            ) =>
+        {
+            Err(PushError::Moved(format!(
+                "{branch} moved: {}",
+                err.message()
+            )))
+        }
+        Err(err) => Err(failed(err)),
+    }
+}
+
+/// The directory of a remote on this machine (`file://` or a path).
+fn local_repository(url: &str) -> Option<std::path::PathBuf> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Some(path.into());
+    }
+    let path = Path::new(url);
+    (path.is_absolute() && path.exists()).then(|| path.to_path_buf())
+}
+
+fn push_refspec(repo: &Repository, request: &PushRequest, refspec: &str) -> Result<(), PushError> {
     let failed = |err: git2::Error| PushError::Failed(err.message().to_string());
     let mut remote = repo.find_remote(request.remote).map_err(failed)?;
     let rejected = RefCell::new(None::<String>);
@@ -592,8 +665,7 @@ fn push_once(repo: &Repository, request: &PushRequest, local: &str) -> Result<()
         });
         let mut options = git2::PushOptions::new();
         options.remote_callbacks(callbacks);
-        let refspec = format!("{local}:refs/heads/{}", request.branch);
-        remote.push(&[refspec.as_str()], Some(&mut options))
+        remote.push(&[refspec], Some(&mut options))
     };
     let why = match (result, rejected.into_inner()) {
         (Ok(()), None) => return Ok(()),
