@@ -1,7 +1,6 @@
 //! `runner comment`: the pipeline's report as ONE comment on the pull
 //! request or merge request, created the first time and updated after.
 
-use std::io::Read as _;
 use std::path::Path;
 
 use super::exit;
@@ -30,20 +29,7 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     };
     let report = match args.file.as_deref() {
         None => render_plan(&plan, PlanFormat::Markdown),
-        Some("-") => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|source| Error::Io {
-                    path: "stdin".into(),
-                    source,
-                })?;
-            text
-        }
-        Some(file) => std::fs::read_to_string(file).map_err(|source| Error::Io {
-            path: file.into(),
-            source,
-        })?,
+        Some(file) => super::read_text(file)?,
     };
     let (verb, id) = match comment::upsert(&forge, &plan.pipeline, &report)? {
         Upserted::Created(id) => ("created", id),

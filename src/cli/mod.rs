@@ -142,6 +142,21 @@ fn repo_root(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     Ok(crate::git::discover(&cwd).map_or(cwd, |checkout| checkout.work_tree))
 }
 
+/// The text of a file named on the command line, `-` for stdin.
+fn read_text(file: &str) -> Result<String, Error> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    let read = match file {
+        "-" => std::io::stdin().read_to_string(&mut text).map(|_| ()),
+        path => std::fs::read_to_string(path).map(|t| text = t),
+    };
+    read.map_err(|source| Error::Io {
+        path: PathBuf::from(file),
+        source,
+    })?;
+    Ok(text)
+}
+
 /// Loads the specs of the work tree, or of `rev` read from git objects.
 fn load(root: &Path, rev: Option<&str>) -> Result<(Source, Loaded), Error> {
     let source = match rev {

@@ -1,6 +1,5 @@
 //! `runner services`: the model servers of this checkout.
 
-use std::io::Read as _;
 use std::path::Path;
 
 use clap::{Subcommand, ValueEnum};
@@ -247,20 +246,7 @@ fn describe(record: &ServiceRecord) -> String {
 /// `--data`: inline JSON, `@FILE`, or `@-` for stdin.
 fn read_data(data: &str) -> Result<String, Error> {
     let text = match data.strip_prefix('@') {
-        Some("-") => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|source| Error::Io {
-                    path: "stdin".into(),
-                    source,
-                })?;
-            text
-        }
-        Some(file) => std::fs::read_to_string(file).map_err(|source| Error::Io {
-            path: file.into(),
-            source,
-        })?,
+        Some(file) => super::read_text(file)?,
         None => data.to_string(),
     };
     serde_json::from_str::<serde_json::Value>(&text)
