@@ -21,8 +21,7 @@ pub enum Forge {
         api: String,
         project: String,
         iid: u64,
-        /// `PRIVATE-TOKEN` (a personal or project token) or `JOB-TOKEN`.
-        header: &'static str,
+        /// A personal or project token (`PRIVATE-TOKEN`).
         token: String,
     },
 }
@@ -68,22 +67,22 @@ impl Forge {
             });
         }
         if env("GITLAB_CI").as_deref() == Some("true") {
-            let (header, token) = match (env("GITLAB_TOKEN"), env("CI_JOB_TOKEN")) {
-                (Some(token), _) => ("PRIVATE-TOKEN", token),
-                (None, Some(token)) => ("JOB-TOKEN", token),
-                (None, None) => {
-                    return Err(missing("set GITLAB_TOKEN (a token with the `api` scope)"));
-                }
-            };
+            // CI_JOB_TOKEN may not write merge request notes.
+            let token = env("GITLAB_TOKEN").ok_or_else(|| {
+                missing("set GITLAB_TOKEN to a project or personal token with the `api` scope (CI_JOB_TOKEN may not write notes)")
+            })?;
             return Ok(Forge::GitLab {
                 api: env("CI_API_V4_URL").ok_or_else(|| missing("CI_API_V4_URL is not set"))?,
-                project: env("CI_PROJECT_ID").ok_or_else(|| missing("CI_PROJECT_ID is not set"))?,
+                // The merge request's own project: a fork's pipeline runs in
+                // the fork, but the MR (and its iid) belongs to the target.
+                project: env("CI_MERGE_REQUEST_PROJECT_ID")
+                    .or_else(|| env("CI_PROJECT_ID"))
+                    .ok_or_else(|| missing("CI_PROJECT_ID is not set"))?,
                 iid: env("CI_MERGE_REQUEST_IID")
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| {
                         missing("this job is not for a merge request (no CI_MERGE_REQUEST_IID); run it in a merge request pipeline")
                     })?,
-                header,
                 token,
             });
         }
@@ -130,7 +129,7 @@ impl Forge {
             Forge::GitHub { token, .. } => request
                 .header("authorization", format!("Bearer {token}"))
                 .header("accept", "application/vnd.github+json"),
-            Forge::GitLab { header, token, .. } => request.header(*header, token.as_str()),
+            Forge::GitLab { token, .. } => request.header("PRIVATE-TOKEN", token.as_str()),
         }
     }
 
@@ -163,6 +162,24 @@ pub enum Upserted {
     Updated(u64),
 }
 
+/// True when `comment` may be runner's own: on GitHub written by a bot (the
+/// workflow token) or a member, on GitLab by this token's user, never a
+/// system note.
+fn trusted(forge: &Forge, comment: &Value, me: Option<u64>) -> bool {
+    match forge {
+        Forge::GitHub { .. } => {
+            comment["user"]["type"] == "Bot"
+                || matches!(
+                    comment["author_association"].as_str(),
+                    Some("OWNER" | "MEMBER" | "COLLABORATOR")
+                )
+        }
+        Forge::GitLab { .. } => {
+            comment["system"] != true && me.is_some() && comment["author"]["id"].as_u64() == me
+        }
+    }
+}
+
 /// The marker that finds a pipeline's comment again.
 pub fn marker(pipeline: &str) -> String {
     format!("<!-- runner:{pipeline} -->")
@@ -177,7 +194,7 @@ pub fn body(pipeline: &str, report: &str) -> String {
             cut -= 1;
         }
         let cut = report[..cut].rfind('\n').unwrap_or(cut);
-        let left = report[cut..].lines().count();
+        let left = report[cut..].trim_start_matches('\n').lines().count();
         report.truncate(cut);
         report.push_str(&format!(
             "\n\n_The report was shortened: {left} more lines are in the job's log._"
@@ -212,15 +229,26 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
         serde_json::from_str::<Value>(&text)
             .map_err(|e| Error::usage(format!("cannot {what}: the API's answer is not JSON ({e})")))
     };
+    // Only a comment this token wrote (GitLab) or a bot or member wrote
+    // (GitHub) is updated: anyone can post a comment with the marker.
+    let me = match forge {
+        Forge::GitLab { api, .. } => call(
+            reqwest::Method::GET,
+            &format!("{api}/user"),
+            "read the token's user",
+            None,
+        )?["id"]
+            .as_u64(),
+        Forge::GitHub { .. } => None,
+    };
     let mut page = 1;
     let existing = loop {
         let url = format!("{}?per_page=100&page={page}", forge.comments_url());
         let comments = call(reqwest::Method::GET, &url, "list the comments", None)?;
         let comments = comments.as_array().cloned().unwrap_or_default();
-        if let Some(found) = comments
-            .iter()
-            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(&marker)))
-        {
+        if let Some(found) = comments.iter().find(|c| {
+            c["body"].as_str().is_some_and(|b| b.starts_with(&marker)) && trusted(forge, c, me)
+        }) {
             break found["id"].as_u64();
         }
         if comments.len() < 100 {

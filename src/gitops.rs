@@ -454,6 +454,8 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
                         &[&base],
                     )
                     .map_err(Error::git("put the deployment on the remote head"))?;
+            } else {
+                commit = request.commit;
             }
         }
         // Until it is pushed, a ref keeps the commit (and says what is left).

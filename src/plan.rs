@@ -102,6 +102,10 @@ pub struct PlanOptions {
     pub params: Vec<String>,
     pub stack: Option<String>,
     pub jobs: Option<usize>,
+    /// A run executes steps: every secret they declare must be set. A plan
+    /// only reads (a pull request from a fork gets no secrets, and may still
+    /// be planned).
+    pub require_secrets: bool,
 }
 
 impl Plan {
@@ -280,7 +284,7 @@ impl Plan {
             .filter(|(_, secret)| std::env::var_os(secret).is_none())
             .map(|(owner, secret)| format!("`{secret}` ({owner})"))
             .collect();
-        if !missing.is_empty() {
+        if options.require_secrets && !missing.is_empty() {
             return Err(Error::usage(format!(
                 "secret {} not set in the environment; export it (in CI, map it from the secret store) or remove it from `secrets`",
                 missing.join(", ")

@@ -99,8 +99,8 @@ fn one_comment_per_pipeline_on_github_created_then_updated() {
     assert!(out.contains("created the `p` comment"), "{out}");
     assert!(!dir.path().join("SENTINEL").exists(), "a plan runs no step");
     let github = &forge.state()["github"];
-    assert_eq!(github.as_array().unwrap().len(), 2);
-    let body = github[1]["body"].as_str().unwrap();
+    assert_eq!(github.as_array().unwrap().len(), 3);
+    let body = github[2]["body"].as_str().unwrap();
     assert!(
         body.starts_with("<!-- runner:p -->\n### `p`: 1 of 1 steps would run"),
         "{body}"
@@ -114,11 +114,15 @@ fn one_comment_per_pipeline_on_github_created_then_updated() {
     let github = &forge.state()["github"];
     assert_eq!(
         github.as_array().unwrap().len(),
-        2,
+        3,
         "never a second comment"
     );
-    assert_eq!(github[1]["body"], "<!-- runner:p -->\n## second report\n");
+    assert_eq!(github[2]["body"], "<!-- runner:p -->\n## second report\n");
     assert_eq!(github[0]["body"], "<!-- runner:other -->\nanother pipeline");
+    assert_eq!(
+        github[1]["body"], "<!-- runner:p -->\nnot runner's",
+        "an outsider's comment with the marker is not runner's"
+    );
 
     // A token without the permission: the status and what to grant.
     let mut forbidden = env.clone();
@@ -140,7 +144,7 @@ fn one_note_per_pipeline_on_gitlab_created_then_updated() {
         ("CI_API_V4_URL", forge.url.clone()),
         ("CI_PROJECT_ID", "42".to_string()),
         ("CI_MERGE_REQUEST_IID", "3".to_string()),
-        ("CI_JOB_TOKEN", "job".to_string()),
+        ("GITLAB_TOKEN", "glpat".to_string()),
     ];
     let report = dir.path().join("report.md");
     for (i, verb) in [(1, "created"), (2, "updated")] {
@@ -154,8 +158,9 @@ fn one_note_per_pipeline_on_gitlab_created_then_updated() {
         assert!(out.contains(&format!("{verb} the `p` comment")), "{out}");
     }
     let gitlab = &forge.state()["gitlab"];
-    assert_eq!(gitlab.as_array().unwrap().len(), 2);
-    assert_eq!(gitlab[1]["body"], "<!-- runner:p -->\nreport 2\n");
+    assert_eq!(gitlab.as_array().unwrap().len(), 3);
+    assert_eq!(gitlab[2]["body"], "<!-- runner:p -->\nreport 2\n");
+    assert_eq!(gitlab[1]["body"], "<!-- runner:p -->\nnot runner's");
     assert_eq!(gitlab[0]["body"], "<!-- runner:other -->\nanother pipeline");
 }
 

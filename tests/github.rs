@@ -54,7 +54,8 @@ fn outputs_and_summary_are_written_and_secrets_masked() {
         .unwrap();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("::add-mask::{secret}")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("::add-mask::{secret}")));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(secret));
     assert!(all.contains("token is ***"), "{all}");
 
     let outputs_text = std::fs::read_to_string(&output_file).unwrap();
@@ -111,4 +112,37 @@ fn a_pull_request_from_a_fork_runs_nothing() {
         .unwrap();
     assert_eq!(gitlab.status.code(), Some(2), "{}", text(&gitlab));
     assert!(!dir.path().join("SENTINEL").exists());
+}
+
+#[test]
+fn a_deleted_fork_is_refused_and_a_plan_needs_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::write(dir.path().join("pipelines/p.yaml"), PIPELINE).unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"pull_request": {"number": 3, "head": {"repo": null}, "base": {"repo": {"full_name": "acme/models"}}}}"#,
+    )
+    .unwrap();
+    let out = runner_command(dir.path(), &["run"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_PATH", &event)
+        .env("API_KEY", "s3cr3t-value-xyz")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("a deleted fork"), "{}", text(&out));
+    // A fork's job has no secrets: the plan still works, a run does not.
+    let plan = runner_command(dir.path(), &["plan"])
+        .env_remove("API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let run = runner_command(dir.path(), &["run"])
+        .env_remove("API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    assert!(text(&run).contains("secret `API_KEY`"), "{}", text(&run));
 }

@@ -31,6 +31,10 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         None => render_plan(&plan, PlanFormat::Markdown),
         Some(file) => super::read_text(file)?,
     };
+    // A report a step printed a secret into stays masked on the PR.
+    let report = crate::exec::mask::Masker::new(&plan.secret_values)
+        .mask(&report)
+        .into_owned();
     let (verb, id) = match comment::upsert(&forge, &plan.pipeline, &report)? {
         Upserted::Created(id) => ("created", id),
         Upserted::Updated(id) => ("updated", id),

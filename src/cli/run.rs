@@ -117,7 +117,7 @@ pub fn plan(
     // specs load: a no-op run is mostly these two reads.
     let (planned, cache) = std::thread::scope(|scope| {
         let cache = scope.spawn(|| Cache::open(root, replay));
-        let planned = build_plan(root, args);
+        let planned = build_plan(root, args, replay);
         let cache = cache
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -137,7 +137,8 @@ pub fn plan(
     Ok(Ok((plan, cache)))
 }
 
-fn build_plan(root: &Path, args: &PlanArgs) -> Result<Result<Plan, u8>, Error> {
+/// `executes`: the plan is for a run (its secrets must be set).
+fn build_plan(root: &Path, args: &PlanArgs, executes: bool) -> Result<Result<Plan, u8>, Error> {
     let loaded = crate::spec::load_work_tree(root)?;
     if !loaded.report.is_empty() {
         super::print_problems(&loaded);
@@ -147,6 +148,7 @@ fn build_plan(root: &Path, args: &PlanArgs) -> Result<Result<Plan, u8>, Error> {
         params: args.params.clone(),
         stack: args.stack.clone(),
         jobs: args.jobs.map(|j| j as usize),
+        require_secrets: executes,
     };
     Ok(Ok(Plan::build(
         &loaded,
@@ -395,12 +397,26 @@ fn loop_guard(root: &Path, plan: &Plan, args: &PlanArgs) -> Result<Option<String
 fn fork_pull_request() -> Option<String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if var("GITHUB_ACTIONS").as_deref() == Some("true") {
-        let event: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(var("GITHUB_EVENT_PATH")?).ok()?).ok()?;
+        let pull_request_event =
+            var("GITHUB_EVENT_NAME").is_some_and(|e| e.starts_with("pull_request"));
+        let event: Option<serde_json::Value> = var("GITHUB_EVENT_PATH")
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let Some(event) = event else {
+            // Fail closed: a pull request whose origin cannot be read is a fork.
+            return pull_request_event.then(|| "an unreadable event".to_string());
+        };
         let pull = &event["pull_request"];
-        let head = pull["head"]["repo"]["full_name"].as_str()?;
-        let base = pull["base"]["repo"]["full_name"].as_str()?;
-        return (head != base).then(|| head.to_string());
+        if pull.is_null() {
+            return None;
+        }
+        let repo = |side: &str| pull[side]["repo"]["full_name"].as_str().map(str::to_string);
+        return match (repo("head"), repo("base")) {
+            (Some(head), Some(base)) if head == base => None,
+            (Some(head), _) => Some(head),
+            // A deleted fork has no head repository.
+            (None, _) => Some("a deleted fork".to_string()),
+        };
     }
     if var("GITLAB_CI").as_deref() == Some("true") {
         let source = var("CI_MERGE_REQUEST_SOURCE_PROJECT_ID")?;

@@ -8,16 +8,22 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::exec::events::PromotionStatus;
+use crate::exec::events::{PromotionStatus, WriteBackStatus};
 use crate::exec::mask::Masker;
 use crate::exec::record::RunRecord;
 
-/// Asks GitHub to mask each secret (each line of a multi-line one).
+/// Asks GitHub to mask each secret (each line of a multi-line one). On
+/// stderr: stdout may be a report that gets posted (`runner plan | tee`).
 pub fn mask_secrets(secrets: &[String]) {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stderr().lock();
     for line in secrets.iter().flat_map(|s| s.lines()) {
-        if !line.trim().is_empty() {
-            let _ = writeln!(out, "::add-mask::{line}");
+        // As runner masks: shorter values would blank out common text.
+        if line.trim().len() >= 3 {
+            let escaped = line
+                .replace('%', "%25")
+                .replace('\r', "%0D")
+                .replace('\n', "%0A");
+            let _ = writeln!(out, "::add-mask::{escaped}");
         }
     }
     let _ = out.flush();
@@ -53,6 +59,12 @@ pub fn outputs(record: &RunRecord, metrics: &BTreeMap<String, f64>) -> Vec<(&'st
             record
                 .write_back
                 .as_ref()
+                .filter(|w| {
+                    matches!(
+                        w.status,
+                        WriteBackStatus::Committed | WriteBackStatus::Pushed
+                    )
+                })
                 .and_then(|w| w.sha.clone())
                 .unwrap_or_default(),
         ),
