@@ -603,7 +603,13 @@ fn push_once(
 ) -> Result<(), PushError> {
     let failed = |err: git2::Error| PushError::Failed(err.message().to_string());
     let remote = repo.find_remote(request.remote).map_err(failed)?;
-    let Some(directory) = remote.url().ok().and_then(local_repository) else {
+    // Where pushes go: `pushurl` when the remote has one.
+    let url = remote
+        .pushurl()
+        .ok()
+        .flatten()
+        .or_else(|| remote.url().ok());
+    let Some(directory) = url.and_then(|url| local_repository(url, repo.workdir())) else {
         return push_refspec(
             repo,
             request,
@@ -645,12 +651,23 @@ fn push_once(
 }
 
 /// The directory of a remote on this machine (`file://` or a path).
-fn local_repository(url: &str) -> Option<std::path::PathBuf> {
-    if let Some(path) = url.strip_prefix("file://") {
+/// A relative path is relative to the work tree, as git takes it.
+fn local_repository(url: &str, workdir: Option<&Path>) -> Option<std::path::PathBuf> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        let path = rest.strip_prefix("localhost").unwrap_or(rest);
         return Some(path.into());
     }
-    let path = Path::new(url);
-    (path.is_absolute() && path.exists()).then(|| path.to_path_buf())
+    if url.contains("://") || (url.contains(':') && !url.starts_with('/') && !url.starts_with('.'))
+    {
+        // ssh://, https://, or scp-like `host:path`.
+        return None;
+    }
+    let path = match (Path::new(url).is_absolute(), workdir) {
+        (true, _) => Path::new(url).to_path_buf(),
+        (false, Some(workdir)) => workdir.join(url),
+        (false, None) => return None,
+    };
+    path.exists().then_some(path)
 }
 
 fn push_refspec(repo: &Repository, request: &PushRequest, refspec: &str) -> Result<(), PushError> {
@@ -845,4 +862,36 @@ pub fn push_branch(root: &Path, configured: Option<&str>) -> Result<String, Erro
     Err(Error::usage(
         "HEAD is detached and no branch is known: set `git.branch` in the stack to push the deployment",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remotes_on_this_machine_are_told_from_network_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let remote = tmp.path().join("remote.git");
+        std::fs::create_dir_all(&remote).unwrap();
+        let work = tmp.path().join("work");
+        let url = format!("file://{}", remote.display());
+        assert_eq!(local_repository(&url, None), Some(remote.clone()));
+        let localhost = format!("file://localhost{}", remote.display());
+        assert_eq!(local_repository(&localhost, None), Some(remote.clone()));
+        assert_eq!(
+            local_repository("../remote.git", Some(&work)),
+            Some(work.join("../remote.git"))
+        );
+        assert_eq!(
+            local_repository(remote.to_str().unwrap(), None),
+            Some(remote.clone())
+        );
+        for network in [
+            "https://github.com/o/r.git",
+            "ssh://git@host/r.git",
+            "git@github.com:o/r.git",
+        ] {
+            assert_eq!(local_repository(network, Some(&work)), None, "{network}");
+        }
+    }
 }
