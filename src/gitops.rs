@@ -874,6 +874,7 @@ mod tests {
         let remote = tmp.path().join("remote.git");
         std::fs::create_dir_all(&remote).unwrap();
         let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
         let url = format!("file://{}", remote.display());
         assert_eq!(local_repository(&url, None), Some(remote.clone()));
         let localhost = format!("file://localhost{}", remote.display());
