@@ -413,8 +413,8 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
     let mut commit = request.commit;
     let mut last_error = String::new();
     for attempt in 1..=PUSH_ATTEMPTS {
-        let remote_head =
-            fetch(&repo, request).map_err(|e| left_to_push(request, &pending, e.message()))?;
+        let remote_head = fetch(&repo, request.remote, request.branch)
+            .map_err(|e| left_to_push(request, &pending, e.message()))?;
         if let Some(head) = remote_head {
             if let Some(refusal) = guard(
                 &repo,
@@ -491,7 +491,7 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
 
 /// True when the remote branch, fetched now, holds `commit`.
 fn landed(repo: &Repository, request: &PushRequest, commit: Oid) -> bool {
-    match fetch(repo, request) {
+    match fetch(repo, request.remote, request.branch) {
         Ok(Some(head)) => head == commit || repo.graph_descendant_of(head, commit).unwrap_or(false),
         _ => false,
     }
@@ -701,13 +701,13 @@ fn push_refspec(repo: &Repository, request: &PushRequest, refspec: &str) -> Resu
 }
 
 /// Fetches the branch; the remote head (None when the branch is gone).
-fn fetch(repo: &Repository, request: &PushRequest) -> Result<Option<Oid>, git2::Error> {
-    let mut remote = repo.find_remote(request.remote)?;
-    let tracking = format!("refs/remotes/{}/{}", request.remote, request.branch);
+fn fetch(repo: &Repository, remote: &str, branch: &str) -> Result<Option<Oid>, git2::Error> {
+    let mut origin = repo.find_remote(remote)?;
+    let tracking = format!("refs/remotes/{}/{}", remote, branch);
     let mut options = git2::FetchOptions::new();
     options.remote_callbacks(callbacks());
-    remote.fetch(
-        &[format!("+refs/heads/{}:{tracking}", request.branch)],
+    origin.fetch(
+        &[format!("+refs/heads/{}:{tracking}", branch)],
         Some(&mut options),
         None,
     )?;
@@ -812,19 +812,7 @@ pub fn check_guard(
     let path = repo_path(&prefix(&repo, root), deployment);
     let at = match remote {
         Some((remote, branch)) => {
-            let author = author(None)?;
-            let request = PushRequest {
-                root,
-                remote,
-                branch,
-                commit: Oid::ZERO_SHA1,
-                files: &[],
-                message: "",
-                author: &author,
-                deployment,
-                source,
-            };
-            fetch(&repo, &request).map_err(|err| Error::GitWriteBack {
+            fetch(&repo, remote, branch).map_err(|err| Error::GitWriteBack {
                 message: format!("cannot fetch {remote} {branch}: {}", err.message()),
             })?
         }

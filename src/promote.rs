@@ -497,13 +497,9 @@ fn commit_message(
     Ok(message)
 }
 
-/// This run's metrics (every step's, by name) and the promoted model's
-/// digest, as `runner.lock` recorded them.
-fn recorded(
-    plan: &Plan,
-    cache: &Cache,
-    promotion: &PlannedPromotion,
-) -> Result<(BTreeMap<String, f64>, String), String> {
+/// Every metric the pipeline's steps recorded in `runner.lock`, by name;
+/// an error when two steps report one name with different values.
+pub fn run_metrics(plan: &Plan, cache: &Cache) -> Result<BTreeMap<String, f64>, String> {
     let lock = cache.recorded().map_err(|e| e.to_string())?;
     let mut metrics = BTreeMap::new();
     let mut reported_by: BTreeMap<String, &str> = BTreeMap::new();
@@ -523,6 +519,18 @@ fn recorded(
             metrics.insert(name.clone(), *value);
         }
     }
+    Ok(metrics)
+}
+
+/// This run's metrics (every step's, by name) and the promoted model's
+/// digest, as `runner.lock` recorded them.
+fn recorded(
+    plan: &Plan,
+    cache: &Cache,
+    promotion: &PlannedPromotion,
+) -> Result<(BTreeMap<String, f64>, String), String> {
+    let metrics = run_metrics(plan, cache)?;
+    let lock = cache.recorded().map_err(|e| e.to_string())?;
     let digest = lock
         .get(&plan.pipeline, &promotion.step)
         .and_then(|entry| entry.outputs.get(&promotion.model_path))

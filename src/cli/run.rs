@@ -345,14 +345,7 @@ fn masker_for(plan: &Plan) -> Masker {
 /// Outputs and the summary for GitHub Actions (a failure to write them is
 /// a warning: the run itself is done).
 fn github_report(plan: &Plan, cache: &Cache, recorder: &Recorder, masker: &Masker) {
-    let mut metrics = std::collections::BTreeMap::new();
-    if let Ok(lock) = cache.recorded() {
-        for step in &plan.steps {
-            if let Some(entry) = lock.get(&plan.pipeline, &step.name) {
-                metrics.extend(entry.metrics.iter().map(|(k, v)| (k.clone(), *v)));
-            }
-        }
-    }
+    let metrics = crate::promote::run_metrics(plan, cache).unwrap_or_default();
     let record = recorder.record();
     if let Some(path) = std::env::var_os("GITHUB_OUTPUT") {
         let outputs = github::outputs(record, &metrics);
