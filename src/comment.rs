@@ -211,7 +211,7 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
         .map_err(|e| Error::usage(format!("cannot make an HTTP client: {e}")))?;
     let marker = marker(pipeline);
     let body = json!({ "body": body(pipeline, report) });
-    let call = |method: reqwest::Method, url: &str, what: &str, payload: Option<&Value>| {
+    let send = |method: reqwest::Method, url: &str, what: &str, payload: Option<&Value>| {
         let mut request = forge.request(&client, method, url);
         if let Some(payload) = payload {
             request = request
@@ -222,7 +222,10 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
             .send()
             .map_err(|e| Error::usage(format!("cannot {what}: {url}: {e}")))?;
         let status = response.status();
-        let text = response.text().unwrap_or_default();
+        Ok::<_, Error>((status, response.text().unwrap_or_default()))
+    };
+    let call = |method: reqwest::Method, url: &str, what: &str, payload: Option<&Value>| {
+        let (status, text) = send(method, url, what, payload)?;
         if !status.is_success() {
             return Err(forge.api_error(what, status, &text));
         }
@@ -241,45 +244,80 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
             .as_u64(),
         Forge::GitHub { .. } => None,
     };
-    let mut page = 1;
-    let existing = loop {
-        let url = format!("{}?per_page=100&page={page}", forge.comments_url());
-        let comments = call(reqwest::Method::GET, &url, "list the comments", None)?;
-        let comments = comments.as_array().cloned().unwrap_or_default();
-        if let Some(found) = comments.iter().find(|c| {
-            c["body"].as_str().is_some_and(|b| b.starts_with(&marker)) && trusted(forge, c, me)
-        }) {
-            break found["id"].as_u64();
+    // Every comment of ours, oldest first.
+    let ours = || -> Result<Vec<u64>, Error> {
+        let mut ids = Vec::new();
+        for page in 1.. {
+            let url = format!("{}?per_page=100&page={page}", forge.comments_url());
+            let comments = call(reqwest::Method::GET, &url, "list the comments", None)?;
+            let comments = comments.as_array().cloned().unwrap_or_default();
+            ids.extend(
+                comments
+                    .iter()
+                    .filter(|c| {
+                        c["body"].as_str().is_some_and(|b| b.starts_with(&marker))
+                            && trusted(forge, c, me)
+                    })
+                    .filter_map(|c| c["id"].as_u64()),
+            );
+            if comments.len() < 100 {
+                break;
+            }
         }
-        if comments.len() < 100 {
-            break None;
-        }
-        page += 1;
+        ids.sort_unstable();
+        Ok(ids)
     };
-    match existing {
-        Some(id) => {
-            let method = match forge {
-                Forge::GitHub { .. } => reqwest::Method::PATCH,
-                Forge::GitLab { .. } => reqwest::Method::PUT,
-            };
-            call(
-                method,
-                &forge.comment_url(id),
-                "update the comment",
-                Some(&body),
-            )?;
-            Ok(Upserted::Updated(id))
+    let update = |id: u64| {
+        let method = match forge {
+            Forge::GitHub { .. } => reqwest::Method::PATCH,
+            Forge::GitLab { .. } => reqwest::Method::PUT,
+        };
+        call(
+            method,
+            &forge.comment_url(id),
+            "update the comment",
+            Some(&body),
+        )
+        .map(|_| ())
+    };
+    // Keeps the oldest of ours and deletes the others: two jobs that found
+    // none may each have created one. Both converge on the oldest, and the
+    // last to write wins, as with one comment updated twice.
+    let keep_one = |ids: &[u64]| -> Result<(), Error> {
+        for &id in &ids[1..] {
+            let what = "delete a duplicate comment";
+            let (status, text) = send(reqwest::Method::DELETE, &forge.comment_url(id), what, None)?;
+            // 404: the other job deleted it first.
+            if !status.is_success() && status != reqwest::StatusCode::NOT_FOUND {
+                return Err(forge.api_error(what, status, &text));
+            }
         }
-        None => {
-            let created = call(
-                reqwest::Method::POST,
-                &forge.comments_url(),
-                "create the comment",
-                Some(&body),
-            )?;
-            Ok(Upserted::Created(
-                created["id"].as_u64().unwrap_or_default(),
-            ))
+        Ok(())
+    };
+    let existing = ours()?;
+    if let Some(&id) = existing.first() {
+        update(id)?;
+        keep_one(&existing)?;
+        return Ok(Upserted::Updated(id));
+    }
+    let created = call(
+        reqwest::Method::POST,
+        &forge.comments_url(),
+        "create the comment",
+        Some(&body),
+    )?["id"]
+        .as_u64()
+        .unwrap_or_default();
+    let now = ours()?;
+    match now.first() {
+        Some(&oldest) if oldest != created => {
+            update(oldest)?;
+            keep_one(&now)?;
+            Ok(Upserted::Updated(oldest))
+        }
+        _ => {
+            keep_one(&now)?;
+            Ok(Upserted::Created(created))
         }
     }
 }

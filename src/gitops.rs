@@ -702,9 +702,40 @@ fn push_refspec(repo: &Repository, request: &PushRequest, refspec: &str) -> Resu
 
 /// Fetches the branch; the remote head (None when the branch is gone).
 fn fetch(repo: &Repository, remote: &str, branch: &str) -> Result<Option<Oid>, git2::Error> {
+    fetch_with(repo, remote, branch, git2::FetchOptions::new())
+}
+
+/// Fetches `remote`'s `branch` into its tracking ref, only its tip when the
+/// checkout is shallow (CI's usual one-commit clone), so a preview can read
+/// the base branch's files; the tip's id.
+pub fn fetch_tip(root: &Path, remote: &str, branch: &str) -> Result<Option<Oid>, Error> {
+    let repo = open(root)?;
+    let mut fetched = Err(git2::Error::from_str("not fetched"));
+    if repo.is_shallow() {
+        let mut options = git2::FetchOptions::new();
+        options.depth(1);
+        fetched = fetch_with(&repo, remote, branch, options);
+    }
+    // libgit2's transport for repositories on disk cannot fetch shallow.
+    if fetched.is_err() {
+        fetched = fetch_with(&repo, remote, branch, git2::FetchOptions::new());
+    }
+    fetched.map_err(|e| {
+        Error::usage(format!(
+            "cannot fetch {branch} from {remote}: {}; fetch it before runner (`git fetch {remote} {branch}`, or `fetch-depth: 0` in actions/checkout)",
+            e.message()
+        ))
+    })
+}
+
+fn fetch_with(
+    repo: &Repository,
+    remote: &str,
+    branch: &str,
+    mut options: git2::FetchOptions,
+) -> Result<Option<Oid>, git2::Error> {
     let mut origin = repo.find_remote(remote)?;
     let tracking = format!("refs/remotes/{}/{}", remote, branch);
-    let mut options = git2::FetchOptions::new();
     options.remote_callbacks(callbacks());
     origin.fetch(
         &[format!("+refs/heads/{}:{tracking}", branch)],

@@ -15,6 +15,7 @@ pub mod git;
 pub mod gitops;
 pub mod metrics;
 pub mod plan;
+pub mod preview;
 pub mod promote;
 pub mod report;
 pub mod spec;

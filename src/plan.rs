@@ -12,6 +12,8 @@ use indexmap::IndexMap;
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 
+use crate::cache::hash::Digest;
+use crate::cache::lock::LockFile;
 use crate::error::Error;
 use crate::spec::types::{Deployment, GitSettings, ModelDeployerType, Promote, Stack};
 use crate::spec::{Document, Loaded, Pipeline};
@@ -106,6 +108,9 @@ pub struct PlanOptions {
     /// only reads (a pull request from a fork gets no secrets, and may still
     /// be planned).
     pub require_secrets: bool,
+    /// The commit the plan is for, when it is not the checkout's HEAD
+    /// (`runner plan --base/--head` reads commits, not the work tree).
+    pub git: Option<GitInfo>,
 }
 
 impl Plan {
@@ -127,7 +132,7 @@ impl Plan {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
         let run_id = new_run_id();
-        let git = crate::git::head(root);
+        let git = options.git.clone().or_else(|| crate::git::head(root));
         let spec = &doc.spec;
 
         let templates = Templates::new();
@@ -493,6 +498,33 @@ mod tests {
     }
 }
 
+/// What `Plan::decide` compares each step with: `runner.lock` and the
+/// files, in the work tree (a run, `runner plan`) or in a commit (`runner
+/// plan --base`, which must not depend on what is checked out).
+pub trait Observed {
+    /// Calls `f` with `runner.lock` as recorded, held for the whole decision.
+    fn with_lock<R>(&self, f: impl FnOnce(&LockFile) -> R) -> Result<R, Error>;
+    /// The digest of a repo path now; `None` when it does not exist.
+    fn digest(&self, path: &str) -> Result<Option<Digest>, Error>;
+    /// Why a dep that `digest` did not find makes its step run.
+    fn missing(&self, path: &str) -> String {
+        format!("dep {path} is missing")
+    }
+    /// Whether an output `runner.lock` records as `recorded` can be used.
+    fn output(&self, path: &str, recorded: &Digest) -> Result<OutputState, Error>;
+}
+
+/// An output of an up-to-date step, as `Observed` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputState {
+    /// There, with the recorded content.
+    Current,
+    /// Missing or changed, and the artifact store has the recorded content.
+    Restorable,
+    Missing,
+    Changed,
+}
+
 /// Which steps a run covers and whether to ignore the cache.
 #[derive(Debug, Default, Clone)]
 pub struct Selection {
@@ -508,29 +540,38 @@ impl Plan {
     /// Compares every step with `runner.lock` and the work tree, in
     /// dependency order, and says whether it runs and why. Writes nothing
     /// but the stat cache.
-    pub fn decide(
-        &mut self,
-        cache: &crate::cache::Cache,
-        selection: &Selection,
-    ) -> Result<(), Error> {
+    pub fn decide(&mut self, seen: &impl Observed, selection: &Selection) -> Result<(), Error> {
         let selected = self.selected(selection)?;
+        seen.with_lock(|recorded| self.decide_with(recorded, seen, &selected, selection.force))?
+    }
+
+    fn decide_with(
+        &mut self,
+        recorded: &LockFile,
+        seen: &impl Observed,
+        selected: &[bool],
+        force: bool,
+    ) -> Result<(), Error> {
         let n = self.steps.len();
         let mut reruns = vec![false; n];
         // Outputs of steps that will not run, as runner.lock records them:
         // a downstream step compares against those, even before a restore.
-        let recorded = cache.recorded()?;
         let mut expected: BTreeMap<&str, &crate::cache::hash::Digest> = BTreeMap::new();
         for i in self.order() {
             let step = &self.steps[i];
             if !selected[i] {
                 self.decisions[i] = Decision::NotSelected;
-                if let Some(entry) = recorded.get(&self.pipeline, &step.name) {
+                if let Some(entry) = recorded
+                    .pipelines
+                    .get(&self.pipeline)
+                    .and_then(|p| p.steps.get(&step.name))
+                {
                     expected.extend(entry.outputs.iter().map(|(p, d)| (p.as_str(), d)));
                 }
                 continue;
             }
             let mut reasons = Vec::new();
-            if selection.force {
+            if force {
                 reasons.push("forced (--force)".to_string());
             }
             if !step.cache {
@@ -555,7 +596,10 @@ impl Plan {
                 .flat_map(|&u| self.steps[u].outputs.iter().map(|(_, p)| p.as_str()))
                 .collect();
             let mut restore = Vec::new();
-            let entry = recorded.get(&self.pipeline, &step.name);
+            let entry = recorded
+                .pipelines
+                .get(&self.pipeline)
+                .and_then(|p| p.steps.get(&step.name));
             match entry {
                 None => reasons.push("not in runner.lock yet".to_string()),
                 Some(entry) => {
@@ -572,10 +616,10 @@ impl Plan {
                         }
                         let now = match expected.get(path.as_str()) {
                             Some(&digest) => Some(digest.clone()),
-                            None => cache.digest(path)?,
+                            None => seen.digest(path)?,
                         };
                         match (entry.deps.get(path), now) {
-                            (_, None) => reasons.push(format!("dep {path} is missing")),
+                            (_, None) => reasons.push(seen.missing(path)),
                             (None, Some(_)) => reasons.push(format!("dep {path} added")),
                             (Some(was), Some(now)) if *was != now => {
                                 reasons.push(format!("dep {path} changed"))
@@ -592,12 +636,12 @@ impl Plan {
                                 reasons.push(format!("output {path} is new"));
                                 continue;
                             };
-                            match cache.digest(path)? {
-                                Some(now) if now == *recorded => {}
-                                _ if cache.stored(recorded) => restore.push(path.clone()),
-                                None => reasons
+                            match seen.output(path, recorded)? {
+                                OutputState::Current => {}
+                                OutputState::Restorable => restore.push(path.clone()),
+                                OutputState::Missing => reasons
                                     .push(format!("output {path} missing (not in the cache)")),
-                                Some(_) => reasons
+                                OutputState::Changed => reasons
                                     .push(format!("output {path} changed (not in the cache)")),
                             }
                         }

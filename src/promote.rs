@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use minijinja::{Value, context};
 
 use crate::cache::Cache;
+use crate::cache::lock::LockFile;
 use crate::deploy::{self, DeployRequest, Deployed, Deployer};
 use crate::error::Error;
 use crate::exec::events::{Event, PromotionStatus, WriteBackStatus};
@@ -499,12 +500,15 @@ fn commit_message(
 
 /// Every metric the pipeline's steps recorded in `runner.lock`, by name;
 /// an error when two steps report one name with different values.
-pub fn run_metrics(plan: &Plan, cache: &Cache) -> Result<BTreeMap<String, f64>, String> {
-    let lock = cache.recorded().map_err(|e| e.to_string())?;
+pub fn run_metrics(plan: &Plan, lock: &LockFile) -> Result<BTreeMap<String, f64>, String> {
     let mut metrics = BTreeMap::new();
     let mut reported_by: BTreeMap<String, &str> = BTreeMap::new();
     for step in &plan.steps {
-        let Some(entry) = lock.get(&plan.pipeline, &step.name) else {
+        let Some(entry) = lock
+            .pipelines
+            .get(&plan.pipeline)
+            .and_then(|p| p.steps.get(&step.name))
+        else {
             continue;
         };
         for (name, value) in &entry.metrics {
@@ -529,8 +533,8 @@ fn recorded(
     cache: &Cache,
     promotion: &PlannedPromotion,
 ) -> Result<(BTreeMap<String, f64>, String), String> {
-    let metrics = run_metrics(plan, cache)?;
     let lock = cache.recorded().map_err(|e| e.to_string())?;
+    let metrics = run_metrics(plan, &lock.file)?;
     let digest = lock
         .get(&plan.pipeline, &promotion.step)
         .and_then(|entry| entry.outputs.get(&promotion.model_path))

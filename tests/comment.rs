@@ -175,3 +175,140 @@ fn outside_a_pull_request_job_comment_says_why() {
         "{out}"
     );
 }
+
+impl Forge {
+    /// Makes the next create race another job's (see fake_forge.py).
+    fn race(&self, when: &str) {
+        let out = Command::new("python3")
+            .args(["-c", "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method='POST')).read()"])
+            .arg(format!("{}/race?{when}", self.url))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    /// Runner's comments for pipeline `p` (the outsider's, id 2, is not).
+    fn ours(&self) -> Vec<serde_json::Value> {
+        self.state()["github"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| {
+                c["id"] != 2 && c["body"].as_str().unwrap().starts_with("<!-- runner:p -->")
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+fn github_env(forge: &Forge, dir: &Path) -> Vec<(&'static str, String)> {
+    let event = dir.join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"pull_request": {"number": 7, "head": {"repo": {"full_name": "acme/models"}}, "base": {"repo": {"full_name": "acme/models"}}}}"#,
+    )
+    .unwrap();
+    vec![
+        ("GITHUB_ACTIONS", "true".to_string()),
+        ("GITHUB_EVENT_NAME", "pull_request".to_string()),
+        ("GITHUB_API_URL", forge.url.clone()),
+        ("GITHUB_REPOSITORY", "acme/models".to_string()),
+        ("GITHUB_EVENT_PATH", event.display().to_string()),
+        ("GITHUB_TOKEN", "t0ken".to_string()),
+    ]
+}
+
+#[test]
+fn two_jobs_creating_at_once_leave_one_comment() {
+    // Either way the oldest (100) stays, with this job's report.
+    for when in ["before", "after"] {
+        let forge = Forge::start();
+        let dir = repo();
+        let env = github_env(&forge, dir.path());
+        forge.race(when);
+        let report = dir.path().join("report.md");
+        std::fs::write(&report, "mine\n").unwrap();
+        let (code, out) = comment(dir.path(), &env, &["--file", report.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}");
+        let ours = forge.ours();
+        assert_eq!(ours.len(), 1, "the other job raced {when}: {ours:#?}");
+        assert_eq!(ours[0]["id"], 100, "the oldest is kept");
+        assert_eq!(ours[0]["body"], "<!-- runner:p -->\nmine\n");
+    }
+}
+
+#[test]
+fn a_preview_run_posts_its_report_with_the_metrics_diff() {
+    let forge = Forge::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::write(
+        root.join("pipelines/p.yaml"),
+        r#"apiVersion: runner/v1
+kind: Pipeline
+name: p
+params: {mse: 0.5}
+steps:
+  evaluate:
+    run: >-
+      echo '{"mse": {{ params.mse }}}' > metrics.json
+    params: [mse]
+    metrics: metrics.json
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.join(".gitignore"),
+        ".runner/\nevent.json\nmetrics.json\n",
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    let out = runner(root, &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "base"]);
+
+    let env = github_env(&forge, root);
+    let mut command = runner_command(
+        root,
+        &[
+            "run",
+            "--preview",
+            "--base",
+            "main",
+            "--comment",
+            "-p",
+            "mse=0.25",
+            "--format",
+            "plain",
+        ],
+    );
+    for (k, v) in &env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ours = forge.ours();
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    let body = ours[0]["body"].as_str().unwrap();
+    assert!(body.contains("### runner: `p` succeeded"), "{body}");
+    assert!(body.contains("A preview: nothing was deployed"), "{body}");
+    assert!(body.contains("#### Metrics against `main`"), "{body}");
+    assert!(
+        body.contains("| p | evaluate | mse | 0.5000 | 0.2500 | -0.2500 (-50.0%) |"),
+        "{body}"
+    );
+}

@@ -90,9 +90,7 @@ impl Hasher {
         }
         let mut files = Vec::new();
         list_files(&path, "", &mut files)?;
-        files.sort();
-        let mut manifest = blake3::Hasher::new();
-        let mut size = 0;
+        let mut digests = Vec::with_capacity(files.len());
         for file in files {
             let full = path.join(&file);
             let meta = std::fs::metadata(&full).map_err(|source| Error::Io {
@@ -100,16 +98,15 @@ impl Hasher {
                 source,
             })?;
             let hash = self.file_hash(&format!("{rel}/{file}"), &full, &meta)?;
-            manifest.update(file.as_bytes());
-            manifest.update(b"\0");
-            manifest.update(hash.as_bytes());
-            manifest.update(b"\n");
-            size += meta.len();
+            digests.push((
+                file,
+                Digest {
+                    hash,
+                    size: meta.len(),
+                },
+            ));
         }
-        Ok(Some(Digest {
-            hash: format!("blake3:{}", manifest.finalize().to_hex()),
-            size,
-        }))
+        Ok(Some(directory_digest(digests)))
     }
 
     fn file_hash(
@@ -164,6 +161,26 @@ impl Hasher {
         crate::cache::write_atomic(&self.state_file, &bytes)?;
         self.dirty = false;
         Ok(())
+    }
+}
+
+/// A directory's digest from its files' (relative `/` paths and digests):
+/// a manifest of sorted paths and hashes, so it does not depend on the
+/// order a file system or a git tree lists them in.
+pub fn directory_digest(mut files: Vec<(String, Digest)>) -> Digest {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut manifest = blake3::Hasher::new();
+    let mut size = 0;
+    for (file, digest) in &files {
+        manifest.update(file.as_bytes());
+        manifest.update(b"\0");
+        manifest.update(digest.hash.as_bytes());
+        manifest.update(b"\n");
+        size += digest.size;
+    }
+    Digest {
+        hash: format!("blake3:{}", manifest.finalize().to_hex()),
+        size,
     }
 }
 

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::hash::Digest;
 use crate::error::Error;
+use crate::spec::Source;
+use crate::spec::source::FileText;
 
 /// The lock file's name at the repo root.
 pub const LOCK_FILE: &str = "runner.lock";
@@ -212,6 +214,25 @@ fn read_lock_file(root: &Path, text: &str) -> Result<LockFile, Error> {
 }
 
 impl LockFile {
+    /// The `runner.lock` of a snapshot (the work tree or a commit); empty
+    /// when it has none.
+    pub fn read(source: &Source) -> Result<LockFile, Error> {
+        match source.read(LOCK_FILE) {
+            Ok(FileText::Text(text)) => LockFile::parse(&text),
+            Ok(_) => Err(Error::usage(format!(
+                "{LOCK_FILE} in {} is not a text file",
+                source.describe()
+            ))),
+            Err(Error::Io { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(LockFile::default())
+            }
+            Err(Error::Git { source: e, .. }) if e.code() == git2::ErrorCode::NotFound => {
+                Ok(LockFile::default())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Parses the text of a `runner.lock`.
     pub fn parse(text: &str) -> Result<LockFile, Error> {
         serde_saphyr::from_str(text).map_err(|e| {

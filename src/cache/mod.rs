@@ -45,10 +45,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use hash::{Digest, Hasher};
-use lock::{Lock, StepLock};
+use lock::{Lock, LockFile, StepLock};
 use store::Store;
 
-use crate::plan::Plan;
+use crate::plan::{OutputState, Plan};
 
 /// Where the stat cache lives.
 const STAT_CACHE: &str = ".runner/state/stat-cache.json";
@@ -61,6 +61,26 @@ pub struct Cache {
     hasher: Mutex<Hasher>,
     store: Store,
     lock: Mutex<Lock>,
+}
+
+/// A run and `runner plan` compare with the work tree and the local store.
+impl crate::plan::Observed for Cache {
+    fn with_lock<R>(&self, f: impl FnOnce(&LockFile) -> R) -> Result<R, Error> {
+        Ok(f(&self.recorded()?.file))
+    }
+
+    fn digest(&self, path: &str) -> Result<Option<Digest>, Error> {
+        Cache::digest(self, path)
+    }
+
+    fn output(&self, path: &str, recorded: &Digest) -> Result<OutputState, Error> {
+        Ok(match Cache::digest(self, path)? {
+            Some(now) if now == *recorded => OutputState::Current,
+            _ if self.stored(recorded) => OutputState::Restorable,
+            None => OutputState::Missing,
+            Some(_) => OutputState::Changed,
+        })
+    }
 }
 
 impl Cache {

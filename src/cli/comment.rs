@@ -31,18 +31,29 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         None => render_plan(&plan, PlanFormat::Markdown),
         Some(file) => super::read_text(file)?,
     };
-    // A report a step printed a secret into stays masked on the PR.
-    let report = crate::exec::mask::Masker::new(&plan.secret_values)
-        .mask(&report)
+    post(&forge, &plan.pipeline, &report, &plan.secret_values)?;
+    Ok(exit::SUCCESS)
+}
+
+/// Posts `report` as the pipeline's comment (masked: a report a step printed
+/// a secret into stays masked on the PR) and says what it did.
+pub(super) fn post(
+    forge: &Forge,
+    pipeline: &str,
+    report: &str,
+    secrets: &[String],
+) -> Result<(), Error> {
+    let report = crate::exec::mask::Masker::new(secrets)
+        .mask(report)
         .into_owned();
-    let (verb, id) = match comment::upsert(&forge, &plan.pipeline, &report)? {
+    let (verb, id) = match comment::upsert(forge, pipeline, &report)? {
         Upserted::Created(id) => ("created", id),
         Upserted::Updated(id) => ("updated", id),
     };
-    let on = match &forge {
+    let on = match forge {
         Forge::GitHub { number, .. } => format!("pull request #{number}"),
         Forge::GitLab { iid, .. } => format!("merge request !{iid}"),
     };
-    eprintln!("{verb} the `{}` comment ({id}) on {on}", plan.pipeline);
-    Ok(exit::SUCCESS)
+    eprintln!("{verb} the `{pipeline}` comment ({id}) on {on}");
+    Ok(())
 }

@@ -160,11 +160,25 @@ fn read_text(file: &str) -> Result<String, Error> {
 /// Loads the specs of the work tree, or of `rev` read from git objects.
 fn load(root: &Path, rev: Option<&str>) -> Result<(Source, Loaded), Error> {
     let source = match rev {
-        Some(rev) => Source::at_rev(root, rev)?,
+        Some(rev) => commit_source(root, rev)?,
         None => Source::work_tree(root),
     };
     let loaded = spec::load(&source)?;
     Ok((source, loaded))
+}
+
+/// The commit `rev` names; `origin/BRANCH` that this checkout lacks (a
+/// shallow CI clone has only the commit under test) is fetched first.
+fn commit_source(root: &Path, rev: &str) -> Result<Source, Error> {
+    match Source::at_rev(root, rev) {
+        Err(Error::UnknownRev { .. }) if rev.starts_with("origin/") => {
+            let branch = &rev["origin/".len()..];
+            eprintln!("fetching {branch} from origin: this checkout does not have {rev}");
+            crate::gitops::fetch_tip(root, "origin", branch)?;
+            Source::at_rev(root, rev)
+        }
+        other => other,
+    }
 }
 
 /// Prints a report's problems for a person and says nothing was done.

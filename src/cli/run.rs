@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::exit;
 use crate::cache::Cache;
+use crate::comment::Forge;
 use crate::error::Error;
 use crate::exec::events::{Event, PromotionStatus, RunStatus, WriteBackStatus};
 use crate::exec::mask::Masker;
@@ -73,6 +74,10 @@ pub struct Args {
     /// PR's target branch on origin in CI, else HEAD).
     #[arg(long, value_name = "REF", requires = "preview")]
     base: Option<String>,
+    /// With --preview: post the run's report and the metrics diff as the
+    /// pipeline's one comment on the PR/MR.
+    #[arg(long, requires = "preview")]
+    comment: bool,
     /// Exit 3 when the gate does not promote the model (default: exit 0, "not promoted").
     #[arg(long)]
     fail_on_gate: bool,
@@ -81,6 +86,30 @@ pub struct Args {
 }
 
 impl PlanArgs {
+    /// The pipeline named on the command line.
+    pub fn pipeline(&self) -> Option<&str> {
+        self.pipeline.as_deref()
+    }
+
+    /// `executes`: the plan is for a run (its secrets must be set).
+    pub fn options(&self, executes: bool) -> PlanOptions {
+        PlanOptions {
+            params: self.params.clone(),
+            stack: self.stack.clone(),
+            jobs: self.jobs.map(|j| j as usize),
+            require_secrets: executes,
+            git: None,
+        }
+    }
+
+    pub fn selection(&self) -> Selection {
+        Selection {
+            force: self.force,
+            only: self.only.clone(),
+            downstream: self.downstream.clone(),
+        }
+    }
+
     /// `runner plan ARGS...` as the command line would give it.
     pub fn with(args: &[&str]) -> PlanArgs {
         #[derive(clap::Parser)]
@@ -128,12 +157,7 @@ pub fn plan(
         Err(code) => return Ok(Err(code)),
     };
     let cache = cache?.with_store(root, plan.store_dir.as_deref());
-    let selection = Selection {
-        force: args.force,
-        only: args.only.clone(),
-        downstream: args.downstream.clone(),
-    };
-    plan.decide(&cache, &selection)?;
+    plan.decide(&cache, &args.selection())?;
     Ok(Ok((plan, cache)))
 }
 
@@ -144,17 +168,11 @@ fn build_plan(root: &Path, args: &PlanArgs, executes: bool) -> Result<Result<Pla
         super::print_problems(&loaded);
         return Ok(Err(exit::INVALID));
     }
-    let options = PlanOptions {
-        params: args.params.clone(),
-        stack: args.stack.clone(),
-        jobs: args.jobs.map(|j| j as usize),
-        require_secrets: executes,
-    };
     Ok(Ok(Plan::build(
         &loaded,
         root,
         args.pipeline.as_deref(),
-        &options,
+        &args.options(executes),
     )?))
 }
 
@@ -173,6 +191,8 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             "this is a pull request from a fork ({fork}): `runner run` would run its code with this repository's credentials and could deploy, commit or push; use `runner plan` (it runs nothing) and `runner comment` to preview it"
         )));
     }
+    // Outside a PR/MR job there is nothing to comment on: say so first.
+    let forge = args.comment.then(Forge::from_env).transpose()?;
     // Taken before planning: a run that waited must see what the run before
     // it recorded, or it would write back a stale runner.lock.
     let _run_lock = runlock::acquire(root, !args.no_wait)?;
@@ -267,21 +287,47 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     if Ci::detect() == Ci::GitHub {
         github_report(&plan, &cache, &sink.recorder, &masker_for(&plan));
     }
-    if args.preview && status == RunStatus::Succeeded {
-        let base = preview_base(args.base.as_deref());
-        let format = match args.format {
-            Format::Json => super::metrics::Format::Json,
-            _ => super::metrics::Format::Text,
-        };
-        match super::metrics::diff(root, Some(&plan.pipeline), &base, format) {
-            Ok(table) => {
-                eprintln!("\npreview: metrics against {base}");
-                print!("{table}");
-            }
-            Err(err) => eprintln!("warning: no metrics diff against {base}: {err}"),
-        }
+    if args.preview && status != RunStatus::Cancelled {
+        preview_report(root, &plan, &cache, &sink.recorder, args, forge.as_ref())?;
     }
     Ok(code)
+}
+
+/// After a preview run: the metrics against the base, printed, and with the
+/// run's report posted as the PR/MR comment when asked.
+fn preview_report(
+    root: &Path,
+    plan: &Plan,
+    cache: &Cache,
+    recorder: &Recorder,
+    args: &Args,
+    forge: Option<&Forge>,
+) -> Result<(), Error> {
+    let base = preview_base(args.base.as_deref());
+    let format = match args.format {
+        Format::Json => PlanFormat::Json,
+        _ => PlanFormat::Text,
+    };
+    let mut diff_markdown = None;
+    match super::metrics::diff(root, Some(&plan.pipeline), &base, format) {
+        Ok(table) => {
+            eprintln!("\npreview: metrics against {base}");
+            print!("{table}");
+            diff_markdown =
+                super::metrics::diff(root, Some(&plan.pipeline), &base, PlanFormat::Markdown).ok();
+        }
+        Err(err) => eprintln!("warning: no metrics diff against {base}: {err}"),
+    }
+    let Some(forge) = forge else {
+        return Ok(());
+    };
+    let masker = masker_for(plan);
+    let mut report = github::summary(recorder.record(), &run_metrics(plan, cache), &masker);
+    report.push_str("\n_A preview: nothing was deployed, committed or pushed._\n");
+    if let Some(table) = diff_markdown {
+        report.push_str(&format!("\n#### Metrics against `{base}`\n\n{table}"));
+    }
+    super::comment::post(forge, &plan.pipeline, &report, &plan.secret_values)
 }
 
 /// What a preview compares with: `--base`, else the PR's target branch as
@@ -345,7 +391,7 @@ fn masker_for(plan: &Plan) -> Masker {
 /// Outputs and the summary for GitHub Actions (a failure to write them is
 /// a warning: the run itself is done).
 fn github_report(plan: &Plan, cache: &Cache, recorder: &Recorder, masker: &Masker) {
-    let metrics = crate::promote::run_metrics(plan, cache).unwrap_or_default();
+    let metrics = run_metrics(plan, cache);
     let record = recorder.record();
     if let Some(path) = std::env::var_os("GITHUB_OUTPUT") {
         let outputs = github::outputs(record, &metrics);
@@ -359,6 +405,16 @@ fn github_report(plan: &Plan, cache: &Cache, recorder: &Recorder, masker: &Maske
             eprintln!("warning: GITHUB_STEP_SUMMARY was not written: {err}");
         }
     }
+}
+
+/// The run's metrics for reports; empty when they cannot be merged (the
+/// gate says why).
+fn run_metrics(plan: &Plan, cache: &Cache) -> std::collections::BTreeMap<String, f64> {
+    cache
+        .recorded()
+        .ok()
+        .and_then(|lock| crate::promote::run_metrics(plan, &lock.file).ok())
+        .unwrap_or_default()
 }
 
 /// Loop safety: HEAD, described, when it only changes runner's state files

@@ -3,8 +3,10 @@
 
 pub mod github;
 mod json;
+pub mod metrics;
 mod plain;
 pub mod plan;
+pub mod preview;
 mod tty;
 
 use std::collections::VecDeque;

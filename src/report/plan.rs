@@ -69,29 +69,54 @@ fn promotion_line(plan: &Plan) -> Option<String> {
 
 /// The plan rendered for a person or a machine.
 pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
-    let (runs, total) = counts(plan);
+    let mut out = steps_section(plan, format);
     match format {
         PlanFormat::Json => {
-            let steps: Vec<_> = plan
-                .steps
-                .iter()
-                .zip(&plan.decisions)
-                .map(|(step, decision)| json!({"step": step.name, "command": step.command, "decision": decision}))
-                .collect();
-            let promote = plan.promotion.as_ref().map(|p| {
-                json!({
-                    "model": p.spec.model,
-                    "service": p.spec.service.name,
-                    "gate": p.spec.gate,
-                    "production": p.production.as_ref().map(|d| json!({"digest": d.model.digest, "commit": d.source.commit, "metrics": d.metrics})),
-                })
-            });
-            let doc = json!({"pipeline": plan.pipeline, "stack": plan.stack, "runs": runs, "steps": steps, "promote": promote});
-            format!(
+            return format!(
                 "{}\n",
-                serde_json::to_string_pretty(&doc).unwrap_or_default()
-            )
+                serde_json::to_string_pretty(&plan_json(plan)).unwrap_or_default()
+            );
         }
+        PlanFormat::Text => {
+            if let Some(line) = promotion_line(plan) {
+                out.push_str(&format!("{line}\n"));
+            }
+        }
+        PlanFormat::Markdown => {
+            if let Some(line) = promotion_line(plan) {
+                out.push_str(&format!("\n{line}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The plan as one JSON document (also part of a preview's).
+pub fn plan_json(plan: &Plan) -> serde_json::Value {
+    let (runs, _) = counts(plan);
+    let steps: Vec<_> = plan
+        .steps
+        .iter()
+        .zip(&plan.decisions)
+        .map(|(step, decision)| json!({"step": step.name, "command": step.command, "decision": decision}))
+        .collect();
+    let promote = plan.promotion.as_ref().map(|p| {
+        json!({
+            "model": p.spec.model,
+            "service": p.spec.service.name,
+            "gate": p.spec.gate,
+            "production": p.production.as_ref().map(|d| json!({"digest": d.model.digest, "commit": d.source.commit, "metrics": d.metrics})),
+        })
+    });
+    json!({"pipeline": plan.pipeline, "stack": plan.stack, "runs": runs, "steps": steps, "promote": promote})
+}
+
+/// The heading and one line per step: what it does and why (text or
+/// Markdown; empty for JSON).
+pub fn steps_section(plan: &Plan, format: PlanFormat) -> String {
+    let (runs, total) = counts(plan);
+    match format {
+        PlanFormat::Json => String::new(),
         PlanFormat::Text => {
             let width = plan.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
             let mut out = format!("{}: {runs} of {total} steps would run\n", plan.pipeline);
@@ -103,9 +128,6 @@ pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
                     format!(": {why}")
                 };
                 out.push_str(&format!("  {:<width$}  {action}{why}\n", step.name));
-            }
-            if let Some(line) = promotion_line(plan) {
-                out.push_str(&format!("{line}\n"));
             }
             out
         }
@@ -121,9 +143,6 @@ pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
                     step.name,
                     why.replace('|', "\\|")
                 ));
-            }
-            if let Some(line) = promotion_line(plan) {
-                out.push_str(&format!("\n{line}\n"));
             }
             out
         }
