@@ -109,3 +109,105 @@ fn a_broken_workflow_is_caught() {
         "a job without runs-on must not validate"
     );
 }
+
+/// The action's `run:` script of the step with this id.
+fn action_script(id: &str) -> String {
+    let action = yaml(&std::fs::read_to_string(root().join("action.yml")).unwrap());
+    action["runs"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .and_then(|s| s["run"].as_str())
+        .unwrap_or_else(|| panic!("action.yml has no step `{id}` with a script"))
+        .to_string()
+}
+
+#[test]
+fn the_action_plans_a_pull_request_against_its_base_and_keys_its_cache_on_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    std::fs::create_dir_all(repo.join("pipelines")).unwrap();
+    let spec = "apiVersion: runner/v1\nkind: Pipeline\nname: p\nparams: {alpha: 1}\nsteps:\n  train:\n    run: touch SENTINEL; echo {{ params.alpha }} > {{ outputs.model }}\n    params: [alpha]\n    outputs: {model: model.txt}\n";
+    std::fs::write(repo.join("pipelines/p.yaml"), spec).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "base"]);
+    git(&["update-ref", "refs/remotes/origin/main", "HEAD"]);
+    std::fs::write(
+        repo.join("pipelines/p.yaml"),
+        spec.replace("alpha: 1}", "alpha: 2}"),
+    )
+    .unwrap();
+    git(&["commit", "-qam", "alpha 2"]);
+
+    let bin = Path::new(env!("CARGO_BIN_EXE_runner")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let summary = repo.join("summary.md");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(action_script("runner"))
+        .current_dir(repo)
+        .env("PATH", &path)
+        .env("GITHUB_BASE_REF", "main")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("INPUT_COMMAND", "plan")
+        .env("INPUT_PIPELINE", "")
+        .env("INPUT_STACK", "")
+        .env("INPUT_ARGS", "")
+        .env("INPUT_PUSH", "false")
+        .env("INPUT_COMMENT", "false")
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        summary.contains("### `p`: 1 of 1 steps would run"),
+        "{summary}"
+    );
+    assert!(summary.contains("- `alpha`: `1` -> `2`"), "{summary}");
+    assert!(!repo.join("SENTINEL").exists(), "a plan runs nothing");
+
+    // The binary cache key follows the source, whatever the ref.
+    let key = |dir: &Path| {
+        let output = dir.join("github_output");
+        let _ = std::fs::remove_file(&output);
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(action_script("source"))
+            .env("GITHUB_ACTION_PATH", dir)
+            .env("GITHUB_OUTPUT", &output)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::fs::read_to_string(&output).unwrap()
+    };
+    let copy = tempfile::tempdir().unwrap();
+    for file in ["Cargo.toml", "Cargo.lock", "src/lib.rs"] {
+        let target = copy.path().join(file);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(root().join(file), target).unwrap();
+    }
+    let before = key(copy.path());
+    assert_eq!(key(copy.path()), before, "the same source is the same key");
+    assert!(
+        before.starts_with("key=") && before.trim().len() == "key=".len() + 16,
+        "{before}"
+    );
+    std::fs::write(copy.path().join("src/lib.rs"), "// changed\n").unwrap();
+    assert_ne!(key(copy.path()), before, "a source change is a new key");
+}

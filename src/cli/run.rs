@@ -1,6 +1,6 @@
 //! `runner run`: plan, then execute the plan with a reporter and a recorder.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -17,7 +17,7 @@ use crate::exec::runlock;
 use crate::exec::scheduler::{self, ExecOptions};
 use crate::plan::{Plan, PlanOptions, Selection};
 use crate::report::plan::{PlanFormat, render_plan};
-use crate::report::{self, Ci, Format, github};
+use crate::report::{self, Ci, Format, github, outputs};
 
 /// What to plan: shared by `run`, `plan` and `status`.
 #[derive(Debug, clap::Args)]
@@ -78,6 +78,15 @@ pub struct Args {
     /// pipeline's one comment on the PR/MR.
     #[arg(long, requires = "preview")]
     comment: bool,
+    /// Write the run's outputs (RUNNER_RUN_ID, RUNNER_PROMOTED,
+    /// RUNNER_MODEL_DIGEST, ...) as a dotenv file: GitLab's
+    /// `artifacts:reports:dotenv` passes them to later jobs.
+    #[arg(long, value_name = "FILE")]
+    dotenv: Option<PathBuf>,
+    /// Write a JUnit XML report (a test case per step and per gate check),
+    /// e.g. for GitLab's `artifacts:reports:junit`.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
     /// Exit 3 when the gate does not promote the model (default: exit 0, "not promoted").
     #[arg(long)]
     fail_on_gate: bool,
@@ -287,6 +296,7 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     if Ci::detect() == Ci::GitHub {
         github_report(&plan, &cache, &sink.recorder, &masker_for(&plan));
     }
+    report_files(root, &plan, &cache, &sink.recorder, args);
     if args.preview && status != RunStatus::Cancelled {
         preview_report(root, &plan, &cache, &sink.recorder, args, forge.as_ref())?;
     }
@@ -394,7 +404,7 @@ fn github_report(plan: &Plan, cache: &Cache, recorder: &Recorder, masker: &Maske
     let metrics = run_metrics(plan, cache);
     let record = recorder.record();
     if let Some(path) = std::env::var_os("GITHUB_OUTPUT") {
-        let outputs = github::outputs(record, &metrics);
+        let outputs = outputs::outputs(record, &metrics);
         if let Err(err) = github::write_outputs(Path::new(&path), &outputs, masker) {
             eprintln!("warning: GITHUB_OUTPUT was not written: {err}");
         }
@@ -403,6 +413,32 @@ fn github_report(plan: &Plan, cache: &Cache, recorder: &Recorder, masker: &Maske
         let summary = github::summary(record, &metrics, masker);
         if let Err(err) = github::write_summary(Path::new(&path), &summary) {
             eprintln!("warning: GITHUB_STEP_SUMMARY was not written: {err}");
+        }
+    }
+}
+
+/// `--dotenv` and `--junit`, after any run, failed ones included: that is
+/// when a report matters most. Failing to write one is a warning.
+fn report_files(root: &Path, plan: &Plan, cache: &Cache, recorder: &Recorder, args: &Args) {
+    let record = recorder.record();
+    if let Some(path) = &args.dotenv {
+        let outputs = outputs::outputs(record, &run_metrics(plan, cache));
+        let (text, dropped) = outputs::dotenv(&outputs, &masker_for(plan));
+        if !dropped.is_empty() {
+            eprintln!(
+                "warning: {} left empty in {}: GitLab reads at most 5 KB of dotenv",
+                dropped.join(", "),
+                path.display()
+            );
+        }
+        if let Err(err) = crate::cache::write_atomic(path, text.as_bytes()) {
+            eprintln!("warning: the dotenv report was not written: {err}");
+        }
+    }
+    if let Some(path) = &args.junit {
+        let xml = crate::report::junit::junit(record, root);
+        if let Err(err) = crate::cache::write_atomic(path, xml.as_bytes()) {
+            eprintln!("warning: the JUnit report was not written: {err}");
         }
     }
 }

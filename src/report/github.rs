@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::exec::events::{PromotionStatus, WriteBackStatus};
 use crate::exec::mask::Masker;
 use crate::exec::record::RunRecord;
 
@@ -27,48 +26,6 @@ pub fn mask_secrets(secrets: &[String]) {
         }
     }
     let _ = out.flush();
-}
-
-/// The outputs a workflow reads after `runner run`.
-pub fn outputs(record: &RunRecord, metrics: &BTreeMap<String, f64>) -> Vec<(&'static str, String)> {
-    let promotion = record.promotion.as_ref();
-    let promoted = promotion.is_some_and(|p| {
-        matches!(
-            p.status,
-            PromotionStatus::Deployed | PromotionStatus::Unchanged | PromotionStatus::Restarted
-        )
-    });
-    vec![
-        ("run-id", record.id.clone()),
-        ("status", record.status.as_str().to_string()),
-        ("promoted", promoted.to_string()),
-        (
-            "model-digest",
-            promotion.and_then(|p| p.digest.clone()).unwrap_or_default(),
-        ),
-        (
-            "service-url",
-            promotion.and_then(|p| p.url.clone()).unwrap_or_default(),
-        ),
-        (
-            "metrics",
-            serde_json::to_string(metrics).unwrap_or_else(|_| "{}".to_string()),
-        ),
-        (
-            "commit",
-            record
-                .write_back
-                .as_ref()
-                .filter(|w| {
-                    matches!(
-                        w.status,
-                        WriteBackStatus::Committed | WriteBackStatus::Pushed
-                    )
-                })
-                .and_then(|w| w.sha.clone())
-                .unwrap_or_default(),
-        ),
-    ]
 }
 
 /// Appends `name<<DELIMITER` blocks to the file GitHub reads outputs from.

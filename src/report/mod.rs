@@ -3,7 +3,9 @@
 
 pub mod github;
 mod json;
+pub mod junit;
 pub mod metrics;
+pub mod outputs;
 mod plain;
 pub mod plan;
 pub mod preview;
