@@ -74,22 +74,35 @@ fn the_gitlab_template_validates() {
     );
 }
 
-#[test]
-fn the_readme_workflow_validates() {
+/// The YAML block after `marker` in the README.
+fn readme_example(marker: &str) -> serde_json::Value {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let after = readme
-        .split("<!-- workflow-example -->")
+        .split(marker)
         .nth(1)
-        .expect("README.md has a workflow example");
+        .unwrap_or_else(|| panic!("README.md has no {marker}"));
     let block = after
         .split("```yaml\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .unwrap();
+    yaml(block)
+}
+
+#[test]
+fn the_readme_workflows_validate() {
     check(
         "schemastore-github-workflow.json",
-        &yaml(block),
-        "the README's workflow",
+        &readme_example("<!-- workflow-example -->"),
+        "the README's GitHub workflow",
+    );
+    let gitlab = readme_example("<!-- gitlab-example -->");
+    check("gitlab-ci.json", &gitlab, "the README's .gitlab-ci.yml");
+    assert!(
+        gitlab["include"]
+            .to_string()
+            .contains("ci/runner.gitlab-ci.yml"),
+        "{gitlab}"
     );
 }
 

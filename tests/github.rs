@@ -146,3 +146,29 @@ fn a_deleted_fork_is_refused_and_a_plan_needs_no_secrets() {
     assert_eq!(run.status.code(), Some(2), "{}", text(&run));
     assert!(text(&run).contains("secret `API_KEY`"), "{}", text(&run));
 }
+
+#[test]
+fn invalid_specs_are_annotated_on_the_pull_request_whichever_command_finds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/p.yaml"),
+        PIPELINE.replace(
+            "    secrets: [API_KEY]\n",
+            "    secrets: [API_KEY]\n    retry: 3\n",
+        ),
+    )
+    .unwrap();
+    for command in ["run", "plan"] {
+        let out = runner_command(dir.path(), &[command])
+            .env("GITHUB_ACTIONS", "true")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("::error file=pipelines/p.yaml,line=9,col=5,title=runner validate::"),
+            "{command}: {stderr}"
+        );
+    }
+}

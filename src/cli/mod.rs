@@ -191,6 +191,10 @@ fn print_problems(loaded: &Loaded) {
         .collect();
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     eprint!("{}", loaded.report.render_text(color));
+    // Annotated on the pull request's diff, whichever command found them.
+    if crate::report::Ci::detect() == crate::report::Ci::GitHub {
+        eprint!("{}", loaded.report.render_github());
+    }
     let n = loaded.report.diagnostics.len();
     eprintln!(
         "error: {n} problem{} in {} file{}",
