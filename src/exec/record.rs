@@ -126,6 +126,8 @@ pub struct Recorder {
     /// `SAVE_EVERY` while steps finish (rewriting it for each of thousands
     /// of steps would cost more than the steps), and always at the end.
     saved_at: Instant,
+    /// Whether `run.json` exists yet.
+    saved: bool,
 }
 
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -138,7 +140,8 @@ impl Recorder {
 }
 
 impl Recorder {
-    /// Creates `.runner/runs/<id>/` and writes the initial `run.json`.
+    /// Creates `.runner/runs/<id>/`. `run.json` is first written when a step
+    /// starts (a run with nothing to do writes it once, at the end).
     pub fn create(plan: &Plan, masker: Arc<Masker>) -> Result<Recorder, Error> {
         let dir = plan.root.join(RUNS_DIR).join(&plan.run_id);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -191,15 +194,15 @@ impl Recorder {
             .enumerate()
             .map(|(i, s)| (s.name.clone(), i))
             .collect();
-        let mut recorder = Recorder {
+        let recorder = Recorder {
             dir,
             record,
             index,
             logs: HashMap::new(),
             masker,
             saved_at: Instant::now(),
+            saved: false,
         };
-        recorder.save()?;
         Ok(recorder)
     }
 
@@ -217,6 +220,10 @@ impl Recorder {
                 if *attempt > 1 {
                     let log = self.log(step)?;
                     let _ = writeln!(log, "--- attempt {attempt} ---");
+                }
+                // A killed run leaves a record saying it was running.
+                if !self.saved {
+                    self.save()?;
                 }
             }
             Event::Output { step, line, .. } => {
@@ -331,6 +338,7 @@ impl Recorder {
     /// Writes `run.json` atomically: a reader never sees half a file.
     fn save(&mut self) -> Result<(), Error> {
         self.saved_at = Instant::now();
+        self.saved = true;
         // Every text field is masked where it enters the record (commands,
         // reasons, string params), never the JSON text: masking the text
         // could rewrite a key or an id that happens to equal a secret.
