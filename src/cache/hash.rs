@@ -45,9 +45,45 @@ impl Stat {
     }
 }
 
+/// What a stat says of a file, from `std::fs::metadata` or `fstatat`.
+struct FileInfo {
+    is_dir: bool,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    inode: u64,
+}
+
+impl From<&std::fs::Metadata> for FileInfo {
+    fn from(meta: &std::fs::Metadata) -> FileInfo {
+        FileInfo {
+            is_dir: meta.is_dir(),
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            inode: meta.ino(),
+        }
+    }
+}
+
+impl From<&nix::sys::stat::FileStat> for FileInfo {
+    fn from(st: &nix::sys::stat::FileStat) -> FileInfo {
+        FileInfo {
+            is_dir: st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+            inode: st.st_ino,
+        }
+    }
+}
+
 /// Hashes paths under a root, remembering file hashes by stat.
 pub struct Hasher {
     root: PathBuf,
+    /// The root, open: paths are looked up from it (`fstatat`) instead of
+    /// walking the root's own path again for each of thousands of files.
+    root_dir: Option<std::fs::File>,
     state_file: PathBuf,
     stats: BTreeMap<String, Stat>,
     dirty: bool,
@@ -64,6 +100,7 @@ impl Hasher {
             .unwrap_or_default();
         Hasher {
             root: root.to_path_buf(),
+            root_dir: std::fs::File::open(root).ok(),
             state_file,
             stats,
             dirty: false,
@@ -76,16 +113,22 @@ impl Hasher {
     /// content, in sorted order, so it is the same on every machine.
     pub fn digest(&mut self, rel: &str) -> Result<Option<Digest>, Error> {
         let path = self.root.join(rel);
-        let meta = match std::fs::metadata(&path) {
-            Ok(meta) => meta,
+        let found = match &self.root_dir {
+            Some(dir) => nix::sys::stat::fstatat(dir, rel, nix::fcntl::AtFlags::empty())
+                .map(|st| FileInfo::from(&st))
+                .map_err(std::io::Error::from),
+            None => std::fs::metadata(&path).map(|meta| FileInfo::from(&meta)),
+        };
+        let info = match found {
+            Ok(info) => info,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::Io { path, source }),
         };
-        if !meta.is_dir() {
-            let hash = self.file_hash(rel, &path, &meta)?;
+        if !info.is_dir {
+            let hash = self.file_hash(rel, &path, &info)?;
             return Ok(Some(Digest {
                 hash,
-                size: meta.len(),
+                size: info.size,
             }));
         }
         let mut files = Vec::new();
@@ -97,7 +140,7 @@ impl Hasher {
                 path: full.clone(),
                 source,
             })?;
-            let hash = self.file_hash(&format!("{rel}/{file}"), &full, &meta)?;
+            let hash = self.file_hash(&format!("{rel}/{file}"), &full, &FileInfo::from(&meta))?;
             digests.push((
                 file,
                 Digest {
@@ -109,17 +152,12 @@ impl Hasher {
         Ok(Some(directory_digest(digests)))
     }
 
-    fn file_hash(
-        &mut self,
-        rel: &str,
-        path: &Path,
-        meta: &std::fs::Metadata,
-    ) -> Result<String, Error> {
+    fn file_hash(&mut self, rel: &str, path: &Path, info: &FileInfo) -> Result<String, Error> {
         let now = Stat {
-            size: meta.len(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-            inode: meta.ino(),
+            size: info.size,
+            mtime_ns: info.mtime_ns,
+            ctime_ns: info.ctime_ns,
+            inode: info.inode,
             hash: String::new(),
             hashed_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -131,7 +169,7 @@ impl Hasher {
             return Ok(known.hash.clone());
         }
         let hash = hash_file(path)?;
-        self.bytes_read += meta.len();
+        self.bytes_read += info.size;
         self.stats.insert(
             rel.to_string(),
             Stat {
@@ -197,6 +235,7 @@ pub fn digest_path(path: &Path) -> Result<String, Error> {
     };
     let mut hasher = Hasher {
         root: parent.to_path_buf(),
+        root_dir: None,
         state_file: PathBuf::new(),
         stats: BTreeMap::new(),
         dirty: false,
