@@ -341,6 +341,58 @@ fn sigterm_during_a_long_step_leaves_no_process_behind_and_exits_0() {
     assert!(text(&runs).contains("cancelled"), "{}", text(&runs));
 }
 
+/// A schedule firing every second on a step that takes 2.5s.
+fn busy(concurrency: &str) -> tempfile::TempDir {
+    repo(
+        &format!("on:\n  schedule: ['* * * * * *']\n  concurrency: {concurrency}\n"),
+        "  slow:\n    run: echo start >> ticks.log; sleep 2.5\n    cache: false\n",
+    )
+}
+
+#[test]
+fn concurrency_forbid_skips_firings_during_a_run() {
+    let dir = busy("forbid");
+    let watch = Watch::start(dir.path(), &["--no-files"]);
+    let skipped = watch.wait_for("a skipped firing", Duration::from_secs(10), |e| {
+        e["event"] == "trigger" && e["action"] == "skipped"
+    });
+    assert_eq!(skipped["running"], 1, "{}", watch.dump());
+    watch.wait_for("the run", Duration::from_secs(10), is("run_exited"));
+    let (code, events) = watch.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{events}");
+    // Nothing was queued: no run starts right as one ends.
+    assert!(!events.contains("\"action\":\"queued\""), "{events}");
+}
+
+#[test]
+fn concurrency_replace_cancels_the_run_and_queue_runs_once_after() {
+    let dir = busy("replace");
+    let watch = Watch::start(dir.path(), &["--no-files"]);
+    watch.wait_for("a replaced run", Duration::from_secs(10), |e| {
+        e["event"] == "run_exited" && e["outcome"] == "cancelled"
+    });
+    watch.wait_for("the next run", Duration::from_secs(10), |e| {
+        e["event"] == "run_starting" && e["run"] == 2
+    });
+    let (code, events) = watch.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{events}");
+    assert!(events.contains("\"action\":\"replace\""), "{events}");
+
+    let dir = busy("queue");
+    let watch = Watch::start(dir.path(), &["--no-files"]);
+    watch.wait_for("the follow-up run", Duration::from_secs(12), |e| {
+        e["event"] == "run_starting" && e["run"] == 2
+    });
+    let first = watch.wait_for("run #1", Duration::from_secs(1), |e| {
+        e["event"] == "run_exited" && e["run"] == 1
+    });
+    assert_eq!(first["outcome"], "succeeded", "{}", watch.dump());
+    let (code, events) = watch.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{events}");
+    // Firings during run #1 coalesced into the one follow-up.
+    assert!(events.contains("\"action\":\"coalesced\""), "{events}");
+}
+
 #[test]
 fn drain_lets_the_run_finish() {
     let dir = repo(
@@ -513,6 +565,11 @@ fn a_commit_pushed_to_the_remote_is_picked_up_and_run() {
     let model = std::fs::read_to_string(work.join("build/model.json")).unwrap();
     assert!(model.contains("\"v1\""), "{model}");
     assert_eq!(watch.count(started_by("remote")), 1);
+    assert_eq!(
+        git(&work, &["status", "--porcelain"]),
+        "",
+        "the checkout is clean"
+    );
     // A dirty checkout is left alone, with a warning.
     std::fs::write(
         work.join("steps/train.py"),
@@ -536,10 +593,8 @@ fn runners_own_deployment_commits_start_no_run() {
     let mut world = World::new(true);
     let work = world.clone("work");
     let other = world.clone("other");
-    let watch = Watch::start(
-        &work,
-        &["--poll-remote", "200ms", "--no-files", "--no-schedule"],
-    );
+    // Files are watched too: the fast-forward's and the run's writes start nothing.
+    let watch = Watch::start(&work, &["--poll-remote", "200ms", "--no-schedule"]);
     // Another runner (CI, say) deploys and pushes: runner's own commit.
     let out = runner(&other, &["run", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -27,6 +27,8 @@ const UNWATCHED: [&str; 2] = [".git", ".runner"];
 pub struct FileWatcher {
     watcher: RecommendedWatcher,
     root: PathBuf,
+    /// Top-level directories watched recursively (each is walked once).
+    watched: BTreeSet<PathBuf>,
 }
 
 impl FileWatcher {
@@ -49,6 +51,7 @@ impl FileWatcher {
         let mut watcher = FileWatcher {
             watcher,
             root: root.to_path_buf(),
+            watched: BTreeSet::new(),
         };
         watcher
             .watcher
@@ -72,7 +75,13 @@ impl FileWatcher {
         let unwatched = path
             .file_name()
             .is_some_and(|name| UNWATCHED.iter().any(|u| name == *u));
-        if top_level && !unwatched && path.is_dir() {
+        if !top_level || unwatched {
+            return;
+        }
+        if !path.is_dir() {
+            // Gone (or a file now): watched again if it comes back.
+            self.watched.remove(path);
+        } else if self.watched.insert(path.to_path_buf()) {
             // A directory that vanished meanwhile is simply not watched.
             let _ = self.watcher.watch(path, RecursiveMode::Recursive);
         }
@@ -114,6 +123,18 @@ impl Debounce {
     pub fn due(&self) -> Option<Instant> {
         let (first, last) = (self.first?, self.last?);
         Some((last + QUIET).min(first + MAX_DELAY))
+    }
+
+    /// Drops gathered changes of these paths (runner's own writes, noticed
+    /// only after they were seen).
+    pub fn forget(&mut self, paths: &[String]) {
+        for path in paths {
+            self.paths.remove(path);
+        }
+        if self.paths.is_empty() {
+            self.first = None;
+            self.last = None;
+        }
     }
 
     /// The gathered paths, when due at `now`.

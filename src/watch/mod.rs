@@ -676,6 +676,9 @@ impl Watcher<'_> {
                     json!({"commit": to, "from": from, "action": "fast_forwarded", "changed": changed}),
                     &format!("remote: fast-forwarded {from}..{to} ({subject})"),
                 );
+                // The checkout's writes may have been seen already, or
+                // may still come.
+                self.debounce.forget(&changed);
                 let until = Instant::now() + CHECKOUT_ECHO;
                 self.echoes
                     .extend(changed.iter().map(|path| (path.clone(), until)));

@@ -141,13 +141,8 @@ pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
         "runner watch: fast-forward",
     )
     .map_err(Error::git("fast-forward the local branch"))?;
-    // The index follows the new HEAD, so the work tree reads as clean.
-    let mut index = repo.index().map_err(Error::git("read the index"))?;
-    let tree = new.tree().map_err(Error::git("read the fetched commit"))?;
-    index
-        .read_tree(&tree)
-        .and_then(|_| index.write())
-        .map_err(Error::git("update the index"))?;
+    // The checkout has updated the index too: HEAD, index and work tree
+    // agree, and the work tree reads as clean.
     Ok(match own {
         true => Polled::Own {
             sha: short(remote_head),
