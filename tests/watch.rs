@@ -584,6 +584,10 @@ fn a_commit_pushed_to_the_remote_is_picked_up_and_run() {
                 .is_some_and(|m| m.contains("left alone"))
     });
     assert_eq!(git(&work, &["rev-parse", "HEAD"]), sha);
+    // Said once, not at every poll.
+    std::thread::sleep(Duration::from_millis(700));
+    let warnings = watch.count(|e| e["event"] == "warning");
+    assert_eq!(warnings, 1, "{}", watch.dump());
     let (code, events) = watch.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{events}");
 }

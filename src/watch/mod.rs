@@ -225,6 +225,8 @@ struct Watcher<'a> {
     echoes: Vec<(String, Instant)>,
     upstream: Option<Upstream>,
     polling: bool,
+    /// The last poll's warning, not repeated while it stands.
+    poll_warning: Option<String>,
     /// A poll came due while runs were going: poll when they end.
     poll_due: bool,
     stopping: bool,
@@ -279,6 +281,7 @@ pub fn watch(root: &Path, options: &Options) -> Result<u8, Error> {
             echoes: Vec::new(),
             upstream,
             polling: false,
+            poll_warning: None,
             poll_due: false,
             stopping: false,
             failed: None,
@@ -656,6 +659,14 @@ impl Watcher<'_> {
 
     fn polled(&mut self, polled: Result<Polled, Error>) {
         self.polling = false;
+        if polled.as_ref().is_ok_and(|p| {
+            matches!(
+                p,
+                Polled::UpToDate | Polled::Own { .. } | Polled::FastForwarded { .. }
+            )
+        }) {
+            self.poll_warning = None;
+        }
         match polled {
             Ok(Polled::UpToDate) => {}
             Ok(Polled::Own { sha, subject }) => self.out.emit(
@@ -698,17 +709,24 @@ impl Watcher<'_> {
                     self.trigger(&name, trigger);
                 }
             }
-            Ok(Polled::Dirty { sha, why }) => self.out.warn(
-                None,
-                &format!("remote has {sha}, but the checkout is left alone: {why}; commit or stash, and it is picked up at the next poll"),
+            Ok(Polled::Dirty { sha, why }) => self.warn_once(
+                format!("remote has {sha}, but the checkout is left alone: {why}; commit or stash, and it is picked up at the next poll"),
             ),
-            Ok(Polled::Diverged { local, remote }) => self.out.warn(
-                None,
-                &format!("the local branch ({local}) has commits the remote ({remote}) does not: not fast-forwarding; push or rebase them"),
+            Ok(Polled::Diverged { local, remote }) => self.warn_once(
+                format!("the local branch ({local}) has commits the remote ({remote}) does not: not fast-forwarding; push or rebase them"),
             ),
-            Err(err) => self.out.warn(None, &format!("remote poll failed: {err}")),
+            Err(err) => self.warn_once(format!("remote poll failed: {err}")),
         }
         self.start_pending();
+    }
+
+    /// A poll's warning, unless the last poll said the same: a dirty
+    /// checkout is reported once, not at every poll.
+    fn warn_once(&mut self, message: String) {
+        if self.poll_warning.as_ref() != Some(&message) {
+            self.out.warn(None, &message);
+            self.poll_warning = Some(message);
+        }
     }
 
     // ---- runs ----
