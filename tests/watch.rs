@@ -306,9 +306,12 @@ fn once_runs_a_missed_schedule_within_its_deadline_then_exits() {
         "tick\n"
     );
     // That firing is done: the next --once has nothing due.
-    let out = once(&[]);
+    let out = runner(dir.path(), &["watch", "--once"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(!text(&out).contains("run_starting"), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("] running what is due for p in "), "{said}");
+    assert!(!said.contains("starting"), "{said}");
+    assert!(said.ends_with("] stopped\n"), "{said}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("ticks.log")).unwrap(),
         "tick\n"
@@ -624,4 +627,19 @@ fn runners_own_deployment_commits_start_no_run() {
     assert_eq!(watch.count(is("run_starting")), 1, "{}", watch.dump());
     let (code, events) = watch.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{events}");
+}
+
+#[test]
+fn once_exits_with_the_code_of_a_failed_run() {
+    let dir = repo(
+        "on:\n  schedule: ['0 0 1 1 *']\n  starting_deadline: 1000d\n",
+        "  broken:\n    run: exit 3\n",
+    );
+    let out = runner(dir.path(), &["watch", "--once", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("\"outcome\":\"a step failed\""),
+        "{}",
+        text(&out)
+    );
 }

@@ -850,14 +850,16 @@ impl Watcher<'_> {
             2 => "invalid spec or usage",
             3 => "gate failed",
             4 => "write-back failed",
-            130 => "cancelled",
+            // 143: stopped by SIGTERM before `runner run` had its handler
+            // (waiting for the checkout's lock): nothing had started.
+            130 | 143 => "cancelled",
             _ => "failed",
         };
-        if code != 0 && code != 130 && self.failed.is_none() {
+        if !matches!(code, 0 | 130 | 143) && self.failed.is_none() {
             self.failed = Some(code);
         }
         let hint = match code {
-            0 | 130 => String::new(),
+            0 | 130 | 143 => String::new(),
             _ => " (`runner runs show` and `runner runs logs` say more)".to_string(),
         };
         self.out.emit(
