@@ -50,6 +50,7 @@ pub struct Args {
     /// Push each deployment commit (default: the stack's `git.push`).
     #[arg(long, conflicts_with = "no_commit")]
     push: bool,
+    /// `text`: a line per trigger, step and outcome; `json`: one JSON object per line.
     #[arg(long, value_enum, default_value_t = WatchFormat::Text)]
     format: WatchFormat,
 }

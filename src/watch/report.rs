@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 /// `--format` of `runner watch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WatchFormat {
+    /// One line per happening, for a person.
     Text,
+    /// One JSON object per line, for machines.
     Json,
 }
 

@@ -218,8 +218,11 @@ async fn run(
             }
         }
     };
-    for reader in readers {
-        let _ = tokio::time::timeout(DRAIN, reader).await;
+    for mut reader in readers {
+        if tokio::time::timeout(DRAIN, &mut reader).await.is_err() {
+            // Whatever still holds the pipe, the run is over.
+            reader.abort();
+        }
     }
     match status {
         Ok(status) => exit_code(status),
