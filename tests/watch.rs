@@ -643,3 +643,46 @@ fn once_exits_with_the_code_of_a_failed_run() {
         text(&out)
     );
 }
+
+#[test]
+fn a_firing_missed_while_down_runs_once_at_start_within_the_deadline() {
+    let dir = repo(
+        "on:\n  schedule: ['0 0 1 1 *']\n  starting_deadline: 1000d\n",
+        "  tick:\n    run: echo tick >> ticks.log\n    cache: false\n",
+    );
+    // The first start has no record: it catches nothing up.
+    let watch = Watch::start(dir.path(), &["--no-files"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(watch.count(is("run_starting")), 0, "{}", watch.dump());
+    let (code, events) = watch.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{events}");
+    // Down since 2020: the latest firing (within 1000 days) runs once.
+    std::fs::write(
+        dir.path().join(".runner/state/watch-schedules.json"),
+        r#"{"p": {"0 0 1 1 *": "2020-01-01T00:00:00+00:00"}}"#,
+    )
+    .unwrap();
+    let watch = Watch::start(dir.path(), &["--no-files"]);
+    let started = watch.wait_for("the missed firing", Duration::from_secs(5), |e| {
+        e["event"] == "run_starting"
+    });
+    assert!(
+        started["detail"][0]
+            .as_str()
+            .unwrap()
+            .contains("(missed while down)"),
+        "{}",
+        watch.dump()
+    );
+    watch.wait_for("the run", Duration::from_secs(10), is("run_exited"));
+    let (code, events) = watch.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{events}");
+    // Recorded: the next start has nothing to catch up.
+    let watch = Watch::start(dir.path(), &["--no-files"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(watch.count(is("run_starting")), 0, "{}", watch.dump());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ticks.log")).unwrap(),
+        "tick\n"
+    );
+}
