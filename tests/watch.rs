@@ -471,6 +471,12 @@ struct World {
 
 impl World {
     fn new(promote: bool) -> World {
+        World::with_push(promote, true)
+    }
+
+    /// `push`: the stack's `git.push` (false: deployments are committed
+    /// locally only, the default).
+    fn with_push(promote: bool, push: bool) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let remote = tmp.path().join("remote.git");
         let remote = remote.to_str().unwrap();
@@ -489,8 +495,9 @@ impl World {
             ("pipelines/p.yaml", pipeline(promote)),
             (
                 "stacks/local.yaml",
-                "apiVersion: runner/v1\nkind: Stack\nname: local\ngit: {push: true, branch: main}\n"
-                    .to_string(),
+                format!(
+                    "apiVersion: runner/v1\nkind: Stack\nname: local\ngit: {{push: {push}, branch: main}}\n"
+                ),
             ),
             ("steps/train.py", TRAIN.to_string()),
             ("data/version.txt", "v0\n".to_string()),
@@ -685,4 +692,58 @@ fn a_firing_missed_while_down_runs_once_at_start_within_the_deadline() {
         std::fs::read_to_string(dir.path().join("ticks.log")).unwrap(),
         "tick\n"
     );
+}
+
+#[test]
+fn unpushed_deployment_commits_are_carried_onto_new_remote_commits() {
+    let mut world = World::with_push(true, false);
+    let work = world.clone("work");
+    let watch = Watch::start(
+        &work,
+        &["--poll-remote", "200ms", "--no-files", "--no-schedule"],
+    );
+    let v1 = world.source_commit("v1");
+    let first = watch.wait_for("the first run", Duration::from_secs(60), is("run_exited"));
+    assert_eq!(first["exit_code"], 0, "{}", watch.dump());
+    // Committed here, not pushed: the local branch is ahead of the remote.
+    let deployed = git(&work, &["log", "-1", "--format=%B"]);
+    assert!(
+        deployed.contains(&format!("Runner-Source: {v1}")),
+        "{deployed}"
+    );
+    // New work on the remote: the branch moves to it, the unpushed
+    // deployment is kept in the work tree and the new work is trained on.
+    let v2 = world.source_commit("v2");
+    let moved = watch.wait_for("the move", Duration::from_secs(10), |e| {
+        e["event"] == "remote" && e["action"] == "fast_forwarded" && e["commit"] == v2[..12]
+    });
+    assert_eq!(
+        moved["kept"],
+        serde_json::json!(["deployments/local/svc.yaml"])
+    );
+    let second = watch.wait_n(
+        "the second run",
+        2,
+        Duration::from_secs(60),
+        &|e: &Value| e["event"] == "run_exited",
+    );
+    assert_eq!(second[1]["exit_code"], 0, "{}", watch.dump());
+    assert!(
+        watch.count(|e| e["event"] == "write_back" && e["status"] == "committed") == 2,
+        "{}",
+        watch.dump()
+    );
+    assert_eq!(
+        watch.count(|e| e["event"] == "warning"),
+        0,
+        "{}",
+        watch.dump()
+    );
+    // The v2 deployment, committed on v2.
+    assert_eq!(git(&work, &["rev-parse", "HEAD~1"]), v2);
+    let state = git(&work, &["show", "HEAD:deployments/local/svc.yaml"]);
+    assert!(state.contains(&v2), "{state}");
+    assert_eq!(git(&work, &["status", "--porcelain"]), "");
+    let (code, events) = watch.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{events}");
 }

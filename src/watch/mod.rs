@@ -669,23 +669,27 @@ impl Watcher<'_> {
         }
         match polled {
             Ok(Polled::UpToDate) => {}
-            Ok(Polled::Own { sha, subject }) => self.out.emit(
+            Ok(Polled::Own { sha, subject, kept }) => self.out.emit(
                 "remote",
                 None,
-                json!({"commit": sha, "action": "skipped", "reason": "runner's own commit"}),
-                &format!("remote: fast-forwarded to {sha} ({subject}); skipped: runner's own commit"),
+                json!({"commit": sha, "action": "skipped", "reason": "runner's own commit", "kept": kept}),
+                &format!(
+                    "remote: fast-forwarded to {sha} ({subject}){}; skipped: runner's own commit",
+                    kept_text(&kept)
+                ),
             ),
             Ok(Polled::FastForwarded {
                 from,
                 to,
                 subject,
                 changed,
+                kept,
             }) => {
                 self.out.emit(
                     "remote",
                     None,
-                    json!({"commit": to, "from": from, "action": "fast_forwarded", "changed": changed}),
-                    &format!("remote: fast-forwarded {from}..{to} ({subject})"),
+                    json!({"commit": to, "from": from, "action": "fast_forwarded", "changed": changed, "kept": kept}),
+                    &format!("remote: fast-forwarded {from}..{to} ({subject}){}", kept_text(&kept)),
                 );
                 // The checkout's writes may have been seen already, or
                 // may still come.
@@ -943,6 +947,17 @@ impl Watcher<'_> {
                 running.handle.cancel();
             }
         }
+    }
+}
+
+/// Says which unpushed deployment files were kept, uncommitted.
+fn kept_text(kept: &[String]) -> String {
+    match kept.is_empty() {
+        true => String::new(),
+        false => format!(
+            "; kept runner's unpushed deployment state uncommitted: {}",
+            kept.join(", ")
+        ),
     }
 }
 

@@ -59,19 +59,25 @@ pub enum Polled {
     /// The remote has nothing the checkout lacks.
     UpToDate,
     /// Only runner's own deployment commits are new: the checkout was
-    /// fast-forwarded to them, and nothing is to run.
-    Own { sha: String, subject: String },
-    /// New work: the checkout was fast-forwarded; `changed` are the paths
-    /// (relative to the runner root) the fast-forward wrote.
+    /// fast-forwarded to them (`sha`, the new HEAD), and nothing is to run.
+    Own {
+        sha: String,
+        subject: String,
+        kept: Vec<String>,
+    },
+    /// New work: the checkout was fast-forwarded to `to`; `changed` are the
+    /// paths (relative to the runner root) it wrote.
     FastForwarded {
         from: String,
         to: String,
         subject: String,
         changed: Vec<String>,
+        /// runner's unpushed deployment state, kept in the work tree.
+        kept: Vec<String>,
     },
     /// New commits, but the checkout has local changes: left alone.
     Dirty { sha: String, why: String },
-    /// The local branch has commits the remote does not: left alone.
+    /// The local branch has commits of a person's the remote does not: left alone.
     Diverged { local: String, remote: String },
 }
 
@@ -100,16 +106,30 @@ pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
     {
         return Ok(Polled::UpToDate);
     }
-    if !repo
-        .graph_descendant_of(remote_head, local)
-        .map_err(Error::git("compare the local and remote branches"))?
-    {
-        return Ok(Polled::Diverged {
-            local: short(local),
-            remote: short(remote_head),
-        });
-    }
     let prefix = prefix(&repo, root);
+    let fast_forward = repo
+        .graph_descendant_of(remote_head, local)
+        .map_err(Error::git("compare the local and remote branches"))?;
+    // The local branch may be ahead by runner's own deployment commits: a
+    // stack that commits without pushing, or a push rebuilt on a newer
+    // remote head. The branch moves to the remote head and their state
+    // files are kept in the work tree, uncommitted: the next deployment
+    // commits them (a commit of them on top would read as "only runner's
+    // state changed" and stop the run on the new work). A person's commits
+    // are never moved.
+    let kept = match fast_forward {
+        true => Vec::new(),
+        false if only_runner_commits(&repo, remote_head, local, &prefix)? => {
+            unpushed_state(&repo, local, remote_head, &prefix)?
+        }
+        false => {
+            return Ok(Polled::Diverged {
+                local: short(local),
+                remote: short(remote_head),
+            });
+        }
+    };
+    let target = remote_head;
     let dirty = local_changes(&repo, &prefix)?;
     if !dirty.is_empty() {
         return Ok(Polled::Dirty {
@@ -118,14 +138,17 @@ pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
         });
     }
     let own = only_runner_commits(&repo, local, remote_head, &prefix)?;
-    let changed = changed_paths(&repo, local, remote_head, &prefix)?;
+    let changed = changed_paths(&repo, local, target, &prefix)?;
     let new = repo
         .find_commit(remote_head)
         .map_err(Error::git("read the fetched commit"))?;
     let subject = new.summary().ok().flatten().unwrap_or_default().to_string();
+    let target_commit = repo
+        .find_commit(target)
+        .map_err(Error::git("read the commit to check out"))?;
     let mut checkout = git2::build::CheckoutBuilder::new();
     checkout.safe();
-    if let Err(err) = repo.checkout_tree(new.as_object(), Some(&mut checkout)) {
+    if let Err(err) = repo.checkout_tree(target_commit.as_object(), Some(&mut checkout)) {
         return Ok(Polled::Dirty {
             sha: short(remote_head),
             why: format!(
@@ -136,25 +159,94 @@ pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
     }
     repo.reference(
         &upstream.local_ref,
-        remote_head,
+        target,
         true,
         "runner watch: fast-forward",
     )
     .map_err(Error::git("fast-forward the local branch"))?;
     // The checkout has updated the index too: HEAD, index and work tree
-    // agree, and the work tree reads as clean.
+    // agree, and the work tree reads as clean but for the state kept.
+    let mut kept_paths = Vec::new();
+    for (rel, bytes) in kept {
+        let path = root.join(&rel);
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        match bytes {
+            Some(bytes) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                }
+                std::fs::write(&path, &bytes).map_err(io)?;
+                crate::gitops::remember_written(root, &rel, &bytes);
+            }
+            None => match std::fs::remove_file(&path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(io(err)),
+                _ => {}
+            },
+        }
+        kept_paths.push(rel);
+    }
     Ok(match own {
         true => Polled::Own {
-            sha: short(remote_head),
+            sha: short(target),
             subject,
+            kept: kept_paths,
         },
         false => Polled::FastForwarded {
             from: short(local),
-            to: short(remote_head),
+            to: short(target),
             subject,
             changed,
+            kept: kept_paths,
         },
     })
+}
+
+/// A state file to keep in the work tree: its path relative to the runner
+/// root, and its content (`None`: deleted).
+type KeptFile = (String, Option<Vec<u8>>);
+
+/// The state files runner's local-only deployment commits changed, with
+/// their content at the local head (`None`: deleted), leaving out those the
+/// remote changed since (the remote's deployment then stands, as a push's
+/// guard would have it).
+fn unpushed_state(
+    repo: &Repository,
+    local: Oid,
+    remote_head: Oid,
+    prefix: &str,
+) -> Result<Vec<KeptFile>, Error> {
+    let base = repo
+        .merge_base(local, remote_head)
+        .map_err(Error::git("find where the local and remote branches meet"))?;
+    let ours = changed_paths(repo, base, local, prefix)?;
+    let theirs = changed_paths(repo, base, remote_head, prefix)?;
+    let tree = repo
+        .find_commit(local)
+        .and_then(|c| c.tree())
+        .map_err(Error::git("read a commit"))?;
+    let mut kept = Vec::new();
+    for rel in ours.into_iter().filter(|path| !theirs.contains(path)) {
+        let path = match prefix.is_empty() {
+            true => rel.clone(),
+            false => format!("{prefix}/{rel}"),
+        };
+        let bytes = match tree.get_path(Path::new(&path)) {
+            Ok(entry) => Some(
+                entry
+                    .to_object(repo)
+                    .and_then(|o| o.peel_to_blob())
+                    .map_err(Error::git("read a deployment file"))?
+                    .content()
+                    .to_vec(),
+            ),
+            Err(_) => None,
+        };
+        kept.push((rel, bytes));
+    }
+    Ok(kept)
 }
 
 fn short(oid: Oid) -> String {
