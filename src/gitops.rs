@@ -700,6 +700,14 @@ fn push_refspec(repo: &Repository, request: &PushRequest, refspec: &str) -> Resu
     }
 }
 
+/// Fetches `branch` from `remote` into its tracking ref and returns the
+/// remote head (None when the branch is gone): `runner watch` polls with it,
+/// with the same credentials as a push.
+pub fn fetch_branch(root: &Path, remote: &str, branch: &str) -> Result<Option<Oid>, Error> {
+    let repo = open(root)?;
+    fetch(&repo, remote, branch).map_err(Error::git("fetch the remote branch"))
+}
+
 /// Fetches the branch; the remote head (None when the branch is gone).
 fn fetch(repo: &Repository, remote: &str, branch: &str) -> Result<Option<Oid>, git2::Error> {
     fetch_with(repo, remote, branch, git2::FetchOptions::new())

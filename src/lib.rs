@@ -21,5 +21,6 @@ pub mod report;
 pub mod spec;
 pub mod suggest;
 pub mod template;
+pub mod watch;
 
 pub use error::Error;

@@ -11,6 +11,7 @@ mod runs;
 mod schema;
 mod services;
 mod validate;
+mod watch;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,8 @@ enum Command {
     Services(services::Command),
     /// Post the pipeline's plan (or a report) as ONE comment on the PR/MR, updated in place.
     Comment(comment::Args),
+    /// Start runs on file changes, new remote commits and cron schedules, until stopped.
+    Watch(watch::Args),
     /// Write an example repository into a new directory, and commit it.
     Init(init::InitArgs),
     /// The whole loop on the example: train, gate, deploy, commit, predict.
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Metrics(command) => root().and_then(|root| metrics::run(&root, command)),
         Command::Services(command) => root().and_then(|root| services::run(&root, command)),
         Command::Comment(args) => root().and_then(|root| comment::run(&root, args)),
+        Command::Watch(args) => root().and_then(|root| watch::run(&root, args)),
         Command::Init(args) => init::init(args),
         Command::Demo(args) => init::demo(args),
     };

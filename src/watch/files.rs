@@ -1,0 +1,188 @@
+//! File changes: a notify watcher on the work tree, paths made relative to
+//! the root, and a debounce that turns a burst of writes into one firing.
+//!
+//! `.git` and `.runner` are never watched (they are runner's and git's own,
+//! and `.runner/cache` can hold many directories): the root is watched
+//! alone and each other top-level directory recursively, including ones
+//! created later.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::error::Error;
+
+/// A quiet spell this long ends a burst of writes.
+pub const QUIET: Duration = Duration::from_millis(150);
+/// A burst that never goes quiet still fires after this long.
+pub const MAX_DELAY: Duration = Duration::from_millis(1000);
+
+/// Top-level directories never watched.
+const UNWATCHED: [&str; 2] = [".git", ".runner"];
+
+/// The watcher of one work tree; dropping it stops the events.
+pub struct FileWatcher {
+    watcher: RecommendedWatcher,
+    root: PathBuf,
+    /// Top-level directories watched recursively (each is walked once).
+    watched: BTreeSet<PathBuf>,
+}
+
+impl FileWatcher {
+    /// Starts watching `root`; each changed path goes to `changes`
+    /// (absolute, as notify reports it).
+    pub fn start(root: &Path, changes: UnboundedSender<PathBuf>) -> Result<FileWatcher, Error> {
+        let handler = move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else {
+                return;
+            };
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
+            for path in event.paths {
+                let _ = changes.send(path);
+            }
+        };
+        let watcher =
+            notify::recommended_watcher(handler).map_err(|err| notify_error(root, err))?;
+        let mut watcher = FileWatcher {
+            watcher,
+            root: root.to_path_buf(),
+            watched: BTreeSet::new(),
+        };
+        watcher
+            .watcher
+            .watch(root, RecursiveMode::NonRecursive)
+            .map_err(|err| notify_error(root, err))?;
+        let entries = std::fs::read_dir(root).map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            watcher.add(&entry.path());
+        }
+        Ok(watcher)
+    }
+
+    /// Watches `path` recursively when it is a top-level directory of the
+    /// root that is watched (called for every change: a new directory is
+    /// picked up as it appears).
+    pub fn add(&mut self, path: &Path) {
+        let top_level = path.parent() == Some(self.root.as_path());
+        let unwatched = path
+            .file_name()
+            .is_some_and(|name| UNWATCHED.iter().any(|u| name == *u));
+        if !top_level || unwatched {
+            return;
+        }
+        if !path.is_dir() {
+            // Gone (or a file now): watched again if it comes back.
+            self.watched.remove(path);
+        } else if self.watched.insert(path.to_path_buf()) {
+            // A directory that vanished meanwhile is simply not watched.
+            let _ = self.watcher.watch(path, RecursiveMode::Recursive);
+        }
+    }
+}
+
+fn notify_error(root: &Path, err: notify::Error) -> Error {
+    Error::usage(format!(
+        "cannot watch {} for changes: {err}; on Linux, raise fs.inotify.max_user_watches, or pass --no-files",
+        root.display()
+    ))
+}
+
+/// `path` relative to `root` with `/` separators; `None` outside it.
+pub fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let rel = rel.to_string_lossy().replace('\\', "/");
+    (!rel.is_empty()).then_some(rel)
+}
+
+/// Changed paths gathered until the burst ends.
+#[derive(Debug, Default)]
+pub struct Debounce {
+    paths: BTreeSet<String>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Debounce {
+    /// Adds a change seen at `now`.
+    pub fn add(&mut self, rel: String, now: Instant) {
+        self.paths.insert(rel);
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+
+    /// When the gathered changes are due: a quiet spell after the last one,
+    /// or the longest delay after the first. `None`: nothing gathered.
+    pub fn due(&self) -> Option<Instant> {
+        let (first, last) = (self.first?, self.last?);
+        Some((last + QUIET).min(first + MAX_DELAY))
+    }
+
+    /// Drops gathered changes of these paths (runner's own writes, noticed
+    /// only after they were seen).
+    pub fn forget(&mut self, paths: &[String]) {
+        for path in paths {
+            self.paths.remove(path);
+        }
+        if self.paths.is_empty() {
+            self.first = None;
+            self.last = None;
+        }
+    }
+
+    /// The gathered paths, when due at `now`.
+    pub fn take(&mut self, now: Instant) -> Option<BTreeSet<String>> {
+        if self.due()? > now {
+            return None;
+        }
+        self.first = None;
+        self.last = None;
+        Some(std::mem::take(&mut self.paths))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_fires_once_after_a_quiet_spell_or_the_longest_delay() {
+        let start = Instant::now();
+        let mut debounce = Debounce::default();
+        assert!(debounce.due().is_none());
+        for i in 0..5 {
+            debounce.add(format!("f{i}"), start + Duration::from_millis(i * 10));
+        }
+        assert_eq!(
+            debounce.due(),
+            Some(start + Duration::from_millis(40) + QUIET)
+        );
+        assert!(debounce.take(start + Duration::from_millis(50)).is_none());
+        let paths = debounce.take(start + Duration::from_millis(400)).unwrap();
+        assert_eq!(paths.len(), 5);
+        assert!(debounce.due().is_none());
+        // Writes every 100ms never go quiet: the longest delay fires.
+        for i in 0..20 {
+            debounce.add("f".into(), start + Duration::from_millis(i * 100));
+        }
+        assert_eq!(debounce.due(), Some(start + MAX_DELAY));
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_root() {
+        let root = Path::new("/r");
+        assert_eq!(
+            relative(root, Path::new("/r/data/x.csv")).as_deref(),
+            Some("data/x.csv")
+        );
+        assert_eq!(relative(root, Path::new("/elsewhere/x")), None);
+        assert_eq!(relative(root, Path::new("/r")), None);
+    }
+}
