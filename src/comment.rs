@@ -248,7 +248,12 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
     let ours = || -> Result<Vec<u64>, Error> {
         let mut ids = Vec::new();
         for page in 1.. {
-            let url = format!("{}?per_page=100&page={page}", forge.comments_url());
+            // Oldest first on both (GitLab lists the newest first by default).
+            let order = match forge {
+                Forge::GitHub { .. } => "",
+                Forge::GitLab { .. } => "&order_by=created_at&sort=asc",
+            };
+            let url = format!("{}?per_page=100&page={page}{order}", forge.comments_url());
             let comments = call(reqwest::Method::GET, &url, "list the comments", None)?;
             let comments = comments.as_array().cloned().unwrap_or_default();
             ids.extend(
@@ -264,7 +269,9 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
                 break;
             }
         }
+        // A note created while the pages are read can be listed twice.
         ids.sort_unstable();
+        ids.dedup();
         Ok(ids)
     };
     let update = |id: u64| {
@@ -281,10 +288,9 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
         .map(|_| ())
     };
     // Keeps the oldest of ours and deletes the others: two jobs that found
-    // none may each have created one. Both converge on the oldest, and the
-    // last to write wins, as with one comment updated twice.
+    // none may each have created one, and both converge on the oldest.
     let keep_one = |ids: &[u64]| -> Result<(), Error> {
-        for &id in &ids[1..] {
+        for &id in ids.iter().skip(1) {
             let what = "delete a duplicate comment";
             let (status, text) = send(reqwest::Method::DELETE, &forge.comment_url(id), what, None)?;
             // 404: the other job deleted it first.
@@ -309,6 +315,17 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
         .as_u64()
         .unwrap_or_default();
     let now = ours()?;
+    if !now.contains(&created) {
+        eprintln!(
+            "warning: the comment runner just created ({created}) is not listed as runner's own, so the next run will create another; {}",
+            match forge {
+                Forge::GitHub { .. } =>
+                    "post with the workflow's GITHUB_TOKEN, or a token of a repository member",
+                Forge::GitLab { .. } =>
+                    "GITLAB_TOKEN's user must be the one that writes the notes (GET /user must answer its id)",
+            }
+        );
+    }
     match now.first() {
         Some(&oldest) if oldest != created => {
             update(oldest)?;

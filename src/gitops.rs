@@ -725,12 +725,19 @@ pub fn fetch_tip(root: &Path, remote: &str, branch: &str) -> Result<Option<Oid>,
         fetched = fetch_with(&repo, remote, branch, options);
     }
     // libgit2's transport for repositories on disk cannot fetch shallow.
-    if fetched.is_err() {
-        fetched = fetch_with(&repo, remote, branch, git2::FetchOptions::new());
+    if let Err(shallow) = &fetched {
+        let shallow = shallow.message().to_string();
+        fetched = fetch_with(&repo, remote, branch, git2::FetchOptions::new()).map_err(|e| {
+            if repo.is_shallow() {
+                git2::Error::from_str(&format!("{shallow}; then in full: {}", e.message()))
+            } else {
+                e
+            }
+        });
     }
     fetched.map_err(|e| {
         Error::usage(format!(
-            "cannot fetch {branch} from {remote}: {}; fetch it before runner (`git fetch {remote} {branch}`, or `fetch-depth: 0` in actions/checkout)",
+            "cannot fetch {branch} from {remote}: {}; fetch it before runner: `git fetch {remote} {branch}` (GitHub: `fetch-depth: 0` in actions/checkout; GitLab: `GIT_DEPTH: \"0\"`)",
             e.message()
         ))
     })

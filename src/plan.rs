@@ -111,6 +111,9 @@ pub struct PlanOptions {
     /// The commit the plan is for, when it is not the checkout's HEAD
     /// (`runner plan --base/--head` reads commits, not the work tree).
     pub git: Option<GitInfo>,
+    /// The run id templates see (`run.id`), when it must be a given one: a
+    /// preview renders base and head alike, so only spec changes differ.
+    pub run_id: Option<String>,
 }
 
 impl Plan {
@@ -131,7 +134,7 @@ impl Plan {
             .or(stack.orchestrator.parallelism.map(|n| n as usize))
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
-        let run_id = new_run_id();
+        let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
         let git = options.git.clone().or_else(|| crate::git::head(root));
         let spec = &doc.spec;
 
@@ -561,11 +564,7 @@ impl Plan {
             let step = &self.steps[i];
             if !selected[i] {
                 self.decisions[i] = Decision::NotSelected;
-                if let Some(entry) = recorded
-                    .pipelines
-                    .get(&self.pipeline)
-                    .and_then(|p| p.steps.get(&step.name))
-                {
+                if let Some(entry) = recorded.step(&self.pipeline, &step.name) {
                     expected.extend(entry.outputs.iter().map(|(p, d)| (p.as_str(), d)));
                 }
                 continue;
@@ -596,10 +595,7 @@ impl Plan {
                 .flat_map(|&u| self.steps[u].outputs.iter().map(|(_, p)| p.as_str()))
                 .collect();
             let mut restore = Vec::new();
-            let entry = recorded
-                .pipelines
-                .get(&self.pipeline)
-                .and_then(|p| p.steps.get(&step.name));
+            let entry = recorded.step(&self.pipeline, &step.name);
             match entry {
                 None => reasons.push("not in runner.lock yet".to_string()),
                 Some(entry) => {

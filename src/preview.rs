@@ -10,13 +10,16 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cache::hash::Digest;
+use git2::{ObjectType, Repository, Tree};
+
+use crate::cache::hash::{Digest, directory_digest};
 use crate::cache::lock::LockFile;
 use crate::error::Error;
 use crate::gate::{self, Check, GateInput};
 use crate::git::GitInfo;
 use crate::metrics::MetricRow;
 use crate::plan::{Decision, Observed, OutputState, Plan, PlanOptions, PlannedStep, Selection};
+use crate::spec::source::{SYMLINK_MODE, commit_tree, join};
 use crate::spec::types::Deployment;
 use crate::spec::{Loaded, Source};
 
@@ -29,6 +32,10 @@ pub struct Preview {
     pub plan: Plan,
     /// Why base has nothing to compare with, when it has not.
     pub base_note: Option<String>,
+    /// Deps whose committed bytes are not what a checkout holds (Git LFS,
+    /// CRLF conversion, symlinks out of the repository), by path: assumed
+    /// unchanged.
+    pub not_compared: BTreeMap<String, String>,
     pub changes: Vec<StepChange>,
     pub params: Vec<ParamChange>,
     pub gate: Option<GatePreview>,
@@ -106,19 +113,16 @@ impl Preview {
         };
         let mut plan = Plan::build(head_loaded, root, pipeline, &head_options)?;
         let head_lock = LockFile::read(head)?;
-        let at_head = AtCommit {
-            source: head,
-            lock: &head_lock,
-            digests: RefCell::default(),
-        };
+        let at_head = AtCommit::new(head, &head_lock, &plan.pipeline)?;
         plan.decide(&at_head, selection)?;
+        let not_compared = at_head.not_compared.into_inner();
 
         let base_loaded = crate::spec::load(base)?;
         let base_lock = LockFile::read(base)?;
+        // Base is rendered as head is (same commit info, run id and `-p`
+        // overrides), so only what the specs change shows as a change.
         let base_options = PlanOptions {
-            git: commit_info(base),
-            require_secrets: false,
-            params: Vec::new(),
+            run_id: Some(plan.run_id.clone()),
             ..head_options
         };
         let (base_plan, base_note) = if !base_loaded.report.is_empty() {
@@ -180,6 +184,7 @@ impl Preview {
             head: head.describe(),
             plan,
             base_note,
+            not_compared,
             changes,
             params,
             gate,
@@ -189,7 +194,7 @@ impl Preview {
     }
 }
 
-/// A commit as templates see it (`git.sha`); the work tree reads HEAD.
+/// A commit as templates see it (`git.sha`).
 fn commit_info(source: &Source) -> Option<GitInfo> {
     match source {
         Source::WorkTree { .. } => None,
@@ -202,10 +207,191 @@ fn commit_info(source: &Source) -> Option<GitInfo> {
 
 /// A commit's files and `runner.lock`, as `Plan::decide` compares with.
 struct AtCommit<'a> {
-    source: &'a Source,
+    repo: &'a Repository,
+    tree: Tree<'a>,
+    /// Where the runner root sits in the git repository.
+    prefix: &'a str,
+    label: String,
     lock: &'a LockFile,
+    pipeline: String,
     /// A dep many steps share is hashed once.
     digests: RefCell<BTreeMap<String, Option<Digest>>>,
+    /// Deps whose committed bytes are not what a checkout holds, and why.
+    not_compared: RefCell<BTreeMap<String, String>>,
+}
+
+/// What a commit says of a path.
+enum Committed {
+    Found(Digest),
+    Missing,
+    /// Its committed bytes differ from a checkout's: why.
+    Unknown(String),
+}
+
+impl<'a> AtCommit<'a> {
+    fn new(source: &'a Source, lock: &'a LockFile, pipeline: &str) -> Result<AtCommit<'a>, Error> {
+        let Source::Commit {
+            repo,
+            commit,
+            prefix,
+            ..
+        } = source
+        else {
+            return Err(Error::usage("a preview reads commits, not the work tree"));
+        };
+        Ok(AtCommit {
+            repo,
+            tree: commit_tree(repo, *commit)?,
+            prefix,
+            label: source.describe(),
+            lock,
+            pipeline: pipeline.to_string(),
+            digests: RefCell::default(),
+            not_compared: RefCell::default(),
+        })
+    }
+
+    /// The digest a run computes from a checkout of the commit: files as
+    /// checked out, symlinks inside the repository followed.
+    fn committed(&self, path: &str, hops: usize) -> Result<Committed, Error> {
+        let full = join(self.prefix, path);
+        let Ok(entry) = self.tree.get_path(Path::new(&full)) else {
+            return Ok(Committed::Missing);
+        };
+        if entry.filemode() == SYMLINK_MODE {
+            return Ok(match self.resolve(path, entry.id(), hops)? {
+                Ok(target) => self.committed(&target, hops + 1)?,
+                Err(why) => Committed::Unknown(why),
+            });
+        }
+        match entry.kind() {
+            Some(ObjectType::Blob) => self.file(path, entry.id()),
+            Some(ObjectType::Tree) => self.directory(path, entry.id(), hops),
+            _ => Ok(Committed::Unknown("a submodule".to_string())),
+        }
+    }
+
+    fn file(&self, path: &str, id: git2::Oid) -> Result<Committed, Error> {
+        // A filter (Git LFS stores a pointer) or a line-ending conversion
+        // makes the checkout differ from the blob.
+        let full = join(self.prefix, path);
+        let attr = |name: &str| {
+            self.repo
+                .get_attr(
+                    Path::new(&full),
+                    name,
+                    git2::AttrCheckFlags::INDEX_THEN_FILE,
+                )
+                .ok()
+                .flatten()
+                .map(str::to_string)
+        };
+        if let Some(filter) = attr("filter") {
+            let why = match filter.as_str() {
+                "lfs" => "stored with Git LFS".to_string(),
+                other => format!("stored through the `{other}` filter"),
+            };
+            return Ok(Committed::Unknown(why));
+        }
+        if attr("eol").as_deref() == Some("crlf") {
+            return Ok(Committed::Unknown(
+                "checked out with CRLF line endings".to_string(),
+            ));
+        }
+        let blob = self.repo.find_blob(id).map_err(Error::git("read file"))?;
+        Ok(Committed::Found(Digest {
+            hash: format!("blake3:{}", blake3::hash(blob.content()).to_hex()),
+            size: blob.size() as u64,
+        }))
+    }
+
+    fn directory(&self, path: &str, id: git2::Oid, hops: usize) -> Result<Committed, Error> {
+        let tree = self.repo.find_tree(id).map_err(Error::git("read tree"))?;
+        let mut files = Vec::new();
+        let mut entries = Vec::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() == Some(ObjectType::Blob) {
+                let name = String::from_utf8_lossy(entry.name_bytes());
+                entries.push((format!("{dir}{name}"), entry.id(), entry.filemode()));
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .map_err(Error::git("read tree"))?;
+        for (rel, id, mode) in entries {
+            let inner = format!("{path}/{rel}");
+            let found = if mode != SYMLINK_MODE {
+                self.file(&inner, id)?
+            } else {
+                match self.resolve(&inner, id, hops)? {
+                    // On disk, a linked directory's files are listed under
+                    // the link's name: not one entry.
+                    Ok(target)
+                        if self
+                            .tree
+                            .get_path(Path::new(&join(self.prefix, &target)))
+                            .is_ok_and(|e| e.kind() == Some(ObjectType::Tree)) =>
+                    {
+                        Committed::Unknown("a link to a directory".to_string())
+                    }
+                    Ok(target) => self.committed(&target, hops + 1)?,
+                    Err(why) => Committed::Unknown(why),
+                }
+            };
+            match found {
+                Committed::Found(digest) => files.push((rel, digest)),
+                Committed::Missing => {
+                    return Ok(Committed::Unknown(format!(
+                        "a directory with a broken symlink ({inner})"
+                    )));
+                }
+                Committed::Unknown(why) => {
+                    return Ok(Committed::Unknown(format!(
+                        "a directory where {inner} is {why}"
+                    )));
+                }
+            }
+        }
+        Ok(Committed::Found(directory_digest(files)))
+    }
+
+    /// Where a symlink points, as a repo path; `Err(why)` when a checkout
+    /// would leave the repository (or loop).
+    fn resolve(
+        &self,
+        path: &str,
+        id: git2::Oid,
+        hops: usize,
+    ) -> Result<Result<String, String>, Error> {
+        let blob = self
+            .repo
+            .find_blob(id)
+            .map_err(Error::git("read symlink"))?;
+        let target = String::from_utf8_lossy(blob.content()).into_owned();
+        if hops >= 8 {
+            return Ok(Err("a symlink loop".to_string()));
+        }
+        let parent = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let joined = if parent.is_empty() {
+            target.clone()
+        } else {
+            format!("{parent}/{target}")
+        };
+        match crate::spec::paths::normalize(&joined) {
+            Ok(resolved) if !target.starts_with('/') => Ok(Ok(resolved)),
+            _ => Ok(Err(format!("a symlink out of the repository ({target})"))),
+        }
+    }
+
+    /// What `runner.lock` recorded for a path, as some step's dep.
+    fn recorded(&self, path: &str) -> Option<Digest> {
+        self.lock
+            .pipelines
+            .get(&self.pipeline)?
+            .steps
+            .values()
+            .find_map(|entry| entry.deps.get(path))
+            .cloned()
+    }
 }
 
 impl Observed for AtCommit<'_> {
@@ -213,11 +399,20 @@ impl Observed for AtCommit<'_> {
         Ok(f(self.lock))
     }
 
+    /// A dep the commit cannot vouch for counts as unchanged, and is listed
+    /// in the preview as not compared.
     fn digest(&self, path: &str) -> Result<Option<Digest>, Error> {
         if let Some(known) = self.digests.borrow().get(path) {
             return Ok(known.clone());
         }
-        let digest = self.source.digest(path)?;
+        let digest = match self.committed(path, 0)? {
+            Committed::Found(digest) => Some(digest),
+            Committed::Missing => None,
+            Committed::Unknown(why) => {
+                self.not_compared.borrow_mut().insert(path.to_string(), why);
+                self.recorded(path)
+            }
+        };
         self.digests
             .borrow_mut()
             .insert(path.to_string(), digest.clone());
@@ -227,12 +422,13 @@ impl Observed for AtCommit<'_> {
     fn missing(&self, path: &str) -> String {
         format!(
             "dep {path} is not committed at {}, so it cannot be compared",
-            self.source.describe()
+            self.label
         )
     }
 
     /// Outputs are built, not committed: one the commit lacks counts as
-    /// there (a run restores it from the store); one it has must match.
+    /// there (a run restores it from the artifact store, or builds it
+    /// again when the store lacks it); one it has must match.
     fn output(&self, path: &str, recorded: &Digest) -> Result<OutputState, Error> {
         Ok(match self.digest(path)? {
             Some(now) if now.hash != recorded.hash => OutputState::Changed,
@@ -411,10 +607,7 @@ fn candidate(plan: &Plan, lock: &LockFile) -> Option<String> {
     if matches!(plan.decisions[index], Decision::Run { .. }) {
         return None;
     }
-    lock.pipelines
-        .get(&plan.pipeline)?
-        .steps
-        .get(&promotion.step)?
+    lock.step(&plan.pipeline, &promotion.step)?
         .outputs
         .get(&promotion.model_path)
         .map(|d| d.hash.clone())

@@ -504,11 +504,7 @@ pub fn run_metrics(plan: &Plan, lock: &LockFile) -> Result<BTreeMap<String, f64>
     let mut metrics = BTreeMap::new();
     let mut reported_by: BTreeMap<String, &str> = BTreeMap::new();
     for step in &plan.steps {
-        let Some(entry) = lock
-            .pipelines
-            .get(&plan.pipeline)
-            .and_then(|p| p.steps.get(&step.name))
-        else {
+        let Some(entry) = lock.step(&plan.pipeline, &step.name) else {
             continue;
         };
         for (name, value) in &entry.metrics {

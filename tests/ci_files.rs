@@ -210,7 +210,12 @@ fn the_action_plans_a_pull_request_against_its_base_and_keys_its_cache_on_source
         std::fs::read_to_string(&output).unwrap()
     };
     let copy = tempfile::tempdir().unwrap();
-    for file in ["Cargo.toml", "Cargo.lock", "src/lib.rs"] {
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/lib.rs",
+        "example-repo/README.md",
+    ] {
         let target = copy.path().join(file);
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::copy(root().join(file), target).unwrap();
@@ -222,5 +227,12 @@ fn the_action_plans_a_pull_request_against_its_base_and_keys_its_cache_on_source
         "{before}"
     );
     std::fs::write(copy.path().join("src/lib.rs"), "// changed\n").unwrap();
-    assert_ne!(key(copy.path()), before, "a source change is a new key");
+    let after_source = key(copy.path());
+    assert_ne!(after_source, before, "a source change is a new key");
+    std::fs::write(copy.path().join("example-repo/README.md"), "changed\n").unwrap();
+    assert_ne!(
+        key(copy.path()),
+        after_source,
+        "the embedded example is source too"
+    );
 }

@@ -177,11 +177,11 @@ fn outside_a_pull_request_job_comment_says_why() {
 }
 
 impl Forge {
-    /// Makes the next create race another job's (see fake_forge.py).
-    fn race(&self, when: &str) {
+    /// A POST to one of the fake forge's own endpoints (see fake_forge.py).
+    fn post(&self, path: &str) {
         let out = Command::new("python3")
             .args(["-c", "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method='POST')).read()"])
-            .arg(format!("{}/race?{when}", self.url))
+            .arg(format!("{}/{path}", self.url))
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out));
@@ -225,7 +225,8 @@ fn two_jobs_creating_at_once_leave_one_comment() {
         let forge = Forge::start();
         let dir = repo();
         let env = github_env(&forge, dir.path());
-        forge.race(when);
+        // The next create races another job's.
+        forge.post(&format!("race?{when}"));
         let report = dir.path().join("report.md");
         std::fs::write(&report, "mine\n").unwrap();
         let (code, out) = comment(dir.path(), &env, &["--file", report.to_str().unwrap()]);
@@ -311,4 +312,32 @@ steps:
         body.contains("| p | evaluate | mse | 0.5000 | 0.2500 | -0.2500 (-50.0%) |"),
         "{body}"
     );
+}
+
+#[test]
+fn many_comments_are_paged_and_an_unrecognised_token_warns_instead_of_failing() {
+    let forge = Forge::start();
+    let dir = repo();
+    let report = dir.path().join("report.md");
+    std::fs::write(&report, "r\n").unwrap();
+    let mut env = vec![
+        ("GITLAB_CI", "true".to_string()),
+        ("CI_API_V4_URL", forge.url.clone()),
+        ("CI_PROJECT_ID", "42".to_string()),
+        ("CI_MERGE_REQUEST_IID", "3".to_string()),
+        ("GITLAB_TOKEN", "glpat".to_string()),
+    ];
+    let file = ["--pipeline", "p", "--file", report.to_str().unwrap()];
+    // 150 notes of other pipelines first: runner's is on the second page.
+    forge.post("seed?n=150");
+    for verb in ["created", "updated"] {
+        let (code, out) = comment(dir.path(), &env, &file);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains(&format!("{verb} the `p` comment")), "{out}");
+    }
+    // A token whose user is not the notes' author: a warning, never a crash.
+    env.push(("GITLAB_TOKEN", "stranger".to_string()));
+    let (code, out) = comment(dir.path(), &env, &file);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is not listed as runner's own"), "{out}");
 }

@@ -13,11 +13,11 @@ params: {max_mse: 1.0}
 steps:
   evaluate:
     run: >-
-      echo "key $API_KEY <xml> & more" && echo '{"mse": 1.25}' > metrics.json
+      echo "key $API_KEY" && echo '{"mse": 1.25}' > metrics.json
     secrets: [API_KEY]
     metrics: metrics.json
   lint:
-    run: echo "lint found $API_KEY" && exit 3
+    run: echo "lint found $API_KEY in <xml> & \"quotes\"" && exit 3
     secrets: [API_KEY]
   after_lint:
     run: echo never
@@ -103,7 +103,10 @@ fn a_failed_run_writes_dotenv_and_junit_without_secrets() {
         .unwrap();
     assert_eq!(failure.attribute("message"), Some("failed (exit code 3)"));
     assert!(
-        failure.text().unwrap().contains("lint found ***"),
+        failure
+            .text()
+            .unwrap()
+            .contains(r#"lint found *** in <xml> & "quotes""#),
         "{junit}"
     );
     assert!(

@@ -345,6 +345,11 @@ fn a_shallow_ci_clone_fetches_the_base_branch_it_lacks() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["params"][0]["param"], "alpha", "{doc:#}");
     assert_eq!(doc["plan"]["runs"], 2, "{doc:#}");
+    assert_eq!(
+        git(&ci, &["rev-list", "--count", "origin/main"]),
+        "1",
+        "only the base's tip is fetched"
+    );
 }
 
 /// `git daemon` serving a directory on 127.0.0.1; stopped on drop.
@@ -370,15 +375,20 @@ impl GitDaemon {
             .arg(base)
             .spawn()
             .unwrap();
+        let mut daemon = GitDaemon { child, port };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            // Exited: most likely another process took the port first.
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("git daemon exited ({status}) before listening on {port}");
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "git daemon did not start"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        GitDaemon { child, port }
+        daemon
     }
 
     fn url(&self, path: &str) -> String {
@@ -391,4 +401,73 @@ impl Drop for GitDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn a_commit_hashes_as_its_checkout_does_and_says_what_it_cannot_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::create_dir_all(root.join("data/nested/deeper")).unwrap();
+    std::fs::write(root.join("data/a.csv"), "a\n").unwrap();
+    std::fs::write(root.join("data/nested/deeper/b.csv"), "b\n").unwrap();
+    std::fs::write(root.join("data/.hidden"), "h\n").unwrap();
+    std::fs::write(root.join("tool.sh"), "#!/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("a.csv", root.join("data/link-to-a.csv")).unwrap();
+    std::os::unix::fs::symlink("data/nested/deeper/b.csv", root.join("b-link.csv")).unwrap();
+    std::fs::write(root.join("big.bin"), "content\n").unwrap();
+    std::fs::write(root.join(".gitattributes"), "big.bin filter=lfs\n").unwrap();
+    let mut permissions = std::fs::metadata(root.join("tool.sh"))
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(root.join("tool.sh"), permissions).unwrap();
+    std::fs::write(
+        root.join("pipelines/p.yaml"),
+        "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  use:\n    run: touch ran-use && cat data/a.csv > out.txt\n    deps: [data, b-link.csv, tool.sh, big.bin]\n    outputs: {out: out.txt}\n",
+    )
+    .unwrap();
+    std::fs::write(root.join(".gitignore"), ".runner/\nout.txt\nran-*\n").unwrap();
+    git(root, &["init", "-q", "-b", "main"]);
+    let out = runner(root, &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-qm", "ran"]);
+    remove_sentinels(root);
+    let out = runner(
+        root,
+        &[
+            "plan", "--base", "main", "--head", "main", "--format", "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["plan"]["runs"], 0,
+        "the commit's files hash as the work tree's: {doc:#}"
+    );
+    assert_eq!(
+        doc["not_compared"],
+        serde_json::json!({"big.bin": "stored with Git LFS"}),
+        "{doc:#}"
+    );
+    let out = runner(root, &["plan", "--base", "main"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("not compared: big.bin is stored with Git LFS; assumed unchanged"),
+        "{}",
+        text(&out)
+    );
+
+    // A real change inside the directory is seen.
+    std::fs::write(root.join("data/nested/deeper/b.csv"), "changed\n").unwrap();
+    git(root, &["commit", "-qam", "change b"]);
+    let out = runner(root, &["plan", "--base", "main~1", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasons = doc["plan"]["steps"][0]["decision"]["reasons"].to_string();
+    assert!(
+        reasons.contains("dep b-link.csv changed") && reasons.contains("dep data changed"),
+        "{doc:#}"
+    );
+    assert!(sentinels(root).is_empty());
 }

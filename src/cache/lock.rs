@@ -123,7 +123,7 @@ impl Lock {
 
     /// The recorded entry of a step.
     pub fn get(&self, pipeline: &str, step: &str) -> Option<&StepLock> {
-        self.file.pipelines.get(pipeline)?.steps.get(step)
+        self.file.step(pipeline, step)
     }
 
     fn set(&mut self, pipeline: &str, step: &str, entry: StepLock) {
@@ -214,6 +214,11 @@ fn read_lock_file(root: &Path, text: &str) -> Result<LockFile, Error> {
 }
 
 impl LockFile {
+    /// The recorded entry of a step.
+    pub fn step(&self, pipeline: &str, step: &str) -> Option<&StepLock> {
+        self.pipelines.get(pipeline)?.steps.get(step)
+    }
+
     /// The `runner.lock` of a snapshot (the work tree or a commit); empty
     /// when it has none.
     pub fn read(source: &Source) -> Result<LockFile, Error> {

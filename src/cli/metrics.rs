@@ -8,7 +8,7 @@ use clap::Subcommand;
 use super::exit;
 use crate::cache::lock::{LOCK_FILE, LockFile};
 use crate::error::Error;
-use crate::metrics::compare;
+use crate::metrics::{MetricRow, compare};
 use crate::report::metrics::render_metrics;
 pub use crate::report::plan::PlanFormat as Format;
 use crate::spec::Source;
@@ -61,8 +61,14 @@ pub fn diff(
     base: &str,
     format: Format,
 ) -> Result<String, Error> {
+    let rows = diff_rows(root, pipeline, base)?;
+    Ok(render_metrics(&rows, format, Some((base, "work tree"))))
+}
+
+/// The work tree's metrics beside those committed at `base` (fetched first
+/// when a shallow CI clone lacks it).
+pub fn diff_rows(root: &Path, pipeline: Option<&str>, base: &str) -> Result<Vec<MetricRow>, Error> {
     let old = LockFile::read(&super::commit_source(root, base)?)?;
     let new = LockFile::read(&Source::work_tree(root))?;
-    let rows = compare(Some(&old), &new, pipeline);
-    Ok(render_metrics(&rows, format, Some((base, "work tree"))))
+    Ok(compare(Some(&old), &new, pipeline))
 }

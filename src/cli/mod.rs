@@ -164,15 +164,16 @@ fn read_text(file: &str) -> Result<String, Error> {
 /// Loads the specs of the work tree, or of `rev` read from git objects.
 fn load(root: &Path, rev: Option<&str>) -> Result<(Source, Loaded), Error> {
     let source = match rev {
-        Some(rev) => commit_source(root, rev)?,
+        Some(rev) => Source::at_rev(root, rev)?,
         None => Source::work_tree(root),
     };
     let loaded = spec::load(&source)?;
     Ok((source, loaded))
 }
 
-/// The commit `rev` names; `origin/BRANCH` that this checkout lacks (a
-/// shallow CI clone has only the commit under test) is fetched first.
+/// The commit `rev` names, for comparing a PR with its base: `origin/BRANCH`
+/// that this checkout lacks (a shallow CI clone has only the commit under
+/// test) is fetched first. Other commands never fetch.
 fn commit_source(root: &Path, rev: &str) -> Result<Source, Error> {
     match Source::at_rev(root, rev) {
         Err(Error::UnknownRev { .. }) if rev.starts_with("origin/") => {

@@ -46,7 +46,8 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     };
     let base = super::commit_source(root, base)?;
     let head_rev = args.head.as_deref().unwrap_or("HEAD");
-    let (head, head_loaded) = super::load(root, Some(head_rev))?;
+    let head = super::commit_source(root, head_rev)?;
+    let head_loaded = crate::spec::load(&head)?;
     if !head_loaded.report.is_empty() {
         super::print_problems(&head_loaded);
         return Ok(exit::INVALID);

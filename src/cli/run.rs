@@ -16,6 +16,7 @@ use crate::exec::record::Recorder;
 use crate::exec::runlock;
 use crate::exec::scheduler::{self, ExecOptions};
 use crate::plan::{Plan, PlanOptions, Selection};
+use crate::report::metrics::render_metrics;
 use crate::report::plan::{PlanFormat, render_plan};
 use crate::report::{self, Ci, Format, github, outputs};
 
@@ -108,6 +109,7 @@ impl PlanArgs {
             jobs: self.jobs.map(|j| j as usize),
             require_secrets: executes,
             git: None,
+            run_id: None,
         }
     }
 
@@ -298,13 +300,14 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     }
     report_files(root, &plan, &cache, &sink.recorder, args);
     if args.preview && status != RunStatus::Cancelled {
-        preview_report(root, &plan, &cache, &sink.recorder, args, forge.as_ref())?;
+        preview_report(root, &plan, &cache, &sink.recorder, args, forge.as_ref());
     }
     Ok(code)
 }
 
 /// After a preview run: the metrics against the base, printed, and with the
-/// run's report posted as the PR/MR comment when asked.
+/// run's report posted as the PR/MR comment when asked. Failures are
+/// warnings: the run's own outcome decides the exit code.
 fn preview_report(
     root: &Path,
     plan: &Plan,
@@ -312,32 +315,39 @@ fn preview_report(
     recorder: &Recorder,
     args: &Args,
     forge: Option<&Forge>,
-) -> Result<(), Error> {
+) {
     let base = preview_base(args.base.as_deref());
-    let format = match args.format {
-        Format::Json => PlanFormat::Json,
-        _ => PlanFormat::Text,
-    };
-    let mut diff_markdown = None;
-    match super::metrics::diff(root, Some(&plan.pipeline), &base, format) {
-        Ok(table) => {
+    let rows = match super::metrics::diff_rows(root, Some(&plan.pipeline), &base) {
+        Ok(rows) => {
+            let format = match args.format {
+                Format::Json => PlanFormat::Json,
+                _ => PlanFormat::Text,
+            };
             eprintln!("\npreview: metrics against {base}");
-            print!("{table}");
-            diff_markdown =
-                super::metrics::diff(root, Some(&plan.pipeline), &base, PlanFormat::Markdown).ok();
+            print!(
+                "{}",
+                render_metrics(&rows, format, Some((&base, "work tree")))
+            );
+            Some(rows)
         }
-        Err(err) => eprintln!("warning: no metrics diff against {base}: {err}"),
-    }
+        Err(err) => {
+            eprintln!("warning: no metrics diff against {base}: {err}");
+            None
+        }
+    };
     let Some(forge) = forge else {
-        return Ok(());
+        return;
     };
     let masker = masker_for(plan);
     let mut report = github::summary(recorder.record(), &run_metrics(plan, cache), &masker);
     report.push_str("\n_A preview: nothing was deployed, committed or pushed._\n");
-    if let Some(table) = diff_markdown {
+    if let Some(rows) = rows {
+        let table = render_metrics(&rows, PlanFormat::Markdown, Some((&base, "this PR")));
         report.push_str(&format!("\n#### Metrics against `{base}`\n\n{table}"));
     }
-    super::comment::post(forge, &plan.pipeline, &report, &plan.secret_values)
+    if let Err(err) = super::comment::post(forge, &plan.pipeline, &report, &plan.secret_values) {
+        eprintln!("warning: the preview was not posted: {err}");
+    }
 }
 
 /// What a preview compares with: `--base`, else the PR's target branch as

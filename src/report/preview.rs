@@ -15,6 +15,7 @@ pub fn render_preview(preview: &Preview, format: PlanFormat) -> String {
             "base": preview.base,
             "head": preview.head,
             "base_note": preview.base_note,
+            "not_compared": preview.not_compared,
             "plan": plan_json(&preview.plan),
             "changes": preview.changes,
             "params": preview.params,
@@ -51,6 +52,13 @@ pub fn render_preview(preview: &Preview, format: PlanFormat) -> String {
     });
     if let Some(note) = &preview.base_note {
         out.push_str(&item(format!("note: {note}")));
+    }
+
+    for (path, why) in &preview.not_compared {
+        out.push_str(&item(format!(
+            "not compared: {} is {why}; assumed unchanged",
+            code(path)
+        )));
     }
 
     out.push_str(&heading("Spec changes"));

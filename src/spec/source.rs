@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Repository, Tree};
 
-use crate::cache::hash::{Digest, Hasher, directory_digest};
 use crate::error::Error;
 
 /// A snapshot of a repository's files.
@@ -163,70 +162,10 @@ impl Source {
     }
 }
 
-impl Source {
-    /// The content digest of a repo path (a file or a directory), computed
-    /// as a run computes it from the work tree; `None` when the snapshot
-    /// does not have it. A symlink in a commit is hashed as its target path.
-    pub fn digest(&self, path: &str) -> Result<Option<Digest>, Error> {
-        let (repo, commit, prefix) = match self {
-            Source::WorkTree { root } => {
-                return Hasher::open(root, PathBuf::new()).digest(path);
-            }
-            Source::Commit {
-                repo,
-                commit,
-                prefix,
-                ..
-            } => (repo, *commit, prefix),
-        };
-        let tree = commit_tree(repo, commit)?;
-        let Ok(entry) = tree.get_path(Path::new(&join(prefix, path))) else {
-            return Ok(None);
-        };
-        let blob_digest = |id: git2::Oid| -> Result<Digest, Error> {
-            let blob = repo.find_blob(id).map_err(Error::git("read file"))?;
-            Ok(Digest {
-                hash: format!("blake3:{}", blake3::hash(blob.content()).to_hex()),
-                size: blob.size() as u64,
-            })
-        };
-        match entry.kind() {
-            Some(ObjectType::Blob) => blob_digest(entry.id()).map(Some),
-            Some(ObjectType::Tree) => {
-                let mut files = Vec::new();
-                let mut walk_error = None;
-                let subtree = repo
-                    .find_tree(entry.id())
-                    .map_err(Error::git("read tree"))?;
-                subtree
-                    .walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-                        if entry.kind() == Some(ObjectType::Blob) {
-                            let name = entry.name().unwrap_or_default();
-                            match blob_digest(entry.id()) {
-                                Ok(digest) => files.push((format!("{dir}{name}"), digest)),
-                                Err(err) => {
-                                    walk_error = Some(err);
-                                    return git2::TreeWalkResult::Abort;
-                                }
-                            }
-                        }
-                        git2::TreeWalkResult::Ok
-                    })
-                    .map_err(Error::git("read tree"))?;
-                if let Some(err) = walk_error {
-                    return Err(err);
-                }
-                Ok(Some(directory_digest(files)))
-            }
-            _ => Ok(None),
-        }
-    }
-}
-
 /// Git's file mode of a symbolic link.
-const SYMLINK_MODE: i32 = 0o120000;
+pub const SYMLINK_MODE: i32 = 0o120000;
 
-fn commit_tree(repo: &Repository, commit: git2::Oid) -> Result<Tree<'_>, Error> {
+pub fn commit_tree(repo: &Repository, commit: git2::Oid) -> Result<Tree<'_>, Error> {
     repo.find_commit(commit)
         .and_then(|c| c.tree())
         .map_err(Error::git("read commit"))
@@ -301,7 +240,7 @@ fn is_yaml(path: &str) -> bool {
     path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
-fn join(prefix: &str, path: &str) -> String {
+pub fn join(prefix: &str, path: &str) -> String {
     if prefix.is_empty() {
         path.to_string()
     } else {
