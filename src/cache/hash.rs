@@ -23,23 +23,23 @@ pub struct Digest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Stat {
     size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+    mtime_ns: i64,
+    ctime_ns: i64,
     inode: u64,
     hash: String,
     /// When the hash was taken. A file modified within the same clock tick
     /// as its hashing can change without its stat changing ("racy git"):
     /// such an entry is not trusted, and the file is hashed again.
     #[serde(default)]
-    hashed_ns: i128,
+    hashed_ns: i64,
 }
 
 /// How far a file's mtime must be before its hashing for the stat to be trusted.
-const RACY_NS: i128 = 2_000_000_000;
+const RACY_NS: i64 = 2_000_000_000;
 
 impl Stat {
     fn same_file(&self, other: &Stat) -> bool {
-        self.mtime_ns + RACY_NS < self.hashed_ns
+        self.mtime_ns.saturating_add(RACY_NS) < self.hashed_ns
             && (self.size, self.mtime_ns, self.ctime_ns, self.inode)
                 == (other.size, other.mtime_ns, other.ctime_ns, other.inode)
     }
@@ -49,8 +49,8 @@ impl Stat {
 struct FileInfo {
     is_dir: bool,
     size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+    mtime_ns: i64,
+    ctime_ns: i64,
     inode: u64,
 }
 
@@ -59,8 +59,8 @@ impl From<&std::fs::Metadata> for FileInfo {
         FileInfo {
             is_dir: meta.is_dir(),
             size: meta.len(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
             inode: meta.ino(),
         }
     }
@@ -71,11 +71,19 @@ impl From<&nix::sys::stat::FileStat> for FileInfo {
         FileInfo {
             is_dir: st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR,
             size: st.st_size as u64,
-            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
-            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+            mtime_ns: nanos(st.st_mtime, st.st_mtime_nsec),
+            ctime_ns: nanos(st.st_ctime, st.st_ctime_nsec),
             inode: st.st_ino,
         }
     }
+}
+
+/// Nanoseconds since the epoch (an i64 holds them until 2262; saturating
+/// beyond, so a strange clock can never panic).
+fn nanos(seconds: i64, nanoseconds: i64) -> i64 {
+    seconds
+        .saturating_mul(1_000_000_000)
+        .saturating_add(nanoseconds)
 }
 
 /// Hashes paths under a root, remembering file hashes by stat.
@@ -161,7 +169,7 @@ impl Hasher {
             hash: String::new(),
             hashed_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as i128),
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         };
         if let Some(known) = self.stats.get(rel)
             && known.same_file(&now)

@@ -15,7 +15,7 @@ use crate::exec::mask::Masker;
 use crate::exec::record::Recorder;
 use crate::exec::runlock;
 use crate::exec::scheduler::{self, ExecOptions};
-use crate::plan::{Plan, PlanOptions, Selection};
+use crate::plan::{Decision, Plan, PlanOptions, Selection};
 use crate::report::metrics::render_metrics;
 use crate::report::plan::{PlanFormat, render_plan};
 use crate::report::{self, Ci, Format, github, outputs};
@@ -216,7 +216,7 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         && plan
             .decisions
             .iter()
-            .any(|d| matches!(d, crate::plan::Decision::Run { .. }))
+            .any(|d| matches!(d, Decision::Run { .. }))
     {
         let reason = format!(
             "{head}. A commit that changes anything else trains and promotes again; --force runs anyway."
@@ -246,8 +246,23 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         ..ExecOptions::default()
     };
     let output_window = Arc::clone(&exec_options.output_window);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // A run with nothing to execute and nothing to promote (a no-op) needs
+    // no worker threads: it settles every step on this one. Promotion
+    // needs a worker, which hears Ctrl-C while this thread deploys.
+    let idle = plan.promotion.is_none()
+        && plan
+            .decisions
+            .iter()
+            .all(|d| matches!(d, Decision::UpToDate | Decision::NotSelected));
+    let mut builder = match idle {
+        true => tokio::runtime::Builder::new_current_thread(),
+        false => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|source| Error::Io {
