@@ -339,10 +339,12 @@ impl Recorder {
     fn save(&mut self) -> Result<(), Error> {
         self.saved_at = Instant::now();
         self.saved = true;
+        // Compact: `runner runs show` is the view for people, and a
+        // 1,000-step record is rewritten during the run.
         // Every text field is masked where it enters the record (commands,
         // reasons, string params), never the JSON text: masking the text
         // could rewrite a key or an id that happens to equal a secret.
-        let text = serde_json::to_string_pretty(&self.record).unwrap_or_default();
+        let text = serde_json::to_string(&self.record).unwrap_or_default();
         let path = self.dir.join("run.json");
         let tmp = self.dir.join("run.json.tmp");
         std::fs::write(&tmp, text.as_bytes())
