@@ -747,3 +747,93 @@ fn unpushed_deployment_commits_are_carried_onto_new_remote_commits() {
     let (code, events) = watch.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{events}");
 }
+
+#[test]
+fn files_in_new_and_recreated_directories_start_runs() {
+    let dir = repo(
+        "on:\n  paths: ['data/**/*.csv', 'incoming/**/*.csv']\n",
+        COPY,
+    );
+    let watch = Watch::start(dir.path(), &["--no-schedule"]);
+    // A file written at once into a new nested directory.
+    std::fs::create_dir_all(dir.path().join("data/2026/11")).unwrap();
+    std::fs::write(dir.path().join("data/2026/11/a.csv"), "a\n").unwrap();
+    watch.wait_for(
+        "a run for data/2026/11/a.csv",
+        Duration::from_secs(10),
+        |e| started_by("files")(e) && e["detail"].to_string().contains("data/2026/11/a.csv"),
+    );
+    watch.wait_for("the run to end", Duration::from_secs(20), is("run_exited"));
+    // A new top-level directory with a nested one.
+    std::fs::create_dir_all(dir.path().join("incoming/x")).unwrap();
+    std::fs::write(dir.path().join("incoming/x/b.csv"), "b\n").unwrap();
+    watch.wait_for("a run for incoming/x/b.csv", Duration::from_secs(10), |e| {
+        started_by("files")(e) && e["detail"].to_string().contains("incoming/x/b.csv")
+    });
+    watch.wait_n(
+        "the run to end",
+        2,
+        Duration::from_secs(20),
+        &is("run_exited"),
+    );
+    // Deleted and made anew: still watched.
+    std::fs::remove_dir_all(dir.path().join("incoming")).unwrap();
+    std::fs::create_dir(dir.path().join("incoming")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(dir.path().join("incoming/c.csv"), "c\n").unwrap();
+    watch.wait_for("a run for incoming/c.csv", Duration::from_secs(10), |e| {
+        started_by("files")(e) && e["detail"].to_string().contains("incoming/c.csv")
+    });
+    let (code, events) = watch.terminate(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{events}");
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_watcher() {
+    let dir = repo("", COPY);
+    let mut child = runner_command(dir.path(), &["watch", "--no-schedule"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read the first line, then close the pipe, as `runner watch | head -1`.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("watching"), "{first}");
+    std::fs::write(dir.path().join("data/x.txt"), "1\n").unwrap();
+    // The run its change starts writes to the closed stdout and finishes.
+    wait_until("the run's output", Duration::from_secs(20), || {
+        dir.path().join("build/x.txt").exists()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "the watcher died");
+    signal(child.id() as i32, nix::sys::signal::Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_checkout_switched_to_another_branch_is_not_moved() {
+    let mut world = World::new(false);
+    let work = world.clone("work");
+    let watch = Watch::start(
+        &work,
+        &["--poll-remote", "200ms", "--no-files", "--no-schedule"],
+    );
+    git(&work, &["switch", "-q", "-c", "feature"]);
+    let before = git(&work, &["rev-parse", "HEAD"]);
+    world.source_commit("v1");
+    watch.wait_for("the warning", Duration::from_secs(10), |e| {
+        e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("HEAD is no longer refs/heads/main"))
+    });
+    assert_eq!(git(&work, &["rev-parse", "HEAD"]), before);
+    assert_eq!(git(&work, &["status", "--porcelain"]), "");
+    assert_eq!(watch.count(is("run_starting")), 0, "{}", watch.dump());
+    let (code, events) = watch.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{events}");
+}

@@ -83,7 +83,7 @@ enum Command {
 /// Parses the command line, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_)) {
+    if !matches!(cli.command, Command::Run(_) | Command::Watch(_)) {
         restore_sigpipe();
     }
     let root = || repo_root(cli.repo.as_deref());
@@ -113,8 +113,8 @@ pub fn main() -> ExitCode {
 }
 
 /// Lets `runner runs logs ID | head` end quietly, as any Unix filter does,
-/// instead of failing on a closed pipe. Not for `run`: a closed output must
-/// never kill runner while its steps are running.
+/// instead of failing on a closed pipe. Not for `run` and `watch`: a closed
+/// output must never kill runner while its steps are running.
 fn restore_sigpipe() {
     use nix::sys::signal::{SigHandler, Signal, signal};
     // SAFETY: called first thing on the main thread, before any other

@@ -262,13 +262,10 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             builder
         }
     };
-    let runtime = builder
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            path: root.to_path_buf(),
-            source,
-        })?;
+    let runtime = builder.enable_all().build().map_err(|source| Error::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
     let (exec_plan, exec_cache) = (Arc::clone(&plan), Arc::clone(&cache));
     let events = &mut sink;
     let status = runtime.block_on(async move {

@@ -23,27 +23,49 @@ pub const MAX_DELAY: Duration = Duration::from_millis(1000);
 /// Top-level directories never watched.
 const UNWATCHED: [&str; 2] = [".git", ".runner"];
 
+/// What the watcher reports.
+#[derive(Debug)]
+pub enum FileEvent {
+    /// A path changed (absolute, as notify reports it).
+    Changed(PathBuf),
+    /// A directory appeared: files written into it before its watch was
+    /// in place are only found by walking it.
+    DirCreated(PathBuf),
+    /// Events were lost (the kernel's queue overflowed): anything may have
+    /// changed.
+    Rescan,
+}
+
 /// The watcher of one work tree; dropping it stops the events.
 pub struct FileWatcher {
     watcher: RecommendedWatcher,
     root: PathBuf,
-    /// Top-level directories watched recursively (each is walked once).
-    watched: BTreeSet<PathBuf>,
 }
 
 impl FileWatcher {
-    /// Starts watching `root`; each changed path goes to `changes`
-    /// (absolute, as notify reports it).
-    pub fn start(root: &Path, changes: UnboundedSender<PathBuf>) -> Result<FileWatcher, Error> {
+    /// Starts watching `root`; what changes goes to `events`.
+    pub fn start(root: &Path, events: UnboundedSender<FileEvent>) -> Result<FileWatcher, Error> {
         let handler = move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else {
-                return;
+            let event = match event {
+                Ok(event) => event,
+                Err(_) => {
+                    let _ = events.send(FileEvent::Rescan);
+                    return;
+                }
             };
+            if event.need_rescan() {
+                let _ = events.send(FileEvent::Rescan);
+                return;
+            }
             if matches!(event.kind, EventKind::Access(_)) {
                 return;
             }
+            let created = matches!(event.kind, EventKind::Create(_));
             for path in event.paths {
-                let _ = changes.send(path);
+                let _ = events.send(match created && path.is_dir() {
+                    true => FileEvent::DirCreated(path),
+                    false => FileEvent::Changed(path),
+                });
             }
         };
         let watcher =
@@ -51,7 +73,6 @@ impl FileWatcher {
         let mut watcher = FileWatcher {
             watcher,
             root: root.to_path_buf(),
-            watched: BTreeSet::new(),
         };
         watcher
             .watcher
@@ -62,30 +83,58 @@ impl FileWatcher {
             source,
         })?;
         for entry in entries.flatten() {
-            watcher.add(&entry.path());
+            if entry.path().is_dir() {
+                watcher.watch_top_level(&entry.path())?;
+            }
         }
         Ok(watcher)
     }
 
-    /// Watches `path` recursively when it is a top-level directory of the
-    /// root that is watched (called for every change: a new directory is
-    /// picked up as it appears).
-    pub fn add(&mut self, path: &Path) {
+    /// Watches a top-level directory of the root recursively (again, when
+    /// it was deleted and created anew); other paths are watched already.
+    pub fn watch_top_level(&mut self, path: &Path) -> Result<(), Error> {
         let top_level = path.parent() == Some(self.root.as_path());
         let unwatched = path
             .file_name()
             .is_some_and(|name| UNWATCHED.iter().any(|u| name == *u));
         if !top_level || unwatched {
-            return;
+            return Ok(());
         }
-        if !path.is_dir() {
-            // Gone (or a file now): watched again if it comes back.
-            self.watched.remove(path);
-        } else if self.watched.insert(path.to_path_buf()) {
-            // A directory that vanished meanwhile is simply not watched.
-            let _ = self.watcher.watch(path, RecursiveMode::Recursive);
+        // A watch of a deleted directory is gone with it; one of a live
+        // directory is replaced.
+        let _ = self.watcher.unwatch(path);
+        match self.watcher.watch(path, RecursiveMode::Recursive) {
+            Ok(()) => Ok(()),
+            // Deleted again meanwhile: watched when it comes back.
+            Err(_) if !path.is_dir() => Ok(()),
+            Err(err) => Err(notify_error(path, err)),
         }
     }
+}
+
+/// Every file under `dir` (a directory just created), skipping `.git` and
+/// `.runner`, as absolute paths.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let skipped = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| UNWATCHED.contains(&name));
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() && !skipped => stack.push(path),
+                Ok(kind) if !kind.is_dir() => files.push(path),
+                _ => {}
+            }
+        }
+    }
+    files
 }
 
 fn notify_error(root: &Path, err: notify::Error) -> Error {

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::spec::types::Concurrency;
-use files::{Debounce, FileWatcher};
+use files::{Debounce, FileEvent, FileWatcher};
 use paths::{OwnWrites, PathFilter};
 use remote::{Polled, Upstream};
 use report::Out;
@@ -191,7 +191,7 @@ fn load_config(root: &Path, selected: &[String]) -> Result<Result<Config, String
 
 /// Messages to the watcher's loop.
 enum Msg {
-    File(PathBuf),
+    File(FileEvent),
     Run(RunMsg),
     Polled(Result<Polled, Error>),
 }
@@ -259,7 +259,7 @@ pub fn watch(root: &Path, options: &Options) -> Result<u8, Error> {
             path: root.to_path_buf(),
             source,
         })?;
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let (messages, inbox) = mpsc::unbounded_channel();
         let out = Out {
             format: options.format,
@@ -289,7 +289,11 @@ pub fn watch(root: &Path, options: &Options) -> Result<u8, Error> {
             files: None,
         };
         watcher.main(inbox).await
-    })
+    });
+    // A fetch stalled on the network must not hold up a stop: its thread
+    // is left to the process's exit.
+    runtime.shutdown_background();
+    code
 }
 
 impl Watcher<'_> {
@@ -305,8 +309,8 @@ impl Watcher<'_> {
             self.files = Some(FileWatcher::start(self.root, paths)?);
             let messages = self.messages.clone();
             tokio::spawn(async move {
-                while let Some(path) = changed.recv().await {
-                    if messages.send(Msg::File(path)).is_err() {
+                while let Some(event) = changed.recv().await {
+                    if messages.send(Msg::File(event)).is_err() {
                         break;
                     }
                 }
@@ -352,7 +356,9 @@ impl Watcher<'_> {
     /// True when the loop is over: stopping (or `--once` with nothing left
     /// to do) and no run going.
     fn finished(&self) -> bool {
-        let idle = !self.polling && self.slots.values().all(|s| s.running.is_none());
+        // A poll in flight is waited for, but not by a stop.
+        let idle =
+            (self.stopping || !self.polling) && self.slots.values().all(|s| s.running.is_none());
         let nothing_pending = self.slots.values().all(|s| s.pending.is_empty());
         idle && (self.stopping || (self.options.once && nothing_pending))
     }
@@ -414,7 +420,9 @@ impl Watcher<'_> {
 
     fn message(&mut self, msg: Msg) {
         match msg {
-            Msg::File(path) => self.file_changed(&path),
+            Msg::File(FileEvent::Changed(path)) => self.file_changed(&path),
+            Msg::File(FileEvent::DirCreated(dir)) => self.dir_created(&dir),
+            Msg::File(FileEvent::Rescan) => self.rescan(),
             Msg::Polled(polled) => self.polled(polled),
             Msg::Run(RunMsg::Planned {
                 pipeline,
@@ -445,7 +453,10 @@ impl Watcher<'_> {
                     json!({"run": seq, "line": line}),
                     "",
                 ),
-                WatchFormat::Text => eprintln!("{pipeline} #{seq}: {line}"),
+                WatchFormat::Text => {
+                    use std::io::Write as _;
+                    let _ = writeln!(std::io::stderr().lock(), "{pipeline} #{seq}: {line}");
+                }
             },
             Msg::Run(RunMsg::Exited {
                 pipeline,
@@ -457,12 +468,46 @@ impl Watcher<'_> {
 
     // ---- files ----
 
-    fn file_changed(&mut self, path: &Path) {
+    /// A new directory: watched (a top-level one, again if it was deleted
+    /// and made anew), and its files taken as changed, since they may have
+    /// been written before the watch was in place.
+    fn dir_created(&mut self, dir: &Path) {
         if self.stopping {
             return;
         }
-        if let Some(files) = &mut self.files {
-            files.add(path);
+        if let Some(files) = &mut self.files
+            && let Err(err) = files.watch_top_level(dir)
+        {
+            self.out.warn(None, &err.to_string());
+        }
+        for file in files::files_under(dir) {
+            self.file_changed(&file);
+        }
+    }
+
+    /// Events were lost: every pipeline may have a changed input.
+    fn rescan(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.out.warn(
+            None,
+            "file events were lost (too many at once): running every watched pipeline",
+        );
+        let names: Vec<String> = self
+            .config
+            .pipelines
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        for pipeline in names {
+            self.trigger(&pipeline, Trigger::Files(vec!["(events lost)".to_string()]));
+        }
+    }
+
+    fn file_changed(&mut self, path: &Path) {
+        if self.stopping {
+            return;
         }
         let Some(rel) = files::relative(self.root, path) else {
             return;
@@ -760,11 +805,8 @@ impl Watcher<'_> {
                     fields,
                     &format!("{describe}: queued behind the remote poll"),
                 );
-                self.slots
-                    .entry(pipeline.to_string())
-                    .or_default()
-                    .pending
-                    .push(trigger);
+                let slot = self.slots.entry(pipeline.to_string()).or_default();
+                queue(&mut slot.pending, trigger);
             } else {
                 self.start(pipeline, vec![trigger]);
             }
@@ -799,7 +841,7 @@ impl Watcher<'_> {
         fields["running"] = json!(seq);
         self.out.emit("trigger", Some(pipeline), fields, &text);
         if action != "skipped" {
-            slot.pending.push(trigger);
+            queue(&mut slot.pending, trigger);
         }
     }
 
@@ -951,6 +993,34 @@ impl Watcher<'_> {
 }
 
 /// Says which unpushed deployment files were kept, uncommitted.
+/// Most changed paths a queued run keeps to show (it runs the same anyway).
+const QUEUED_PATHS: usize = 50;
+
+/// Adds a trigger to the run queued behind the current one, merged with
+/// those of its kind: the queue stays small however long the run takes
+/// (one per schedule, the newest remote commit, the changed paths).
+fn queue(pending: &mut Vec<Trigger>, trigger: Trigger) {
+    let same = pending.iter().position(|queued| match (queued, &trigger) {
+        (Trigger::Files(_), Trigger::Files(_))
+        | (Trigger::Remote { .. }, Trigger::Remote { .. }) => true,
+        (Trigger::Schedule { expr: a, .. }, Trigger::Schedule { expr: b, .. }) => a == b,
+        _ => false,
+    });
+    match (same, trigger) {
+        (Some(i), Trigger::Files(paths)) => {
+            if let Trigger::Files(queued) = &mut pending[i] {
+                for path in paths {
+                    if queued.len() < QUEUED_PATHS && !queued.contains(&path) {
+                        queued.push(path);
+                    }
+                }
+            }
+        }
+        (Some(i), newer) => pending[i] = newer,
+        (None, trigger) => pending.push(trigger),
+    }
+}
+
 fn kept_text(kept: &[String]) -> String {
     match kept.is_empty() {
         true => String::new(),

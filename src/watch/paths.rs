@@ -2,7 +2,7 @@
 //! own writes that must never start anything (or `runner watch` would
 //! trigger itself forever).
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::cache::lock::LOCK_FILE;
 use crate::spec::paths::normalize;
@@ -25,10 +25,8 @@ impl PathFilter {
         let mut builder = GlobSetBuilder::new();
         let mut trees = vec![doc.file.clone(), "stacks".to_string()];
         if let Some(triggers) = &doc.spec.triggers {
-            for glob in &triggers.paths {
-                if let Ok(glob) = Glob::new(glob) {
-                    builder.add(glob);
-                }
+            for glob in triggers.paths.iter().filter_map(|g| path_glob(g)) {
+                builder.add(glob);
             }
         }
         for step in doc.spec.steps.values() {
@@ -86,8 +84,17 @@ impl OwnWrites {
 }
 
 /// `rel` is `tree` or inside it.
+/// An `on.paths` glob as documented: `*` stays within a directory, `**`
+/// crosses them, and `./data/**` is `data/**`.
+fn path_glob(glob: &str) -> Option<globset::Glob> {
+    let glob = glob.strip_prefix("./").unwrap_or(glob);
+    GlobBuilder::new(glob).literal_separator(true).build().ok()
+}
+
 fn within(rel: &str, tree: &str) -> bool {
-    rel == tree
+    // `.` (a dep on the whole repository) holds everything.
+    tree == "."
+        || rel == tree
         || rel
             .strip_prefix(tree)
             .is_some_and(|rest| rest.starts_with('/'))
@@ -96,6 +103,15 @@ fn within(rel: &str, tree: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_star_stays_within_a_directory_and_the_repository_holds_everything() {
+        let glob = |g: &str| path_glob(g).unwrap().compile_matcher();
+        assert!(glob("conf/*.yaml").is_match("conf/x.yaml"));
+        assert!(!glob("conf/*.yaml").is_match("conf/deep/x.yaml"));
+        assert!(glob("./data/**").is_match("data/a/b.csv"));
+        assert!(within("anything/at/all", "."));
+    }
 
     fn doc(yaml: &str) -> Document<Pipeline> {
         let spec: Pipeline = serde_saphyr::from_str(yaml).unwrap();

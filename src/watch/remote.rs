@@ -96,6 +96,22 @@ pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
         return Ok(Polled::UpToDate);
     };
     let repo = open(root)?;
+    // A person who switched branches since the watch started: their
+    // checkout is not the watched branch's to move.
+    let head = repo
+        .head()
+        .ok()
+        .and_then(|h| h.name().ok().map(str::to_string));
+    if head.as_deref() != Some(upstream.local_ref.as_str()) {
+        return Ok(Polled::Dirty {
+            sha: short(remote_head),
+            why: format!(
+                "HEAD is no longer {} (now {}); switch back to have it followed",
+                upstream.local_ref,
+                head.as_deref().unwrap_or("detached")
+            ),
+        });
+    }
     let local = repo
         .refname_to_id(&upstream.local_ref)
         .map_err(Error::git("read the local branch"))?;
@@ -146,6 +162,14 @@ pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
     let target_commit = repo
         .find_commit(target)
         .map_err(Error::git("read the commit to check out"))?;
+    // A `runner run` started by hand holds the checkout: never move it
+    // under a run.
+    let Ok(_run_lock) = crate::exec::runlock::acquire(root, false) else {
+        return Ok(Polled::Dirty {
+            sha: short(remote_head),
+            why: "a run is using the checkout".to_string(),
+        });
+    };
     let mut checkout = git2::build::CheckoutBuilder::new();
     checkout.safe();
     if let Err(err) = repo.checkout_tree(target_commit.as_object(), Some(&mut checkout)) {
@@ -157,10 +181,12 @@ pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
             ),
         });
     }
-    repo.reference(
+    // Only from the commit this poll read: a commit made meanwhile stays.
+    repo.reference_matching(
         &upstream.local_ref,
         target,
         true,
+        local,
         "runner watch: fast-forward",
     )
     .map_err(Error::git("fast-forward the local branch"))?;

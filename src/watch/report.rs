@@ -55,10 +55,15 @@ impl Out {
     pub fn warn(&self, pipeline: Option<&str>, message: &str) {
         match self.format {
             WatchFormat::Json => self.emit("warning", pipeline, json!({"message": message}), ""),
-            WatchFormat::Text => match pipeline {
-                Some(p) => eprintln!("warning: {p}: {message}"),
-                None => eprintln!("warning: {message}"),
-            },
+            WatchFormat::Text => {
+                use std::io::Write as _;
+                // As stdout: a closed stderr must not stop the watcher.
+                let mut stderr = std::io::stderr().lock();
+                let _ = match pipeline {
+                    Some(p) => writeln!(stderr, "warning: {p}: {message}"),
+                    None => writeln!(stderr, "warning: {message}"),
+                };
+            }
         }
     }
 

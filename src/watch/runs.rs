@@ -141,6 +141,17 @@ fn command(request: &RunRequest, args: &[&str], extra: &[String]) -> Command {
         // Its own process group: a Ctrl-C at the terminal reaches the
         // watcher only, which decides between draining and cancelling.
         .process_group(0);
+    // A watcher that dies (SIGKILL, OOM) takes its run down with it: the
+    // run gets SIGTERM, and cancels its steps as on Ctrl-C. (The signal
+    // follows the thread that spawned: the watcher's one runtime thread.)
+    // SAFETY: prctl is async-signal-safe, and nothing else runs between
+    // fork and exec here.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
     command
 }
 

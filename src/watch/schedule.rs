@@ -67,7 +67,9 @@ impl Schedule {
         if last.is_some_and(|last| latest <= last) {
             return None;
         }
-        (now - latest <= deadline).then_some(latest)
+        // Strictly within: cron-driven `--once` jobs every `deadline` catch
+        // each firing once, not on two consecutive jobs.
+        (now - latest < deadline).then_some(latest)
     }
 }
 
