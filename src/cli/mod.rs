@@ -15,7 +15,6 @@ mod watch;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -81,7 +80,7 @@ enum Command {
 }
 
 /// Parses the command line, runs the command and returns its exit code.
-pub fn main() -> ExitCode {
+pub fn main() -> u8 {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run(_) | Command::Watch(_)) {
         restore_sigpipe();
@@ -104,10 +103,10 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => init::demo(args),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
-            ExitCode::from(exit::INVALID)
+            exit::INVALID
         }
     }
 }

@@ -314,6 +314,11 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     if args.preview && status != RunStatus::Cancelled {
         preview_report(root, &plan, &cache, &sink.recorder, args, forge.as_ref());
     }
+    // The plan and the cache hold every step's entries: freeing them one by
+    // one is work the process's exit does at once. (They own no file or
+    // lock: runner.lock and the stat cache were written by `finish`.)
+    std::mem::forget(plan);
+    std::mem::forget(cache);
     Ok(code)
 }
 
