@@ -530,10 +530,7 @@ impl Watcher<'_> {
         if self.stopping {
             return;
         }
-        if changed
-            .iter()
-            .any(|p| p.starts_with("pipelines/") || p.starts_with("stacks/"))
-        {
+        if specs_changed(&changed) {
             self.reload();
         }
         let fired: Vec<(String, Vec<String>)> = self
@@ -742,10 +739,7 @@ impl Watcher<'_> {
                 let until = Instant::now() + CHECKOUT_ECHO;
                 self.echoes
                     .extend(changed.iter().map(|path| (path.clone(), until)));
-                if changed
-                    .iter()
-                    .any(|p| p.starts_with("pipelines/") || p.starts_with("stacks/"))
-                {
+                if specs_changed(&changed) {
                     self.reload();
                 }
                 let names: Vec<String> =
@@ -764,7 +758,14 @@ impl Watcher<'_> {
             Ok(Polled::Diverged { local, remote }) => self.warn_once(
                 format!("the local branch ({local}) has commits the remote ({remote}) does not: not fast-forwarding; push or rebase them"),
             ),
-            Err(err) => self.warn_once(format!("remote poll failed: {err}")),
+            Err(err) => {
+                self.warn_once(format!("remote poll failed: {err}"));
+                // A cron job's `--once` must not report success when it
+                // could not look.
+                if self.options.once {
+                    self.failed.get_or_insert(i32::from(crate::cli::exit::INVALID));
+                }
+            }
         }
         self.start_pending();
     }
@@ -943,7 +944,7 @@ impl Watcher<'_> {
         if self.stopping {
             // A second signal while draining cancels.
             if self.options.drain {
-                self.cancel_all(signal);
+                self.cancel_all();
             }
             return;
         }
@@ -957,33 +958,29 @@ impl Watcher<'_> {
         for slot in self.slots.values_mut() {
             slot.pending.clear();
         }
-        let action = match (running.is_empty(), self.options.drain) {
-            (true, _) => "stopping",
-            (false, true) => "draining",
-            (false, false) => "cancelling",
+        let (action, detail) = match (running.is_empty(), self.options.drain) {
+            (true, _) => ("stopping", String::new()),
+            (false, true) => (
+                "draining",
+                format!(
+                    " (waiting for run {} to finish; signal again to cancel)",
+                    list_runs(&running)
+                ),
+            ),
+            (false, false) => ("cancelling", format!(" run {}", list_runs(&running))),
         };
         self.out.emit(
             "stopping",
             None,
             json!({"signal": signal, "action": action, "runs": running}),
-            &format!(
-                "{signal}: {action}{}",
-                match (running.is_empty(), self.options.drain) {
-                    (true, _) => String::new(),
-                    (false, true) => format!(
-                        " (waiting for run {} to finish; signal again to cancel)",
-                        list_runs(&running)
-                    ),
-                    (false, false) => format!(" run {}", list_runs(&running)),
-                }
-            ),
+            &format!("{signal}: {action}{detail}"),
         );
         if !self.options.drain {
-            self.cancel_all(signal);
+            self.cancel_all();
         }
     }
 
-    fn cancel_all(&mut self, _signal: &str) {
+    fn cancel_all(&mut self) {
         for slot in self.slots.values() {
             if let Some(running) = &slot.running {
                 running.handle.cancel();
@@ -993,6 +990,14 @@ impl Watcher<'_> {
 }
 
 /// Says which unpushed deployment files were kept, uncommitted.
+/// True when a spec file is among the changed paths: the watcher reads
+/// the specs again.
+fn specs_changed<'a>(changed: impl IntoIterator<Item = &'a String>) -> bool {
+    changed
+        .into_iter()
+        .any(|p| p.starts_with("pipelines/") || p.starts_with("stacks/"))
+}
+
 /// Most changed paths a queued run keeps to show (it runs the same anyway).
 const QUEUED_PATHS: usize = 50;
 

@@ -93,7 +93,10 @@ fn open(root: &Path) -> Result<Repository, Error> {
 pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
     let Some(remote_head) = crate::gitops::fetch_branch(root, &upstream.remote, &upstream.branch)?
     else {
-        return Ok(Polled::UpToDate);
+        return Err(Error::usage(format!(
+            "{} has no branch {} to follow; push it, or set the branch to follow with `git branch -u REMOTE/BRANCH`",
+            upstream.remote, upstream.branch
+        )));
     };
     let repo = open(root)?;
     // A person who switched branches since the watch started: their

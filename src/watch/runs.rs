@@ -251,8 +251,19 @@ fn forward(
 ) -> tokio::task::JoinHandle<()> {
     let (pipeline, seq, messages) = (request.pipeline.clone(), request.seq, messages.clone());
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+        let mut reader = BufReader::new(stream);
+        let mut bytes = Vec::new();
+        // Bytes, not text: a line that is not UTF-8 must not stop the
+        // reading (the child would block on a full pipe).
+        loop {
+            bytes.clear();
+            match reader.read_until(b'\n', &mut bytes).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = String::from_utf8_lossy(&bytes)
+                .trim_end_matches(['\n', '\r'])
+                .to_string();
             let event = events
                 .then(|| serde_json::from_str::<serde_json::Value>(&line).ok())
                 .flatten()
