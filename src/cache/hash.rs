@@ -29,19 +29,30 @@ struct Stat {
     hash: String,
     /// When the hash was taken. A file modified within the same clock tick
     /// as its hashing can change without its stat changing ("racy git"):
-    /// such an entry is not trusted, and the file is hashed again.
+    /// such an entry is not trusted (see `racy_margin`), and the file is
+    /// hashed again.
     #[serde(default)]
     hashed_ns: i64,
 }
 
-/// How far a file's mtime must be before its hashing for the stat to be trusted.
-const RACY_NS: i64 = 2_000_000_000;
-
 impl Stat {
     fn same_file(&self, other: &Stat) -> bool {
-        self.mtime_ns.saturating_add(RACY_NS) < self.hashed_ns
+        self.mtime_ns.saturating_add(racy_margin(self.mtime_ns)) < self.hashed_ns
             && (self.size, self.mtime_ns, self.ctime_ns, self.inode)
                 == (other.size, other.mtime_ns, other.ctime_ns, other.inode)
+    }
+}
+
+/// How far a file's mtime must be before its hashing for the stat to be
+/// trusted: beyond the file system's timestamp granularity and clock lag.
+/// Where mtimes have nanoseconds (ext4, xfs, btrfs, tmpfs, APFS) they tick
+/// with the kernel's coarse clock (a few milliseconds): 100 ms covers it,
+/// so a no-op right after a build trusts what the build wrote. Whole-second
+/// mtimes (FAT, HFS+, some network file systems) get two seconds.
+fn racy_margin(mtime_ns: i64) -> i64 {
+    match mtime_ns % 1_000_000_000 {
+        0 => 2_000_000_000,
+        _ => 100_000_000,
     }
 }
 
@@ -300,6 +311,26 @@ pub fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stat_is_trusted_once_its_mtime_is_past_the_timestamp_granularity() {
+        let stat = |mtime_ns: i64, hashed_ns: i64| Stat {
+            size: 1,
+            mtime_ns,
+            ctime_ns: mtime_ns,
+            inode: 7,
+            hash: String::new(),
+            hashed_ns,
+        };
+        let fine = 1_700_000_000_123_456_789;
+        assert!(!stat(fine, fine + 50_000_000).same_file(&stat(fine, 0)));
+        assert!(stat(fine, fine + 150_000_000).same_file(&stat(fine, 0)));
+        let whole = 1_700_000_000_000_000_000;
+        assert!(!stat(whole, whole + 1_500_000_000).same_file(&stat(whole, 0)));
+        assert!(stat(whole, whole + 2_500_000_000).same_file(&stat(whole, 0)));
+        // A changed stat is never trusted.
+        assert!(!stat(fine, fine + 150_000_000).same_file(&stat(fine + 1, 0)));
+    }
 
     #[test]
     fn unchanged_files_are_not_read_again() {
