@@ -333,7 +333,12 @@ impl Watcher<'_> {
             if self.finished() {
                 break;
             }
-            let debounce_at = self.debounce.due();
+            // Changes gathered during a poll wait for its end: the
+            // fast-forward's own writes are then told apart and dropped.
+            let debounce_at = match self.polling {
+                true => None,
+                false => self.debounce.due(),
+            };
             let schedule_at = self.next_schedule();
             tokio::select! {
                 Some(msg) = inbox.recv() => self.message(msg),
@@ -798,7 +803,9 @@ impl Watcher<'_> {
             .get(pipeline)
             .and_then(|s| s.running.as_ref().map(|r| r.seq));
         let Some(seq) = running else {
-            if self.polling {
+            // A poll waiting for the runs to end goes first: constant
+            // triggers must not hold off new commits forever.
+            if self.polling || self.poll_due {
                 fields["action"] = json!("queued");
                 self.out.emit(
                     "trigger",
@@ -926,7 +933,7 @@ impl Watcher<'_> {
 
     /// Starts the follow-up run of every idle pipeline with triggers waiting.
     fn start_pending(&mut self) {
-        if self.stopping || self.polling {
+        if self.stopping || self.polling || self.poll_due {
             return;
         }
         let ready: Vec<(String, Vec<Trigger>)> = self
