@@ -46,6 +46,57 @@ pub struct GateError {
     pub message: String,
 }
 
+/// A step's `checks`, over the metrics file it just wrote: the checks as
+/// evaluated, and why the step fails when one does not hold (a check that
+/// reads a metric the file lacks fails it too).
+pub fn check_step(plan: &crate::plan::Plan, index: usize) -> (Vec<Check>, Option<String>) {
+    let step = &plan.steps[index];
+    if step.checks.is_empty() {
+        return (Vec::new(), None);
+    }
+    let Some(file) = &step.metrics else {
+        return (Vec::new(), Some("checks need a `metrics` file".to_string()));
+    };
+    let metrics = match crate::metrics::read(&plan.root.join(file)) {
+        Ok(metrics) => metrics,
+        Err(err) => {
+            return (
+                Vec::new(),
+                Some(format!("metrics file `{file}` for the checks: {err}")),
+            );
+        }
+    };
+    let input = GateInput {
+        metrics: &metrics,
+        params: &plan.params,
+        production: None,
+        git: plan.git.as_ref(),
+    };
+    match evaluate(&step.checks, &input) {
+        Err(err) => (
+            Vec::new(),
+            Some(format!(
+                "check `{}`: {} (metrics from `{file}`)",
+                err.check, err.message
+            )),
+        ),
+        Ok(checks) => {
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("`{}` ({})", c.check, c.shown))
+                .collect();
+            let reason = (!failed.is_empty()).then(|| {
+                format!(
+                    "check failed: {} (metrics from `{file}`)",
+                    failed.join(", ")
+                )
+            });
+            (checks, reason)
+        }
+    }
+}
+
 /// Evaluates every check, in order.
 pub fn evaluate(gates: &[String], input: &GateInput) -> Result<Vec<Check>, GateError> {
     let templates = Templates::new();
@@ -139,7 +190,7 @@ fn nest(flat: &BTreeMap<String, f64>) -> serde_json::Value {
         let mut parts = name.split('.').peekable();
         while let Some(part) = parts.next() {
             if parts.peek().is_none() {
-                map.insert(part.to_string(), serde_json::json!(value));
+                map.insert(part.to_string(), number(*value));
                 break;
             }
             let entry = map
@@ -153,6 +204,15 @@ fn nest(flat: &BTreeMap<String, f64>) -> serde_json::Value {
         }
     }
     serde_json::Value::Object(root)
+}
+
+/// A metric as a JSON number: a count reads as `1500`, not `1500.0`.
+fn number(value: f64) -> serde_json::Value {
+    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
+        serde_json::json!(value as i64)
+    } else {
+        serde_json::json!(value)
+    }
 }
 
 fn lookup<'v>(value: &'v serde_json::Value, dotted: &str) -> Option<&'v serde_json::Value> {

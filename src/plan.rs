@@ -44,6 +44,8 @@ pub struct PlannedStep {
     pub cache: bool,
     /// The step's metrics file, when it writes one.
     pub metrics: Option<String>,
+    /// Expressions over those metrics that must hold for it to succeed.
+    pub checks: Vec<String>,
 }
 
 /// Whether a step runs, and why.
@@ -264,6 +266,7 @@ impl Plan {
                     .collect(),
                 cache: step.cache,
                 metrics: step.metrics.clone(),
+                checks: step.checks.clone(),
                 name: name.clone(),
                 command,
                 argv,

@@ -495,6 +495,7 @@ fn differences(was: &PlannedStep, now: &PlannedStep) -> Vec<String> {
     listed(&outputs(was), &outputs(now), "outputs", &mut what);
     let params = |s: &PlannedStep| -> Vec<String> { s.params.keys().cloned().collect() };
     listed(&params(was), &params(now), "params", &mut what);
+    listed(&was.checks, &now.checks, "checks", &mut what);
     if was.key_env != now.key_env {
         what.push("env changed".to_string());
     }

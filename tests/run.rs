@@ -499,3 +499,90 @@ fn a_secret_equal_to_a_record_key_does_not_corrupt_the_record() {
     let listed = runner(dir.path(), &["runs", "show", "last"]);
     assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
 }
+
+#[test]
+fn data_checks_pass_or_fail_the_step_with_the_values_they_read() {
+    let steps = "  validate:
+    run: >-
+      echo '{\"rows\": {{ params.rows }}, \"nulls\": {\"rate\": 0.02}}' > report.json
+    params: [rows]
+    metrics: report.json
+    checks:
+      - metrics.rows >= params.min_rows
+      - metrics.nulls.rate < 0.05
+  train:
+    run: touch trained
+    needs: [validate]
+";
+    let dir = repo_with("params: {rows: 1500, min_rows: 1000}\n", steps);
+    let out = runner(dir.path(), &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("CHECK validate: metrics.rows >= params.min_rows: 1500 >= 1000 ok"),
+        "{}",
+        text(&out)
+    );
+    let run = run_json(dir.path());
+    let checks = &run["steps"][0]["checks"];
+    assert_eq!(checks.as_array().unwrap().len(), 2, "{run:#}");
+    assert_eq!(checks[1]["shown"], "0.02 < 0.05");
+    assert!(dir.path().join("trained").exists());
+
+    // Too few rows: the step fails, says which check with its values and
+    // the metrics file, training never runs, and nothing is recorded.
+    std::fs::remove_file(dir.path().join("trained")).unwrap();
+    let junit = dir.path().join("junit.xml");
+    let out = runner(
+        dir.path(),
+        &[
+            "run",
+            "-p",
+            "rows=10",
+            "--format",
+            "plain",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failed = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("testcase")
+                && n.attribute("classname") == Some("p.checks.validate")
+                && n.attribute("name") == Some("metrics.rows >= params.min_rows")
+        })
+        .unwrap_or_else(|| panic!("{xml}"));
+    let failure = failed
+        .children()
+        .find(|c| c.has_tag_name("failure"))
+        .unwrap();
+    assert_eq!(failure.attribute("message"), Some("10 >= 1000"));
+    let all = text(&out);
+    assert!(
+        all.contains("check failed: `metrics.rows >= params.min_rows` (10 >= 1000) (metrics from `report.json`)"),
+        "{all}"
+    );
+    assert!(!dir.path().join("trained").exists());
+    assert_eq!(step_status(&run_json(dir.path()), "train"), "skipped");
+    let lock = std::fs::read_to_string(dir.path().join("runner.lock")).unwrap();
+    assert!(
+        lock.contains("rows: 1500"),
+        "the failed run is not recorded: {lock}"
+    );
+
+    // A check that reads a metric the file lacks is an error, not "false".
+    let dir = repo_with(
+        "params: {rows: 1500, min_rows: 1000}\n",
+        &steps.replace("metrics.nulls.rate < 0.05", "metrics.nulls.ratio < 0.05"),
+    );
+    let out = runner(dir.path(), &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("check `metrics.nulls.ratio < 0.05`"),
+        "{}",
+        text(&out)
+    );
+}

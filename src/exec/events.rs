@@ -157,6 +157,15 @@ pub enum Event {
         step: String,
         reason: String,
     },
+    /// One of a step's `checks`, after it ran and before it counts as
+    /// succeeded.
+    StepChecked {
+        step: String,
+        check: String,
+        passed: bool,
+        /// The check with the values it read: `0.02 < 0.01`.
+        shown: String,
+    },
     /// One `promote.gate` check, after the steps.
     GateChecked {
         check: String,

@@ -111,6 +111,9 @@ pub struct StepRecord {
     pub duration_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Its `checks`, as evaluated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<GateCheckRecord>,
     /// The step's log, relative to the run's directory.
     pub log: String,
 }
@@ -184,6 +187,7 @@ impl Recorder {
                     started_at: None,
                     duration_ms: None,
                     reason: None,
+                    checks: Vec::new(),
                     log: log_name(&s.name),
                 })
                 .collect(),
@@ -279,6 +283,20 @@ impl Recorder {
                 self.record.finished_at = Some(now());
                 self.record.duration_ms = Some(*duration_ms);
                 self.save()?;
+            }
+            Event::StepChecked {
+                step,
+                check,
+                passed,
+                shown,
+            } => {
+                if let Some(&i) = self.index.get(step) {
+                    self.record.steps[i].checks.push(GateCheckRecord {
+                        check: check.clone(),
+                        passed: *passed,
+                        shown: self.masker.mask(shown).into_owned(),
+                    });
+                }
             }
             Event::GateChecked {
                 check,

@@ -379,6 +379,20 @@ async fn run_step(
             ),
             Ok(Exit::Code(0)) => match missing_output(plan, index) {
                 None => {
+                    // Bad data stops here: a failing check fails the step,
+                    // and it is not recorded, so it runs again next time.
+                    let (checks, failed) = crate::gate::check_step(plan, index);
+                    for check in checks {
+                        let _ = events.send(Event::StepChecked {
+                            step: step.name.clone(),
+                            check: check.check,
+                            passed: check.passed,
+                            shown: masker.mask(&check.shown).into_owned(),
+                        });
+                    }
+                    if let Some(reason) = failed {
+                        return finish(StepStatus::Failed, Some(0), attempt, Some(reason));
+                    }
                     let (Some(cache), Some(deps)) = (&cache, deps.clone()) else {
                         return finish(StepStatus::Succeeded, Some(0), attempt, None);
                     };

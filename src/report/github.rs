@@ -70,6 +70,18 @@ pub fn summary(record: &RunRecord, metrics: &BTreeMap<String, f64>, masker: &Mas
                 .replace('|', "\\|")
         );
     }
+    let checks: Vec<_> = record
+        .steps
+        .iter()
+        .flat_map(|step| step.checks.iter().map(move |c| (&step.name, c)))
+        .collect();
+    if !checks.is_empty() {
+        md.push_str("\n**Data checks**\n\n");
+        for (step, check) in checks {
+            let mark = if check.passed { "✅" } else { "❌" };
+            let _ = writeln!(md, "- {mark} `{step}`: `{}`: {}", check.check, check.shown);
+        }
+    }
     if !record.gate.is_empty() {
         md.push_str("\n**Gate**\n\n");
         for check in &record.gate {

@@ -88,6 +88,46 @@ pub fn junit(record: &RunRecord, root: &Path) -> String {
     );
     out.push_str(&steps);
     out.push_str("  </testsuite>\n");
+    let checks: Vec<(&str, &crate::exec::record::GateCheckRecord)> = record
+        .steps
+        .iter()
+        .flat_map(|step| step.checks.iter().map(move |c| (step.name.as_str(), c)))
+        .collect();
+    if !checks.is_empty() {
+        let _ = writeln!(
+            out,
+            r#"  <testsuite name="{name}" tests="{tests}" failures="{failures}">"#,
+            name = escape(&format!("{} checks", record.pipeline)),
+            tests = checks.len(),
+            failures = checks.iter().filter(|(_, c)| !c.passed).count(),
+        );
+        for (step, check) in &checks {
+            let _ = write!(
+                out,
+                r#"    <testcase classname="{class}" name="{name}" time="0">"#,
+                class = escape(&format!("{}.checks.{step}", record.pipeline)),
+                name = escape(&check.check),
+            );
+            match check.passed {
+                false => {
+                    let _ = write!(
+                        out,
+                        "\n      <failure message=\"{}\" type=\"check\"/>\n    ",
+                        escape(&check.shown)
+                    );
+                }
+                true => {
+                    let _ = write!(
+                        out,
+                        "\n      <system-out>{}</system-out>\n    ",
+                        escape(&check.shown)
+                    );
+                }
+            }
+            out.push_str("</testcase>\n");
+        }
+        out.push_str("  </testsuite>\n");
+    }
     if !record.gate.is_empty() {
         let _ = writeln!(
             out,

@@ -147,6 +147,23 @@ impl Reporter for PlainReporter {
             Event::StepSkipped { step, reason } => {
                 self.print(&status("SKIP", &format!("{step}: {reason}")))
             }
+            Event::StepChecked {
+                step,
+                check,
+                passed,
+                shown,
+            } => {
+                let verdict = if *passed { "ok" } else { "FAILED" };
+                self.print(&status(
+                    "CHECK",
+                    &format!("{step}: {check}: {shown} {verdict}"),
+                ));
+                if !passed && self.ci == Ci::GitHub {
+                    self.print(&format!(
+                        "::error title=check failed::{step}: {check} ({shown})"
+                    ));
+                }
+            }
             Event::GateChecked {
                 check,
                 passed,

@@ -123,6 +123,18 @@ impl Reporter for TtyReporter {
             Event::StepSkipped { step, reason } => {
                 self.line(format!("\x1b[33m-\x1b[0m {step}: {reason}"))
             }
+            Event::StepChecked {
+                step,
+                check,
+                passed,
+                shown,
+            } => {
+                let verdict = match passed {
+                    true => "\x1b[32mok\x1b[0m",
+                    false => "\x1b[31mFAILED\x1b[0m",
+                };
+                self.line(format!("check {step}: {check}: {shown} {verdict}"));
+            }
             Event::GateChecked {
                 check,
                 passed,

@@ -158,6 +158,11 @@ pub struct Step {
     /// A JSON or YAML file of numbers the step writes; nested keys become dotted names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// Expressions over the metrics this step wrote, as in `promote.gate`,
+    /// e.g. `metrics.null_rate < 0.01`: a failing one fails the step, so bad
+    /// data never reaches the steps after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
     /// Working directory relative to the repo root (default: the repo root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,

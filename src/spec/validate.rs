@@ -487,6 +487,22 @@ impl<'a> PipelineCheck<'a> {
                 self.push(d);
             }
         }
+        if !step.checks.is_empty() && step.metrics.is_none() {
+            let d = self
+                .error(
+                    &["steps", name, "checks"],
+                    true,
+                    format!("step `{name}` has checks but writes no metrics for them to read"),
+                )
+                .with_help("add `metrics: FILE`: the JSON or YAML numbers the step writes, e.g. `metrics: build/data-report.json`");
+            self.push(d);
+        }
+        self.check_expressions(
+            &["steps", name, "checks"],
+            &step.checks,
+            &["metrics", "params"],
+            "check",
+        );
         let at = ["steps", name, "run"];
         let example = "`{{ params.NAME }}`, `{{ outputs.NAME }}`, `{{ steps.STEP.outputs.NAME }}`, `{{ run.id }}` and `{{ git.sha }}`";
         self.check_command(&step.run, &at, example, |check, path| {
@@ -607,6 +623,64 @@ impl<'a> PipelineCheck<'a> {
         })
     }
 
+    /// Expressions (gates, checks) compile and read only `roots`; a gate
+    /// that lets worse models through is an error.
+    fn check_expressions(&mut self, at: &[&str], exprs: &[String], roots: &[&str], what: &str) {
+        for (i, expr) in exprs.iter().enumerate() {
+            let index = i.to_string();
+            let mut path = at.to_vec();
+            path.push(&index);
+            let node = self.node(&path, false);
+            match self.templates.expression_references(expr) {
+                Ok(refs) => {
+                    for reference in refs {
+                        let root = reference.split('.').next().unwrap_or_default();
+                        let problem = match root {
+                            "params" if roots.contains(&"params") => {
+                                match reference.split('.').nth(1) {
+                                    Some(param) => self.param_problem(param),
+                                    None => Some(whole_root("params")),
+                                }
+                            }
+                            root if roots.contains(&root) => None,
+                            other => Some(unknown_root(other, roots, "expression")),
+                        };
+                        if let Some((message, help)) = problem {
+                            let span = reference_span(self.doc, node, &reference, false);
+                            let d = self.doc.error(span, message).with_help(help);
+                            self.push(d);
+                        }
+                    }
+                    if what == "gate"
+                        && let Some(fix) = crate::gate::direction_problem(expr)
+                    {
+                        let d = self
+                            .doc
+                            .error(node.span, "this gate lets worse models through")
+                            .with_help(fix);
+                        self.push(d);
+                    }
+                }
+                Err(err) => {
+                    let span = error_span(self.doc, node, expr, &err);
+                    let d = self
+                        .doc
+                        .error(span, format!("{what} expression does not compile: {}", err.message))
+                        .with_help(if expr.contains("{{") {
+                            format!("a {what} is a bare expression: drop the `{{{{ }}}}`, e.g. `metrics.mse <= params.max_mse`")
+                        } else if expr.contains('=') && !expr.contains("==") && !expr.contains("<=") && !expr.contains(">=") && !expr.contains("!=") {
+                            "compare with `==`, not `=`".to_string()
+                        } else if what == "gate" {
+                            "write a comparison such as `metrics.mse <= params.max_mse` or `production is none or metrics.r2 >= production.metrics.r2`".to_string()
+                        } else {
+                            "write a comparison such as `metrics.rows >= 1000` or `metrics.null_rate < params.max_null_rate`".to_string()
+                        });
+                    self.push(d);
+                }
+            }
+        }
+    }
+
     fn check_promote(&mut self) {
         let Some(promote) = &self.spec().promote else {
             return;
@@ -633,55 +707,12 @@ impl<'a> PipelineCheck<'a> {
                 self.push(d);
             }
         }
-        for (i, expr) in promote.gate.iter().enumerate() {
-            let index = i.to_string();
-            let node = self.node(&["promote", "gate", &index], false);
-            match self.templates.expression_references(expr) {
-                Ok(refs) => {
-                    for path in refs {
-                        let root = path.split('.').next().unwrap_or_default();
-                        let problem = match root {
-                            "params" => match path.split('.').nth(1) {
-                                Some(param) => self.param_problem(param),
-                                None => Some(whole_root("params")),
-                            },
-                            "metrics" | "production" | "git" => None,
-                            other => Some(unknown_root(
-                                other,
-                                &["metrics", "params", "production", "git"],
-                                "expression",
-                            )),
-                        };
-                        if let Some((message, help)) = problem {
-                            let span = reference_span(self.doc, node, &path, false);
-                            let d = self.doc.error(span, message).with_help(help);
-                            self.push(d);
-                        }
-                    }
-                    if let Some(fix) = crate::gate::direction_problem(expr) {
-                        let d = self
-                            .doc
-                            .error(node.span, "this gate lets worse models through")
-                            .with_help(fix);
-                        self.push(d);
-                    }
-                }
-                Err(err) => {
-                    let span = error_span(self.doc, node, expr, &err);
-                    let d = self
-                        .doc
-                        .error(span, format!("gate expression does not compile: {}", err.message))
-                        .with_help(if expr.contains("{{") {
-                            "a gate is a bare expression: drop the `{{ }}`, e.g. `metrics.mse <= params.max_mse`"
-                        } else if expr.contains('=') && !expr.contains("==") && !expr.contains("<=") && !expr.contains(">=") && !expr.contains("!=") {
-                            "compare with `==`, not `=`"
-                        } else {
-                            "write a comparison such as `metrics.mse <= params.max_mse` or `production is none or metrics.r2 >= production.metrics.r2`"
-                        });
-                    self.push(d);
-                }
-            }
-        }
+        self.check_expressions(
+            &["promote", "gate"],
+            &promote.gate,
+            &["metrics", "params", "production", "git"],
+            "gate",
+        );
         self.check_command(
             &promote.service.serve,
             &["promote", "service", "serve"],
