@@ -130,7 +130,7 @@ impl Plan {
         let dag =
             dag.ok_or_else(|| Error::usage(format!("pipeline `{}` is not valid", doc.spec.name)))?;
         let stack = choose_stack(loaded, options.stack.as_deref())?;
-        let params = merge_params(doc, &options.params)?;
+        let params = merge_params(doc, &loaded.params_files, &options.params)?;
         let jobs = options
             .jobs
             .or(stack.orchestrator.parallelism.map(|n| n as usize))
@@ -251,11 +251,22 @@ impl Plan {
             }
             deps.sort();
             deps.dedup();
-            let key_params = step
-                .params
-                .iter()
-                .filter_map(|p| params.get(p).map(|v| (p.clone(), v.clone())))
-                .collect();
+            let mut key_params = BTreeMap::new();
+            for listed in &step.params {
+                let value = lookup_param(&params, listed).ok_or_else(|| {
+                    let files = match spec.params_files.is_empty() {
+                        true => String::new(),
+                        false => format!(" nor {}", spec.params_files.join(", ")),
+                    };
+                    Error::usage(format!(
+                        "step `{name}` of pipeline `{}` lists param `{listed}`, which neither `params` in {}{files} has; {}",
+                        spec.name,
+                        doc.file,
+                        hint(listed, flatten_params(&params).keys().map(String::as_str), "add it, or remove it from the step's `params`")
+                    ))
+                })?;
+                key_params.insert(listed.clone(), value.clone());
+            }
             steps.push(PlannedStep {
                 deps,
                 params: key_params,
@@ -387,18 +398,41 @@ pub fn choose_stack<'a>(
 
 /// The pipeline's params with `-p NAME=VALUE` overrides; a value reads as a
 /// number or boolean when it looks like one (`-p alpha=0.5`).
+/// A pipeline's params as a run without `-p` sees them: inline defaults
+/// with its params files merged over them.
+pub fn pipeline_params(
+    loaded: &Loaded,
+    doc: &Document<Pipeline>,
+) -> Result<IndexMap<String, serde_json::Value>, Error> {
+    merge_params(doc, &loaded.params_files, &[])
+}
+
 fn merge_params(
     doc: &Document<Pipeline>,
+    files: &BTreeMap<String, serde_json::Value>,
     overrides: &[String],
 ) -> Result<IndexMap<String, serde_json::Value>, Error> {
     let mut params = doc.spec.params.clone();
+    for file in &doc.spec.params_files {
+        if let Some(serde_json::Value::Object(map)) = files.get(file) {
+            for (key, value) in map {
+                match params.get_mut(key) {
+                    Some(slot) => merge_value(slot, value),
+                    None => {
+                        params.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+    }
     for item in overrides {
         let (key, value) = item
             .split_once('=')
             .ok_or_else(|| Error::usage(format!("-p {item}: write -p NAME=VALUE")))?;
-        let Some(slot) = params.get_mut(key) else {
+        let Some(slot) = lookup_mut(&mut params, key) else {
+            let known = flatten_params(&params);
             let none = format!("declare it under `params:` in {}", doc.file);
-            let help = hint(key, doc.spec.params.keys().map(String::as_str), &none);
+            let help = hint(key, known.keys().map(String::as_str), &none);
             return Err(Error::usage(format!(
                 "-p {key}: pipeline `{}` has no param `{key}`; {help}",
                 doc.spec.name
@@ -407,6 +441,76 @@ fn merge_params(
         *slot = parse_scalar(value);
     }
     Ok(params)
+}
+
+/// `over` merged into `base`: mappings key by key, anything else replaced.
+fn merge_value(base: &mut serde_json::Value, over: &serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(over)) => {
+            for (key, value) in over {
+                match base.get_mut(key) {
+                    Some(slot) => merge_value(slot, value),
+                    None => {
+                        base.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over.clone(),
+    }
+}
+
+/// The param at a dotted path (`train.alpha`).
+pub fn lookup_param<'p>(
+    params: &'p IndexMap<String, serde_json::Value>,
+    dotted: &str,
+) -> Option<&'p serde_json::Value> {
+    let mut parts = dotted.split('.');
+    let mut value = params.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
+}
+
+fn lookup_mut<'p>(
+    params: &'p mut IndexMap<String, serde_json::Value>,
+    dotted: &str,
+) -> Option<&'p mut serde_json::Value> {
+    let mut parts = dotted.split('.');
+    let mut value = params.get_mut(parts.next()?)?;
+    for part in parts {
+        value = value.as_object_mut()?.get_mut(part)?;
+    }
+    Some(value)
+}
+
+/// Every param by dotted name (nested mappings flattened), for diffs and
+/// suggestions.
+pub fn flatten_params(
+    params: &IndexMap<String, serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    fn walk(
+        prefix: &str,
+        value: &serde_json::Value,
+        out: &mut BTreeMap<String, serde_json::Value>,
+    ) {
+        match value {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                for (key, value) in map {
+                    walk(&format!("{prefix}.{key}"), value, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (key, value) in params {
+        walk(key, value, &mut out);
+    }
+    out
 }
 
 fn parse_scalar(text: &str) -> serde_json::Value {

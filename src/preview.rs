@@ -18,7 +18,9 @@ use crate::error::Error;
 use crate::gate::{self, Check, GateInput};
 use crate::git::GitInfo;
 use crate::metrics::MetricRow;
-use crate::plan::{Decision, Observed, OutputState, Plan, PlanOptions, PlannedStep, Selection};
+use crate::plan::{
+    Decision, Observed, OutputState, Plan, PlanOptions, PlannedStep, Selection, flatten_params,
+};
 use crate::spec::source::{SYMLINK_MODE, commit_tree, join};
 use crate::spec::types::Deployment;
 use crate::spec::{Loaded, Source};
@@ -515,29 +517,24 @@ fn differences(was: &PlannedStep, now: &PlannedStep) -> Vec<String> {
     what
 }
 
-fn param_changes(
+/// Params (nested ones by dotted name) whose values differ.
+pub fn param_changes(
     base: &indexmap::IndexMap<String, serde_json::Value>,
     head: &indexmap::IndexMap<String, serde_json::Value>,
 ) -> Vec<ParamChange> {
-    let mut changes: Vec<ParamChange> = head
-        .iter()
-        .filter(|(name, value)| base.get(*name) != Some(value))
-        .map(|(name, value)| ParamChange {
+    let (base, head) = (flatten_params(base), flatten_params(head));
+    let mut names: Vec<&String> = base.keys().chain(head.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|name| base.get(*name) != head.get(*name))
+        .map(|name| ParamChange {
             param: name.clone(),
             base: base.get(name).cloned(),
-            head: Some(value.clone()),
+            head: head.get(name).cloned(),
         })
-        .collect();
-    changes.extend(
-        base.iter()
-            .filter(|(name, _)| !head.contains_key(*name))
-            .map(|(name, value)| ParamChange {
-                param: name.clone(),
-                base: Some(value.clone()),
-                head: None,
-            }),
-    );
-    changes
+        .collect()
 }
 
 fn gate_preview(

@@ -5,6 +5,7 @@ mod comment;
 mod graph;
 mod init;
 pub(crate) mod metrics;
+mod params;
 mod plan;
 mod run;
 mod runs;
@@ -66,6 +67,9 @@ enum Command {
     /// Metrics recorded in runner.lock: show them, or diff them against another commit.
     #[command(subcommand)]
     Metrics(metrics::Command),
+    /// Params as a run sees them (params files merged): diff against another commit.
+    #[command(subcommand)]
+    Params(params::Command),
     /// Model servers: list, status, start, stop, delete, logs, predict, sync.
     #[command(subcommand)]
     Services(services::Command),
@@ -97,6 +101,7 @@ pub fn main() -> u8 {
         Command::Runs(command) => root().and_then(|root| runs::run(&root, command)),
         Command::Metrics(command) => root().and_then(|root| metrics::run(&root, command)),
         Command::Services(command) => root().and_then(|root| services::run(&root, command)),
+        Command::Params(command) => root().and_then(|root| params::run(&root, command)),
         Command::Comment(args) => root().and_then(|root| comment::run(&root, args)),
         Command::Watch(args) => root().and_then(|root| watch::run(&root, args)),
         Command::Init(args) => init::init(args),

@@ -14,12 +14,14 @@ pub use schema::Kind;
 pub use source::Source;
 pub use types::{Deployment, Pipeline, Stack, Step};
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::dag::Dag;
 use crate::diagnostic::Report;
 use crate::error::Error;
 use crate::suggest::hint;
+use source::FileText;
 
 /// Everything read from one snapshot of a repository, with every problem
 /// found in it.
@@ -29,13 +31,18 @@ pub struct Loaded {
     /// for a pipeline with problems.
     pub dags: Vec<Option<Dag>>,
     pub report: Report,
+    /// The content of every pipeline's `params_files`, by path: read
+    /// fresh at every load (the snapshot holds specs, not params).
+    pub params_files: BTreeMap<String, serde_json::Value>,
 }
 
 /// Loads and validates every spec of `source` in one pass.
 pub fn load(source: &Source) -> Result<Loaded, Error> {
     let mut report = Report::default();
     let files = load::read(source, &mut report)?;
-    Ok(check(&files, report))
+    let mut loaded = check(&files, report);
+    read_params_files(source, &mut loaded);
+    Ok(loaded)
 }
 
 /// [`load`] of the work tree at `root`, for commands that run or plan: when
@@ -52,17 +59,73 @@ pub fn load_work_tree(root: &Path) -> Result<Loaded, Error> {
     if let Some(key) = &key
         && let Some((specs, dags)) = snapshot::read(root, key, &files)
     {
-        return Ok(Loaded {
+        let mut loaded = Loaded {
             specs,
             dags,
             report,
-        });
+            params_files: BTreeMap::new(),
+        };
+        read_params_files(&source, &mut loaded);
+        return Ok(loaded);
     }
-    let loaded = check(&files, report);
+    let mut loaded = check(&files, report);
     if let Some(key) = &key {
         snapshot::write(root, key, &loaded);
     }
+    read_params_files(&source, &mut loaded);
     Ok(loaded)
+}
+
+/// Reads every pipeline's `params_files` (YAML or JSON mappings); a file
+/// that is missing or not a mapping is a problem at its `params_files` entry.
+fn read_params_files(source: &Source, loaded: &mut Loaded) {
+    let mut problems = Vec::new();
+    for doc in &loaded.specs.pipelines {
+        for (i, path) in doc.spec.params_files.iter().enumerate() {
+            if loaded.params_files.contains_key(path) {
+                continue;
+            }
+            let read = match paths::normalize(path) {
+                Err(problem) => Err(format!("params file `{path}` {}", problem.message())),
+                Ok(normal) => match source.read(&normal) {
+                    Ok(FileText::Text(text)) => serde_saphyr::from_str::<serde_json::Value>(&text)
+                        .map_err(|e| {
+                            format!(
+                                "params file `{path}` is not YAML or JSON: {}",
+                                e.without_snippet()
+                            )
+                        })
+                        .and_then(|value| match value {
+                            serde_json::Value::Object(_) => Ok(value),
+                            _ => Err(format!(
+                                "params file `{path}` is not a mapping of names to values"
+                            )),
+                        }),
+                    Ok(_) => Err(format!("params file `{path}` is not a text file")),
+                    Err(_) => Err(format!(
+                        "params file `{path}` does not exist in {}",
+                        source.describe()
+                    )),
+                },
+            };
+            match read {
+                Ok(value) => {
+                    loaded.params_files.insert(path.clone(), value);
+                }
+                Err(message) => {
+                    let index = i.to_string();
+                    let span = doc.span(&["params_files", &index], false);
+                    problems.push(doc.error(span, message).with_help(
+                        "params files are repo paths of YAML or JSON mappings, e.g. `params.yaml` holding `train: {alpha: 0.1}`",
+                    ));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        loaded.report.diagnostics.extend(problems);
+        loaded.report.sort();
+    }
 }
 
 fn check(files: &[load::SpecFile], mut report: Report) -> Loaded {
@@ -73,10 +136,16 @@ fn check(files: &[load::SpecFile], mut report: Report) -> Loaded {
         specs,
         dags,
         report,
+        params_files: BTreeMap::new(),
     }
 }
 
 impl Loaded {
+    /// The pipeline called `name`, if there is one.
+    pub fn pipelines_named(&self, name: &str) -> Option<&Document<Pipeline>> {
+        self.specs.pipelines.iter().find(|d| d.spec.name == name)
+    }
+
     /// The pipeline called `name`, or the only one when `name` is `None`.
     pub fn pipeline(
         &self,

@@ -103,6 +103,11 @@ pub struct Pipeline {
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(extend("propertyNames" = {"pattern": IDENT_PATTERN}))]
     pub params: IndexMap<String, serde_json::Value>,
+    /// YAML or JSON files of params (repo paths), merged over `params` in
+    /// order, under `-p`: nested keys are read as `params.train.alpha` and
+    /// listed by steps as `train.alpha`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params_files: Vec<String>,
     /// What starts the pipeline under `runner watch` and in CI.
     #[serde(default, rename = "on", skip_serializing_if = "Option::is_none")]
     pub triggers: Option<Triggers>,

@@ -421,19 +421,11 @@ impl<'a> PipelineCheck<'a> {
             }
         }
         for (i, param) in step.params.iter().enumerate() {
-            if !spec.params.contains_key(param) {
+            if let Some((message, help)) = self.param_problem(param) {
                 let index = i.to_string();
                 let d = self
-                    .error(
-                        &["steps", name, "params", &index],
-                        false,
-                        format!("param `{param}` is not declared in `params`"),
-                    )
-                    .with_help(hint(
-                        param,
-                        spec.params.keys().map(String::as_str),
-                        NO_PARAMS,
-                    ));
+                    .error(&["steps", name, "params", &index], false, message)
+                    .with_help(help);
                 self.push(d);
             }
         }
@@ -615,7 +607,11 @@ impl<'a> PipelineCheck<'a> {
 
     fn param_problem(&self, param: &str) -> Option<(String, String)> {
         let params = &self.spec().params;
-        (!params.contains_key(param)).then(|| {
+        // Params from files are only known when a run reads the files: the
+        // plan checks those (naming the files).
+        let top = param.split('.').next().unwrap_or(param);
+        let known = params.contains_key(top) || !self.spec().params_files.is_empty();
+        (!known).then(|| {
             (
                 format!("param `{param}` is not declared in `params`"),
                 hint(param, params.keys().map(String::as_str), NO_PARAMS),
