@@ -112,57 +112,106 @@ pub fn evaluate(gates: &[String], input: &GateInput) -> Result<Vec<Check>, GateE
         production => Value::from(minijinja::value::Serde(&production)),
         git => Value::from(minijinja::value::Serde(input.git)),
     };
+    let missing = |name: &str| {
+        let metric = name.strip_prefix("metrics.")?;
+        lookup(&metrics, metric)
+            .is_none()
+            .then(|| missing_metric(metric, input.metrics))
+    };
     gates
         .iter()
-        .map(|check| {
-            let fail = |message: String| GateError {
-                check: check.clone(),
-                message,
-            };
-            let references = templates
-                .expression_references(check)
-                .map_err(|e| fail(e.message))?;
-            for name in &references {
-                if let Some(metric) = name.strip_prefix("metrics.")
-                    && lookup(&metrics, metric).is_none()
-                {
-                    return Err(fail(missing_metric(metric, input.metrics)));
-                }
-            }
-            let value = templates
-                .evaluate(check, &ctx)
-                .map_err(|e| fail(e.message))?;
-            let mut values = BTreeMap::new();
-            for name in &references {
-                if let Some(value) = resolve(&ctx, name).filter(is_scalar) {
-                    // "0.1" sorts after every number: the check would pass
-                    // or fail for a reason nobody wrote.
-                    if let Some(text) = value.as_str()
-                        && text.trim().parse::<f64>().is_ok()
-                    {
-                        return Err(fail(format!(
-                            "it reads `{name}` = \"{text}\", a string; write the number without quotes so it compares as a number"
-                        )));
-                    }
-                    values.insert(
-                        name.clone(),
-                        serde_json::to_value(&value).unwrap_or_default(),
-                    );
-                }
-            }
-            if value.kind() != minijinja::value::ValueKind::Bool {
+        .map(|check| evaluate_one(&templates, check, &ctx, &missing))
+        .collect()
+}
+
+/// A pipeline's `retrain_when` (`monitor.metrics.max_psi > 0.2`) over the
+/// metrics each pipeline last recorded in `runner.lock`, by pipeline name.
+pub fn evaluate_condition(
+    expr: &str,
+    recorded: &BTreeMap<String, BTreeMap<String, f64>>,
+) -> Result<Check, GateError> {
+    let templates = Templates::new();
+    let nested: serde_json::Map<String, serde_json::Value> = recorded
+        .iter()
+        .map(|(pipeline, metrics)| {
+            (
+                pipeline.clone(),
+                serde_json::json!({"metrics": nest(metrics)}),
+            )
+        })
+        .collect();
+    let root = serde_json::Value::Object(nested);
+    let ctx = Value::from(minijinja::value::Serde(&root));
+    let missing = |name: &str| {
+        let (pipeline, rest) = name.split_once('.')?;
+        let Some(metrics) = recorded.get(pipeline) else {
+            return Some(format!(
+                "it reads `{name}`, but pipeline `{pipeline}` has no metrics in runner.lock yet: run it first"
+            ));
+        };
+        let metric = rest.strip_prefix("metrics.")?;
+        lookup(&root[pipeline]["metrics"], metric)
+            .is_none()
+            .then(|| {
+                missing_metric(metric, metrics)
+                    .replace("`metrics.", &format!("`{pipeline}.metrics."))
+            })
+    };
+    evaluate_one(&templates, expr, &ctx, &missing)
+}
+
+/// One expression: every value it reads must exist (`missing` says why
+/// not), and it must give true or false.
+fn evaluate_one(
+    templates: &Templates,
+    check: &str,
+    ctx: &Value,
+    missing: &dyn Fn(&str) -> Option<String>,
+) -> Result<Check, GateError> {
+    let fail = |message: String| GateError {
+        check: check.to_string(),
+        message,
+    };
+    let references = templates
+        .expression_references(check)
+        .map_err(|e| fail(e.message))?;
+    for name in &references {
+        if let Some(message) = missing(name) {
+            return Err(fail(message));
+        }
+    }
+    let value = templates
+        .evaluate(check, ctx)
+        .map_err(|e| fail(e.message))?;
+    let mut values = BTreeMap::new();
+    for name in &references {
+        if let Some(value) = resolve(ctx, name).filter(is_scalar) {
+            // "0.1" sorts after every number: the check would pass
+            // or fail for a reason nobody wrote.
+            if let Some(text) = value.as_str()
+                && text.trim().parse::<f64>().is_ok()
+            {
                 return Err(fail(format!(
-                    "it gives {value}, not true or false; write a comparison such as `metrics.mse <= params.max_mse`"
+                    "it reads `{name}` = \"{text}\", a string; write the number without quotes so it compares as a number"
                 )));
             }
-            Ok(Check {
-                check: check.clone(),
-                passed: value.is_true(),
-                shown: substitute(check, &ctx),
-                values,
-            })
-        })
-        .collect()
+            values.insert(
+                name.clone(),
+                serde_json::to_value(&value).unwrap_or_default(),
+            );
+        }
+    }
+    if value.kind() != minijinja::value::ValueKind::Bool {
+        return Err(fail(format!(
+            "it gives {value}, not true or false; write a comparison such as `metrics.mse <= params.max_mse`"
+        )));
+    }
+    Ok(Check {
+        check: check.to_string(),
+        passed: value.is_true(),
+        shown: substitute(check, ctx),
+        values,
+    })
 }
 
 fn missing_metric(name: &str, metrics: &BTreeMap<String, f64>) -> String {

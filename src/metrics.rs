@@ -118,3 +118,19 @@ fn by_step(lock: &LockFile, only: Option<&str>) -> BTreeMap<(String, String, Str
     }
     out
 }
+
+/// Every pipeline's metrics as `runner.lock` last recorded them, by dotted
+/// name (its steps' together), for `retrain_when`.
+pub fn by_pipeline(lock: &LockFile) -> BTreeMap<String, BTreeMap<String, f64>> {
+    lock.pipelines
+        .iter()
+        .map(|(pipeline, steps)| {
+            let metrics = steps
+                .steps
+                .values()
+                .flat_map(|entry| entry.metrics.iter().map(|(k, v)| (k.clone(), *v)))
+                .collect();
+            (pipeline.clone(), metrics)
+        })
+        .collect()
+}

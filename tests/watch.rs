@@ -837,3 +837,99 @@ fn a_checkout_switched_to_another_branch_is_not_moved() {
     let (code, events) = watch.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{events}");
 }
+
+/// The events `runner watch --once --format json` printed before it exited.
+fn watch_once(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["watch", "--once", "--format", "json"];
+    all.extend_from_slice(args);
+    let out = runner(dir, &all);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect()
+}
+
+#[test]
+fn drift_in_the_example_retrains_under_watch_once_and_a_clean_batch_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cs");
+    let out = runner(tmp.path(), &["init", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Only the monitor's daily schedule is due here (the weekly training
+    // would be on Mondays): drift alone must start training.
+    let spec = dir.join("pipelines/customer-satisfaction.yaml");
+    let text_of = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text_of.replace("schedule: [\"0 3 * * 1\"]", "schedule: []"),
+    )
+    .unwrap();
+    let generate = |args: &[&str]| {
+        let out = Command::new("python3")
+            .current_dir(&dir)
+            .arg("data/generate.py")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    let started = |events: &[Value], pipeline: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "run_starting" && e["pipeline"] == pipeline)
+            .count()
+    };
+    let flags = ["--no-deploy", "--no-commit"];
+
+    // A batch like the first: no drift, no training.
+    generate(&[
+        "--seed",
+        "7",
+        "--rows",
+        "1500",
+        "--out",
+        "data/orders/2017-batch-2.csv",
+    ]);
+    let events = watch_once(&dir, &flags);
+    assert_eq!(started(&events, "monitor"), 1, "{events:#?}");
+    let condition = events.iter().find(|e| e["event"] == "condition").unwrap();
+    assert_eq!(condition["holds"], false, "{condition}");
+    assert_eq!(started(&events, "customer-satisfaction"), 0, "{events:#?}");
+
+    // A drifted batch, seen by a fresh checkout's --once (no record of
+    // the firing): the monitor finds drift, and training runs.
+    std::fs::remove_file(dir.join("data/orders/2017-batch-2.csv")).unwrap();
+    std::fs::remove_file(dir.join(".runner/state/watch-schedules.json")).unwrap();
+    generate(&[
+        "--seed",
+        "7",
+        "--rows",
+        "1500",
+        "--drift",
+        "--out",
+        "data/orders/2018-batch-2.csv",
+    ]);
+    let events = watch_once(&dir, &flags);
+    let condition = events.iter().find(|e| e["event"] == "condition").unwrap();
+    assert_eq!(condition["holds"], true, "{condition}");
+    assert!(
+        condition["shown"].as_str().unwrap().ends_with("> 0.2"),
+        "{condition}"
+    );
+    let training = events
+        .iter()
+        .find(|e| e["event"] == "run_starting" && e["pipeline"] == "customer-satisfaction")
+        .unwrap_or_else(|| panic!("no training: {events:#?}"));
+    assert_eq!(
+        training["triggers"],
+        serde_json::json!(["retrain_when"]),
+        "{training}"
+    );
+    let exited: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "run_exited")
+        .collect();
+    assert_eq!(exited.len(), 2, "{events:#?}");
+    assert!(exited.iter().all(|e| e["exit_code"] == 0), "{events:#?}");
+}

@@ -27,6 +27,7 @@ pub struct DemoArgs {
 /// The demo's example, its pipeline and service.
 const DEMO: &Example = &crate::example::CUSTOMER_SATISFACTION;
 const SERVICE: &str = "customer-satisfaction";
+const DEMO_PIPELINE: &str = "customer-satisfaction";
 
 pub fn init(args: &InitArgs) -> Result<u8, Error> {
     let example = EXAMPLES
@@ -130,7 +131,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8, Error> {
     say(
         "1. runner run: every stale step, in parallel where the graph allows; then the gate, the deployment and the commit",
     );
-    let code = super::run::run(&root, &super::run::Args::with(&[]))?;
+    let code = super::run::run(&root, &super::run::Args::with(&[DEMO_PIPELINE]))?;
     if code != exit::SUCCESS {
         return Ok(code);
     }

@@ -108,6 +108,12 @@ pub struct Pipeline {
     /// listed by steps as `train.alpha`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub params_files: Vec<String>,
+    /// Continuous training on drift: an expression over the metrics other
+    /// pipelines last recorded, e.g. `monitor.metrics.max_psi > 0.2`.
+    /// `runner watch` evaluates it after each run of those pipelines, and
+    /// starts this one when it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain_when: Option<String>,
     /// What starts the pipeline under `runner watch` and in CI.
     #[serde(default, rename = "on", skip_serializing_if = "Option::is_none")]
     pub triggers: Option<Triggers>,

@@ -172,6 +172,7 @@ impl<'a> PipelineCheck<'a> {
         let written = self.check_outputs();
         self.check_steps(&written);
         self.check_promote();
+        self.check_retrain_when();
         let mut dag = Dag::new(self.spec().steps.keys().map(String::as_str));
         let mut edge_spans: HashMap<(&str, &str), Span> = HashMap::new();
         for (before, after, reason, span) in std::mem::take(&mut self.edges) {
@@ -673,6 +674,48 @@ impl<'a> PipelineCheck<'a> {
                         });
                     self.push(d);
                 }
+            }
+        }
+    }
+
+    /// `retrain_when` reads `PIPELINE.metrics.NAME` of other pipelines.
+    fn check_retrain_when(&mut self) {
+        let Some(expr) = &self.spec().retrain_when else {
+            return;
+        };
+        let node = self.node(&["retrain_when"], false);
+        match self.templates.expression_references(expr) {
+            Ok(refs) => {
+                for reference in refs {
+                    let parts: Vec<&str> = reference.split('.').collect();
+                    let problem = match parts.as_slice() {
+                        [pipeline, ..] if *pipeline == self.spec().name => Some((
+                            format!("`retrain_when` reads pipeline `{pipeline}` itself"),
+                            "it reads the metrics of another pipeline, such as a `monitor` that measures drift".to_string(),
+                        )),
+                        [_, "metrics", _, ..] => None,
+                        _ => Some((
+                            format!("`retrain_when` reads `{reference}`"),
+                            "it reads other pipelines' metrics: `PIPELINE.metrics.NAME`, e.g. `monitor.metrics.max_psi > 0.2`".to_string(),
+                        )),
+                    };
+                    if let Some((message, help)) = problem {
+                        let span = reference_span(self.doc, node, &reference, false);
+                        let d = self.doc.error(span, message).with_help(help);
+                        self.push(d);
+                    }
+                }
+            }
+            Err(err) => {
+                let span = error_span(self.doc, node, expr, &err);
+                let d = self
+                    .doc
+                    .error(
+                        span,
+                        format!("`retrain_when` does not compile: {}", err.message),
+                    )
+                    .with_help("write a comparison such as `monitor.metrics.max_psi > 0.2`");
+                self.push(d);
             }
         }
     }

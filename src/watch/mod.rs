@@ -78,6 +78,11 @@ enum Trigger {
         at: DateTime<Utc>,
         missed: bool,
     },
+    /// `retrain_when` held after a run of the pipeline it reads.
+    Condition {
+        expr: String,
+        shown: String,
+    },
 }
 
 impl Trigger {
@@ -86,6 +91,7 @@ impl Trigger {
             Trigger::Files(_) => "files",
             Trigger::Remote { .. } => "remote",
             Trigger::Schedule { .. } => "schedule",
+            Trigger::Condition { .. } => "retrain_when",
         }
     }
 
@@ -104,6 +110,7 @@ impl Trigger {
                 if *missed { " (missed while down)" } else { "" },
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
+            Trigger::Condition { expr, shown } => format!("retrain_when `{expr}`: {shown}"),
         }
     }
 
@@ -117,6 +124,10 @@ impl Trigger {
                 fields["at"] = json!(at.to_rfc3339());
                 fields["missed"] = json!(missed);
             }
+            Trigger::Condition { expr, shown } => {
+                fields["condition"] = json!(expr);
+                fields["shown"] = json!(shown);
+            }
         }
         fields
     }
@@ -125,6 +136,8 @@ impl Trigger {
 /// One watched pipeline, as its spec says today.
 struct Watched {
     name: String,
+    /// `retrain_when`, and the pipelines whose runs it reads.
+    retrain_when: Option<(String, Vec<String>)>,
     filter: PathFilter,
     schedules: Vec<Schedule>,
     concurrency: Concurrency,
@@ -175,8 +188,34 @@ fn load_config(root: &Path, selected: &[String]) -> Result<Result<Config, String
             })?),
             None => None,
         };
+        let retrain_when = match &doc.spec.retrain_when {
+            Some(expr) => {
+                let sources = crate::template::Templates::new()
+                    .expression_references(expr)
+                    .map_err(|e| {
+                        Error::usage(format!(
+                            "pipeline `{}`: retrain_when: {}",
+                            doc.spec.name, e.message
+                        ))
+                    })?
+                    .iter()
+                    .filter_map(|r| r.split('.').next().map(str::to_string))
+                    .collect::<BTreeSet<_>>();
+                for source in &sources {
+                    loaded.pipeline(Some(source)).map_err(|err| {
+                        Error::usage(format!(
+                            "pipeline `{}`: retrain_when reads `{source}`: {err}",
+                            doc.spec.name
+                        ))
+                    })?;
+                }
+                Some((expr.clone(), sources.into_iter().collect()))
+            }
+            None => None,
+        };
         pipelines.push(Watched {
             name: doc.spec.name.clone(),
+            retrain_when,
             filter: PathFilter::of(doc),
             schedules,
             concurrency: triggers.concurrency.unwrap_or(Concurrency::Queue),
@@ -925,10 +964,71 @@ impl Watcher<'_> {
                 crate::report::seconds(took.as_millis() as u64)
             ),
         );
+        if code == 0 {
+            self.conditions_after(pipeline);
+        }
         if self.poll_due {
             self.poll();
         }
         self.start_pending();
+    }
+
+    /// After a successful run of `source`: the `retrain_when` of every
+    /// pipeline that reads it, over what `runner.lock` now records.
+    fn conditions_after(&mut self, source: &str) {
+        let readers: Vec<(String, String)> = self
+            .config
+            .pipelines
+            .iter()
+            .filter_map(|p| {
+                let (expr, sources) = p.retrain_when.as_ref()?;
+                sources
+                    .iter()
+                    .any(|s| s == source)
+                    .then(|| (p.name.clone(), expr.clone()))
+            })
+            .collect();
+        if readers.is_empty() {
+            return;
+        }
+        let recorded =
+            match crate::cache::lock::LockFile::read(&crate::spec::Source::work_tree(self.root)) {
+                Ok(lock) => crate::metrics::by_pipeline(&lock),
+                Err(err) => {
+                    self.out
+                        .warn(None, &format!("retrain_when not evaluated: {err}"));
+                    return;
+                }
+            };
+        for (pipeline, expr) in readers {
+            match crate::gate::evaluate_condition(&expr, &recorded) {
+                Ok(check) => {
+                    self.out.emit(
+                        "condition",
+                        Some(&pipeline),
+                        json!({"condition": expr, "holds": check.passed, "shown": check.shown, "after": source}),
+                        &format!(
+                            "retrain_when `{expr}`: {} {}",
+                            check.shown,
+                            if check.passed { "holds: starting a run" } else { "does not hold" }
+                        ),
+                    );
+                    if check.passed {
+                        self.trigger(
+                            &pipeline,
+                            Trigger::Condition {
+                                expr,
+                                shown: check.shown,
+                            },
+                        );
+                    }
+                }
+                Err(err) => self.out.warn(
+                    Some(&pipeline),
+                    &format!("retrain_when not evaluated: {err}"),
+                ),
+            }
+        }
     }
 
     /// Starts the follow-up run of every idle pipeline with triggers waiting.
