@@ -160,14 +160,14 @@ pub fn demo(args: &DemoArgs) -> Result<u8, Error> {
     let d = dir.display();
     for line in [
         format!("cd {d}"),
-        "runner run                      # again: everything cached, nothing new to commit"
-            .to_string(),
-        "runner run -p alpha=10          # a new param: only train and evaluate rerun".to_string(),
+        format!("runner run {DEMO_PIPELINE}             # again: everything cached, nothing new to commit"),
+        format!("runner run {DEMO_PIPELINE} -p alpha=10  # a new param: only train and evaluate rerun"),
         "python3 data/generate.py --seed 7 --rows 1500 --drift --out data/orders/2018-batch-2.csv"
             .to_string(),
-        "runner status                   # which steps the new data makes stale, and why"
+        "runner run monitor                                  # the drift the new batch brings (max PSI)"
             .to_string(),
-        "runner plan --format markdown   # the same, as a pull-request comment".to_string(),
+        format!("runner status {DEMO_PIPELINE}          # which steps the new data makes stale, and why"),
+        format!("runner plan {DEMO_PIPELINE} --format markdown   # the same, as a pull-request comment"),
         "runner services predict customer-satisfaction --data @data/sample-order.json".to_string(),
         "runner services stop customer-satisfaction".to_string(),
     ] {
