@@ -265,7 +265,8 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
                     "write the tracking server's URL, e.g. `http://127.0.0.1:5000`".to_string()
                 }
                 Some(&"alias") => {
-                    "an alias is a name: letters, digits, `_` and `-`, e.g. `production`".to_string()
+                    "an alias is a name: letters, digits, `_` and `-`, e.g. `production`"
+                        .to_string()
                 }
                 _ => format!(
                     "it must match `{pattern}`: start with a letter or digit, then letters, digits, `.`, `_` or `-`"

@@ -324,10 +324,7 @@ impl Client {
     }
 
     /// A run's metrics (latest values) and tags.
-    pub fn run_data(
-        &self,
-        run_id: &str,
-    ) -> Result<RunData, Error> {
+    pub fn run_data(&self, run_id: &str) -> Result<RunData, Error> {
         let path = format!("/api/2.0/mlflow/runs/get?run_id={}", encode(run_id));
         let run = self.call(Method::GET, &path, None)?;
         let data = &run["run"]["data"];
