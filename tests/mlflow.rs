@@ -43,8 +43,12 @@ fn mlflow() -> Option<PathBuf> {
         !required,
         "RUNNER_REQUIRE_MLFLOW=1 and {why}: install MLflow (`python3 -m venv V && V/bin/pip install mlflow`) and set RUNNER_TEST_MLFLOW=V/bin/mlflow"
     );
-    eprintln!(
-        "NOT RUN: this MLflow test needs a real MLflow and {why}; install MLflow (`python3 -m venv V && V/bin/pip install mlflow`) and set RUNNER_TEST_MLFLOW=V/bin/mlflow (.ci/run does)"
+    // Straight to stderr: the harness captures `eprintln!` of a passing
+    // test, and this must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "NOT RUN: {}: this MLflow test needs a real MLflow and {why}; install MLflow (`python3 -m venv V && V/bin/pip install mlflow`) and set RUNNER_TEST_MLFLOW=V/bin/mlflow (.ci/run does)",
+        std::thread::current().name().unwrap_or("mlflow test")
     );
     None
 }
@@ -370,6 +374,10 @@ fn runs_are_tracked_promotions_move_the_alias_and_mlflow_serves_in_place() {
         "{deployment}"
     );
     assert!(deployment.contains("version: \"1\""), "{deployment}");
+
+    // What runner wrote validates.
+    let validate = runner(&example.dir, &["validate"]);
+    assert_eq!(validate.status.code(), Some(0), "{}", text(&validate));
 
     // `mlflow models serve` answers /invocations.
     let first = example.service();

@@ -14,6 +14,8 @@ use crate::spec::types::{ModelDeployer, ModelDeployerType, Service};
 pub const HEALTH: &str = "/ping";
 /// ... and predictions here (`{"dataframe_records": [...]}`, `{"inputs": ...}`).
 pub const PREDICT: &str = "/invocations";
+/// What follows the `mlflow` executable's directory on the server's PATH.
+const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// `mlflow models serve` imports MLflow and the model before it answers:
 /// slower than a plain server.
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -74,20 +76,17 @@ impl MlflowServer {
     ///
     /// MLflow starts its server (`uvicorn`, `gunicorn`) by name, so the
     /// directory of the `mlflow` executable (a virtualenv's `bin/`) goes
-    /// first on the server's PATH: a venv that is not activated works.
+    /// first on the server's PATH: a venv that is not activated works. The
+    /// rest of PATH is the system's, not the caller's: the command (which
+    /// decides whether a service is redeployed) is the same from any shell.
     pub fn command(&self, model: &Path, port: u16) -> Vec<String> {
         let bin = Path::new(&self.executable)
             .parent()
             .map(|dir| dir.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let path = std::env::var("PATH").unwrap_or_default();
-        let path = match path.is_empty() {
-            true => bin,
-            false => format!("{bin}:{path}"),
-        };
         vec![
             "env".into(),
-            format!("PATH={path}"),
+            format!("PATH={bin}:{SYSTEM_PATH}"),
             self.executable.clone(),
             "models".into(),
             "serve".into(),
