@@ -729,8 +729,12 @@ pub fn render_serve(
         params => params.clone(),
         service => context! { name => service.name.clone() },
     };
+    let serve = service.serve.as_ref().ok_or_else(|| Error::Service {
+        name: service.name.clone(),
+        message: "the pipeline's `promote.service` has no `serve` command, which the `process` deployer runs; add one (`serve: python3 serve.py --model {{ model.path }} --port {{ port }}`), or deploy on a stack with `model_deployer: {type: mlflow}`".to_string(),
+    })?;
     templates
-        .render_command(&service.serve, &ctx)
+        .render_command(serve, &ctx)
         .map(|(argv, _)| argv)
         .map_err(|e| Error::Service {
             name: service.name.clone(),

@@ -590,7 +590,7 @@ fn the_mlflow_deployer_refuses_a_model_that_is_not_an_mlflow_model() {
     std::fs::create_dir_all(root.join("stacks")).unwrap();
     std::fs::write(
         root.join("pipelines/p.yaml"),
-        "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  train:\n    run: echo 1 > model.txt\n    outputs: {model: model.txt}\npromote:\n  model: train.model\n  service: {name: p-svc, serve: 'true {{ port }}'}\n",
+        "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  train:\n    run: echo 1 > model.txt\n    outputs: {model: model.txt}\npromote:\n  model: train.model\n  service: {name: p-svc}    # no `serve`: the mlflow deployer needs none\n",
     )
     .unwrap();
     std::fs::write(

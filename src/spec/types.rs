@@ -233,7 +233,9 @@ pub struct Service {
     #[schemars(regex(pattern = NAME_PATTERN))]
     pub name: String,
     /// The server command, a template over `model.path`, `model.digest`, `port` and `params`.
-    pub serve: Command,
+    /// Needed by the `process` deployer; the `mlflow` deployer runs `mlflow models serve` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<Command>,
     /// HTTP path answering 200 when the server is ready.
     #[serde(default = "default_health")]
     pub health: String,
