@@ -429,6 +429,27 @@ fn runs_are_tracked_promotions_move_the_alias_and_mlflow_serves_in_place() {
     assert!(predict(&example)["predictions"][0].is_number());
     assert!(example.deployment().contains("version: \"2\""));
 
+    // 4. Another checkout, without the Deployment file: with `production:
+    // registry` its gate still compares with the version the alias names.
+    let other = Example::new(&mlflow_stack(&server.url, name, &mlflow));
+    let out = other.run(&["-p", "alpha=5000", "--no-deploy"], 0);
+    let production_mse = metric(
+        &api(
+            server,
+            &format!(
+                "/api/2.0/mlflow/runs/get?run_id={}",
+                example.run_record()["tracking"]["run_id"].as_str().unwrap()
+            ),
+        ),
+        "mse",
+    )
+    .unwrap();
+    assert!(
+        out.contains(&format!("<= {production_mse} * 1.02 FAILED")),
+        "{out}"
+    );
+    assert_eq!(versions(server, name), 2);
+
     // `runner services` manage it as any service.
     let stopped = runner(&example.dir, &["services", "stop", "customer-satisfaction"]);
     assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 
+/// A server that does not accept the connection by then is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// MLflow's limits per `runs/log-batch` call.
 const MAX_BATCH_METRICS: usize = 1000;
 const MAX_BATCH_PARAMS: usize = 100;
@@ -106,7 +108,9 @@ impl Client {
                 None => Auth::None,
             },
         };
-        let mut builder = reqwest::blocking::Client::builder().timeout(timeout);
+        let mut builder = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT);
         if matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) {
             builder = builder.no_proxy();
         }
