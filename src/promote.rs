@@ -203,7 +203,24 @@ fn gate_and_deploy(
     };
     // A new model is registered before it serves; the alias moves to it
     // only once it does.
+    // The registry's production already being this model (another
+    // checkout promoted it) registers nothing new.
+    let in_registry = registry_production
+        .as_ref()
+        .and_then(Option::as_ref)
+        .is_some_and(|p| p.model.digest == digest);
     let registered = match options.tracking {
+        Some(_) if in_registry => registry_production
+            .as_ref()
+            .and_then(Option::as_ref)
+            .and_then(|p| p.mlflow.as_ref())
+            .and_then(|m| {
+                Some(crate::tracking::Registered {
+                    model: m.registered_model.clone()?,
+                    version: m.version.clone()?,
+                    alias: m.alias.clone()?,
+                })
+            }),
         Some(session) if new_model => match session.register(plan, promotion, &digest) {
             Ok(registered) => registered,
             Err(err) if session.required() => {
@@ -226,7 +243,7 @@ fn gate_and_deploy(
         Err(err) => return Outcome::new(PromotionStatus::Failed, err.to_string(), Some(&digest)),
     };
     let url = deployed.record().url();
-    if let (Some(session), Some(registered)) = (options.tracking, &registered) {
+    if let (Some(session), Some(registered), false) = (options.tracking, &registered, in_registry) {
         match session.move_alias(registered) {
             Ok(()) => emit(Event::Tracking {
                 status: crate::exec::events::TrackingStatus::Registered,
