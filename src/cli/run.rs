@@ -671,6 +671,7 @@ impl Tracked {
             }
             Err(err) if session.required() => {
                 sink.event(&tracking_event(TrackingStatus::Failed, err.to_string()));
+                session.abandon();
                 Err(())
             }
             Err(err) => {

@@ -334,6 +334,14 @@ impl Session {
         }
     }
 
+    /// Ends the run as `FAILED` after a failure of the tracker itself, as
+    /// far as the server still answers (the failure is reported already).
+    pub fn abandon(&self) {
+        let _ = self
+            .client
+            .end_run(&self.run.run_id, "FAILED", mlflow::now_ms());
+    }
+
     /// At the end: the gate's checks and the promotion as tags and as
     /// `runner/gate.json`, then the run's end (`FINISHED`, `FAILED` or `KILLED`).
     pub fn finish(&self, record: &RunRecord, end_status: &str) -> Result<(), Error> {
