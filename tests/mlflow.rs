@@ -450,14 +450,20 @@ fn runs_are_tracked_promotions_move_the_alias_and_mlflow_serves_in_place() {
     );
     assert_eq!(versions(server, name), 2);
 
-    // `runner services` manage it as any service.
-    let stopped = runner(&example.dir, &["services", "stop", "customer-satisfaction"]);
-    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
-    let started = runner(
-        &example.dir,
-        &["services", "start", "customer-satisfaction"],
-    );
-    assert_eq!(started.status.code(), Some(0), "{}", text(&started));
+    // `runner services` manage it as any service; `sync` serves what the
+    // stack's Deployment file says, with MLflow.
+    let services = |args: &[&str]| {
+        let mut all = vec!["services"];
+        all.extend_from_slice(args);
+        let out = runner(&example.dir, &all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    };
+    services(&["stop", "customer-satisfaction"]);
+    services(&["start", "customer-satisfaction"]);
+    assert!(predict(&example)["predictions"][0].is_number());
+    services(&["delete", "customer-satisfaction"]);
+    services(&["sync", "--stack", "mlflow"]);
+    assert_eq!(example.service()["health"], "/ping");
     assert!(predict(&example)["predictions"][0].is_number());
 }
 
