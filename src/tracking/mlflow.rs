@@ -134,7 +134,7 @@ impl Client {
         let call = format!("{method} {}", path.split('?').next().unwrap_or(path));
         let message = match failure.status {
             None => format!(
-                "cannot reach it ({call}: {}); start it (`mlflow server --host 127.0.0.1 --port PORT`), fix `experiment_tracker.tracking_uri`, or set `experiment_tracker.required: false` to run without tracking",
+                "cannot reach it ({call}: {}); start it (`mlflow server --host 127.0.0.1 --port PORT`) or fix `experiment_tracker.tracking_uri`",
                 failure.message
             ),
             Some(status) => {
