@@ -25,6 +25,9 @@ pub enum Error {
     Usage { message: String },
     #[error("git write-back: {message}")]
     GitWriteBack { message: String },
+    /// The experiment tracker (an MLflow server) failed; `uri` never holds credentials.
+    #[error("MLflow tracking server {uri}: {message}")]
+    Tracking { uri: String, message: String },
     #[error("service `{name}`: {message}")]
     Service { name: String, message: String },
     #[error("pipeline `{pipeline}`, step `{step}`: cannot render the command: {message}")]

@@ -453,6 +453,7 @@ mod tests {
                 commit: "a".repeat(40),
                 run: "r".into(),
             },
+            mlflow: None,
             deployed_at: "2026-11-25T19:00:00Z".into(),
         }
     }

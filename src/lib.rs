@@ -21,6 +21,7 @@ pub mod report;
 pub mod spec;
 pub mod suggest;
 pub mod template;
+pub mod tracking;
 pub mod watch;
 
 pub use error::Error;

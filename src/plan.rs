@@ -15,7 +15,9 @@ use minijinja::{Value, context};
 use crate::cache::hash::Digest;
 use crate::cache::lock::LockFile;
 use crate::error::Error;
-use crate::spec::types::{Deployment, GitSettings, ModelDeployerType, Promote, Stack};
+use crate::spec::types::{
+    Deployment, ExperimentTracker, GitSettings, ModelDeployer, Promote, Stack,
+};
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
 use crate::template::Templates;
@@ -74,7 +76,7 @@ pub struct PlannedPromotion {
     pub model_path: String,
     /// The Deployment of this service on this stack in the repository, if any.
     pub production: Option<Deployment>,
-    pub deployer: ModelDeployerType,
+    pub deployer: ModelDeployer,
     /// How the stack writes the deployment state back to Git.
     pub git: GitSettings,
 }
@@ -97,6 +99,8 @@ pub struct Plan {
     /// Values of every secret the steps receive, to mask them everywhere.
     pub secret_values: Vec<String>,
     pub promotion: Option<PlannedPromotion>,
+    /// The stack's experiment tracker, when it has one.
+    pub tracker: Option<ExperimentTracker>,
 }
 
 /// Choices from the command line.
@@ -312,6 +316,9 @@ impl Plan {
                 missing.join(", ")
             )));
         }
+        if let Some(tracker) = &stack.experiment_tracker {
+            secret_values.extend(crate::tracking::credential_values(&tracker.tracking_uri));
+        }
         secret_values.sort();
         secret_values.dedup();
         // The display command is what runner.lock and every log record: a
@@ -343,12 +350,13 @@ impl Plan {
                     .map(|d| &d.spec)
                     .find(|d| d.service == promote.service.name && d.stack == stack.name)
                     .cloned(),
-                deployer: stack.model_deployer.kind,
+                deployer: stack.model_deployer.clone(),
                 git: stack.git.clone(),
             })
         });
         Ok(Plan {
             promotion,
+            tracker: stack.experiment_tracker.clone(),
             decisions,
             run_id,
             pipeline: spec.name.clone(),

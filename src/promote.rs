@@ -11,6 +11,7 @@ use minijinja::{Value, context};
 
 use crate::cache::Cache;
 use crate::cache::lock::LockFile;
+use crate::deploy::mlflow::MlflowServer;
 use crate::deploy::{self, DeployRequest, Deployed, Deployer};
 use crate::error::Error;
 use crate::exec::events::{Event, PromotionStatus, WriteBackStatus};
@@ -18,8 +19,8 @@ use crate::gate::{self, Check, GateInput};
 use crate::gitops;
 use crate::plan::{Plan, PlannedPromotion};
 use crate::spec::types::{
-    ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, GateRecord, Promote,
-    Service,
+    ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, GateRecord,
+    MlflowDeployment, ModelDeployer, Promote, Service,
 };
 use crate::template::Templates;
 
@@ -45,6 +46,10 @@ pub struct PromoteOptions<'a> {
     /// HEAD, described, when it only changes runner's state files: no other
     /// model than the committed one is promoted on it.
     pub state_only_head: Option<&'a str>,
+    /// The run's MLflow run, when the stack tracks experiments: the gate
+    /// may read production from its registry, and a promoted model is
+    /// registered there.
+    pub tracking: Option<&'a crate::tracking::Session>,
 }
 
 /// Gate, then deploy and write back, reporting through `emit`. `None` when
@@ -125,12 +130,20 @@ fn gate_and_deploy(
         Ok(found) => found,
         Err(message) => return Outcome::new(PromotionStatus::GateError, message, None),
     };
+    let registry_production = match production_from_registry(promotion, options, emit) {
+        Ok(found) => found,
+        Err(err) => return Outcome::new(PromotionStatus::GateError, err.to_string(), None),
+    };
+    let production = match &registry_production {
+        Some(from_registry) => from_registry.as_ref(),
+        None => promotion.production.as_ref(),
+    };
     let checks = match gate::evaluate(
         &promotion.spec.gate,
         &GateInput {
             metrics: &metrics,
             params: &plan.params,
-            production: promotion.production.as_ref(),
+            production,
             git: plan.git.as_ref(),
         },
     ) {
@@ -188,6 +201,39 @@ fn gate_and_deploy(
         },
         None => None,
     };
+    // A new model is registered before it serves; the alias moves to it
+    // only once it does.
+    // The registry's production already being this model (another
+    // checkout promoted it) registers nothing new.
+    let in_registry = registry_production
+        .as_ref()
+        .and_then(Option::as_ref)
+        .is_some_and(|p| p.model.digest == digest);
+    let registered = match options.tracking {
+        Some(_) if in_registry => registry_production
+            .as_ref()
+            .and_then(Option::as_ref)
+            .and_then(|p| p.mlflow.as_ref())
+            .and_then(|m| {
+                Some(crate::tracking::Registered {
+                    model: m.registered_model.clone()?,
+                    version: m.version.clone()?,
+                    alias: m.alias.clone()?,
+                })
+            }),
+        Some(session) if new_model => match session.register(plan, promotion, &digest) {
+            Ok(registered) => registered,
+            Err(err) if session.required() => {
+                let message = format!("{err}; nothing deployed");
+                return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
+            }
+            Err(err) => {
+                tracking_warning(emit, format!("{err}; the model is not registered"));
+                None
+            }
+        },
+        _ => None,
+    };
     emit(Event::Deploying {
         service: service.clone(),
         digest: digest.clone(),
@@ -197,7 +243,32 @@ fn gate_and_deploy(
         Err(err) => return Outcome::new(PromotionStatus::Failed, err.to_string(), Some(&digest)),
     };
     let url = deployed.record().url();
-    let written = match write_state(plan, promotion, &digest, &metrics, &checks) {
+    if let (Some(session), Some(registered), false) = (options.tracking, &registered, in_registry) {
+        match session.move_alias(registered) {
+            Ok(()) => emit(Event::Tracking {
+                status: crate::exec::events::TrackingStatus::Registered,
+                message: format!(
+                    "registered {} version {}; alias `{}` moved to it",
+                    registered.model, registered.version, registered.alias
+                ),
+                run_id: None,
+                experiment_id: None,
+                url: None,
+            }),
+            Err(err) if session.required() => {
+                let message = format!(
+                    "deployed, but the MLflow alias `{}` did not move to version {}: {err}",
+                    registered.alias, registered.version
+                );
+                return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
+            }
+            Err(err) => tracking_warning(emit, format!("{err}; the alias did not move")),
+        }
+    }
+    let mlflow = options
+        .tracking
+        .map(|session| session.deployment(registered.as_ref()));
+    let written = match write_state(plan, promotion, &digest, &metrics, &checks, mlflow) {
         Ok(written) => written,
         Err(err) => {
             let message = format!("deployed, but the deployment state was not written: {err}");
@@ -544,16 +615,56 @@ fn recorded(
     Ok((metrics, digest))
 }
 
+/// The gate's `production` from the MLflow registry, when the stack says
+/// so: `Some(None)` when the alias names no version yet; `None` when the
+/// committed Deployment file is production (also when tracking failed and
+/// is not required, with a warning).
+fn production_from_registry(
+    promotion: &PlannedPromotion,
+    options: &PromoteOptions,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Option<Option<Deployment>>, Error> {
+    let Some(session) = options.tracking else {
+        return Ok(None);
+    };
+    if session.settings.registry.production != crate::spec::types::ProductionSource::Registry {
+        return Ok(None);
+    }
+    match session.production(promotion) {
+        Ok(found) => Ok(Some(found)),
+        Err(err) if session.required() => Err(err),
+        Err(err) => {
+            tracking_warning(
+                emit,
+                format!("{err}; the gate reads production from the Deployment file"),
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn tracking_warning(emit: &mut dyn FnMut(Event), message: String) {
+    emit(Event::Tracking {
+        status: crate::exec::events::TrackingStatus::Warning,
+        message,
+        run_id: None,
+        experiment_id: None,
+        url: None,
+    });
+}
+
 fn deploy_model(
     plan: &Plan,
     promotion: &PlannedPromotion,
     digest: &str,
     stop: &AtomicBool,
 ) -> Result<Deployed, Error> {
-    let deployer = deploy::deployer(promotion.deployer, &plan.root);
+    let deployer = deploy::deployer(promotion.deployer.kind, &plan.root);
     serve(
         deployer.as_ref(),
         &Serve {
+            root: &plan.root,
+            deployer: &promotion.deployer,
             stack: &plan.stack,
             pipeline: &plan.pipeline,
             promote: &promotion.spec,
@@ -568,6 +679,10 @@ fn deploy_model(
 
 /// A promoted model to serve: by a run, or by `runner services sync`.
 pub struct Serve<'a> {
+    /// The repository root (a relative `model_deployer.mlflow` is under it).
+    pub root: &'a Path,
+    /// The stack's model deployer: how the model is served.
+    pub deployer: &'a ModelDeployer,
     pub stack: &'a str,
     pub pipeline: &'a str,
     pub promote: &'a Promote,
@@ -581,10 +696,26 @@ pub struct Serve<'a> {
 
 /// Deploys a model as its pipeline's service.
 pub fn serve(deployer: &dyn Deployer, model: &Serve, stop: &AtomicBool) -> Result<Deployed, Error> {
-    let service = &model.promote.service;
     let templates = Templates::new();
-    let command = |path: &Path, port: u16| {
-        render_serve(&templates, service, model.params, model.digest, path, port)
+    let mlflow = MlflowServer::of(model.deployer, model.root)?;
+    let (service, ready) = match &mlflow {
+        Some(server) => {
+            let service = &model.promote.service;
+            server.check_model(&service.name, model.model_path, model.model_file)?;
+            (
+                std::borrow::Cow::Owned(server.service(service)),
+                server.ready_timeout(service),
+            )
+        }
+        None => (
+            std::borrow::Cow::Borrowed(&model.promote.service),
+            ready_timeout(&model.promote.service),
+        ),
+    };
+    let service = service.as_ref();
+    let command = |path: &Path, port: u16| match &mlflow {
+        Some(server) => Ok(server.command(path, port)),
+        None => render_serve(&templates, service, model.params, model.digest, path, port),
     };
     deployer.deploy(&DeployRequest {
         service,
@@ -594,7 +725,7 @@ pub fn serve(deployer: &dyn Deployer, model: &Serve, stop: &AtomicBool) -> Resul
         model_source: model.model_path,
         model_file: model.model_file,
         digest: model.digest,
-        ready_timeout: ready_timeout(service),
+        ready_timeout: ready,
         command: &command,
         stop,
     })
@@ -615,8 +746,12 @@ pub fn render_serve(
         params => params.clone(),
         service => context! { name => service.name.clone() },
     };
+    let serve = service.serve.as_ref().ok_or_else(|| Error::Service {
+        name: service.name.clone(),
+        message: "the pipeline's `promote.service` has no `serve` command, which the `process` deployer runs; add one (`serve: python3 serve.py --model {{ model.path }} --port {{ port }}`), or deploy on a stack with `model_deployer: {type: mlflow}`".to_string(),
+    })?;
     templates
-        .render_command(&service.serve, &ctx)
+        .render_command(serve, &ctx)
         .map(|(argv, _)| argv)
         .map_err(|e| Error::Service {
             name: service.name.clone(),
@@ -641,6 +776,7 @@ fn write_state(
     digest: &str,
     metrics: &BTreeMap<String, f64>,
     checks: &[Check],
+    mlflow: Option<MlflowDeployment>,
 ) -> Result<bool, Error> {
     if promotion
         .production
@@ -672,6 +808,7 @@ fn write_state(
             commit: plan.git.as_ref().map(|g| g.sha.clone()).unwrap_or_default(),
             run: plan.run_id.clone(),
         },
+        mlflow,
         deployed_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
     };
     let yaml = serde_saphyr::to_string(&deployment).map_err(|e| Error::Service {

@@ -56,6 +56,7 @@ fn the_github_action_validates() {
         "service-url",
         "metrics",
         "commit",
+        "mlflow-run-id",
     ] {
         assert!(
             outputs.contains_key(output),

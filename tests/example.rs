@@ -80,7 +80,7 @@ fn the_example_trains_serves_and_reruns_only_what_changed() {
     let (ran, output) = run(&dir, &[]);
     assert_eq!(
         ran,
-        ["ingest", "clean", "split", "train", "evaluate"],
+        ["ingest", "clean", "split", "train", "evaluate", "package"],
         "{output}"
     );
     assert!(
@@ -138,13 +138,13 @@ fn the_example_trains_serves_and_reruns_only_what_changed() {
     let (ran, output) = run(&dir, &[]);
     assert_eq!(
         ran,
-        ["ingest", "clean", "split", "train", "evaluate"],
+        ["ingest", "clean", "split", "train", "evaluate", "package"],
         "{output}"
     );
 
     // A new param: only train and what follows.
     let (ran, output) = run(&dir, &["-p", "alpha=10"]);
-    assert_eq!(ran, ["train", "evaluate"], "{output}");
+    assert_eq!(ran, ["train", "evaluate", "package"], "{output}");
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn demo_shows_the_loop_and_a_second_demo_reuses_everything() {
         "DEPLOYED",
         "commit ",
         "\"scores\"",
-        "runner run -p alpha=10",
+        "runner run customer-satisfaction -p alpha=10",
     ] {
         assert!(output.contains(expected), "missing `{expected}`:\n{output}");
     }

@@ -2,6 +2,7 @@
 """Serve: the model over HTTP, with the standard library's http.server.
 
     python3 steps/serve.py --model build/model.json --port 8080
+    python3 steps/serve.py --model build/mlflow-model --port 8080   # the packaged model
 
     GET  /health   -> 200 {"status": "ok", "features": n}
     POST /predict  {"rows": [{order fields...}, ...]}
@@ -21,6 +22,7 @@ Standard library only.
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -36,7 +38,10 @@ class BadRequest(Exception):
 
 
 def load_model(path):
-    """The model at `path`, checked; exits with a clear message if unusable."""
+    """The model at `path`, checked; exits with a clear message if unusable.
+    `path` may be the MLflow model directory steps/package.py writes."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.json")
     try:
         with open(path, encoding="utf-8") as f:
             model = json.load(f)

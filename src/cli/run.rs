@@ -10,7 +10,7 @@ use super::exit;
 use crate::cache::Cache;
 use crate::comment::Forge;
 use crate::error::Error;
-use crate::exec::events::{Event, PromotionStatus, RunStatus, WriteBackStatus};
+use crate::exec::events::{Event, PromotionStatus, RunStatus, TrackingStatus, WriteBackStatus};
 use crate::exec::mask::Masker;
 use crate::exec::record::Recorder;
 use crate::exec::runlock;
@@ -19,6 +19,7 @@ use crate::plan::{Decision, Plan, PlanOptions, Selection};
 use crate::report::metrics::render_metrics;
 use crate::report::plan::{PlanFormat, render_plan};
 use crate::report::{self, Ci, Format, github, outputs};
+use crate::tracking::Session;
 
 /// What to plan: shared by `run`, `plan` and `status`.
 #[derive(Debug, clap::Args)]
@@ -233,9 +234,25 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     if Ci::detect() == Ci::GitHub {
         github::mask_secrets(&plan.secret_values);
     }
+    let masker = Arc::new(Masker::new(&plan.secret_values));
+    // The MLflow run starts before any step: a required tracker that is
+    // down stops the run here, with nothing run.
+    let tracking = match &plan.tracker {
+        Some(settings) => match Session::start(&plan, settings, masker.clone()) {
+            Ok(session) => Tracked::Yes(Box::new(session)),
+            Err(err) if settings.required => {
+                eprintln!("error: {}", masker.mask(&err.to_string()));
+                eprintln!(
+                    "hint: `experiment_tracker.required: false` in the stack lets runs go on untracked"
+                );
+                return Ok(exit::STEP_FAILED);
+            }
+            Err(err) => Tracked::No(err.to_string()),
+        },
+        None => Tracked::Off,
+    };
     let plan = Arc::new(plan);
     let cache = Arc::new(cache);
-    let masker = Arc::new(Masker::new(&plan.secret_values));
     let mut sink = Sink {
         recorder: Recorder::create(&plan, masker.clone())?,
         reporter: report::reporter(args.format),
@@ -302,11 +319,41 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     if let Err(err) = cache.finish(&plan) {
         eprintln!("error: runner.lock was not written: {err}; the next run replays what finished");
     }
-    let code = match status {
-        RunStatus::Succeeded => promote(&runtime, &plan, &cache, args, state_only_head, &mut sink),
+    let session = tracking.log_steps(&plan, &cache, status, &mut sink);
+    let tracking_failed = matches!(session, Err(()));
+    let session = session.ok().flatten();
+    let mut code = match status {
+        // A required tracker that failed: the run is not promoted untracked.
+        RunStatus::Succeeded if tracking_failed => exit::STEP_FAILED,
+        RunStatus::Succeeded => promote(
+            &runtime,
+            &plan,
+            &cache,
+            args,
+            (state_only_head, session),
+            &mut sink,
+        ),
         RunStatus::Cancelled => exit::CANCELLED,
         RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
     };
+    if let Some(session) = session {
+        let end = match code {
+            exit::SUCCESS => "FINISHED",
+            exit::CANCELLED => "KILLED",
+            _ => "FAILED",
+        };
+        if let Err(err) = session.finish(sink.recorder.record(), end) {
+            let (status, what) = match session.required() {
+                true => (TrackingStatus::Failed, ""),
+                false => (TrackingStatus::Warning, "; the run goes on"),
+            };
+            sink.event(&tracking_event(status, format!("{err}{what}")));
+            if session.required() && code == exit::SUCCESS {
+                code = exit::STEP_FAILED;
+            }
+        }
+        sink.reporter.flush();
+    }
     if Ci::detect() == Ci::GitHub {
         github_report(&plan, &cache, &sink.recorder, &masker_for(&plan));
     }
@@ -385,7 +432,7 @@ fn promote(
     plan: &Plan,
     cache: &Cache,
     args: &Args,
-    state_only_head: Option<String>,
+    (state_only_head, tracking): (Option<String>, Option<&Session>),
     sink: &mut Sink,
 ) -> u8 {
     // Deploying blocks this thread (health checks); Ctrl-C still reaches it
@@ -402,6 +449,7 @@ fn promote(
         push: args.push && !args.preview,
         stop: &stop,
         state_only_head: state_only_head.as_deref(),
+        tracking,
     };
     let promoted = crate::promote::promote(plan, cache, &options, &mut |event| {
         sink.event(&event);
@@ -572,5 +620,84 @@ async fn wait_for_stop_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// The run's experiment tracking: on, off, or on but failed at the start
+/// with `required: false` (the warning is reported after the steps).
+enum Tracked {
+    Off,
+    No(String),
+    Yes(Box<Session>),
+}
+
+impl Tracked {
+    /// After the steps: reports how tracking started and logs the steps'
+    /// params, metrics, statuses and the model. `Err` when a required
+    /// tracker failed (reported); `Ok(None)` when the run is not tracked.
+    fn log_steps(
+        &self,
+        plan: &Plan,
+        cache: &Cache,
+        status: RunStatus,
+        sink: &mut Sink,
+    ) -> Result<Option<&Session>, ()> {
+        let session = match self {
+            Tracked::Off => return Ok(None),
+            Tracked::No(why) => {
+                sink.event(&tracking_event(
+                    TrackingStatus::Warning,
+                    format!("{why}; this run is not tracked (experiment_tracker.required: false)"),
+                ));
+                return Ok(None);
+            }
+            Tracked::Yes(session) => session.as_ref(),
+        };
+        sink.event(&Event::Tracking {
+            status: TrackingStatus::Started,
+            message: format!(
+                "run {} in experiment {} at {}",
+                session.run.run_id,
+                session.experiment_id,
+                session.run_url()
+            ),
+            run_id: Some(session.run.run_id.clone()),
+            experiment_id: Some(session.experiment_id.clone()),
+            url: Some(session.run_url()),
+        });
+        let logged = match cache.recorded() {
+            Ok(lock) => session.log_steps(plan, &lock.file, sink.recorder.record(), status),
+            Err(err) => Err(err),
+        };
+        let result = match logged {
+            Ok(message) => {
+                sink.event(&tracking_event(TrackingStatus::Logged, message));
+                Ok(Some(session))
+            }
+            Err(err) if session.required() => {
+                sink.event(&tracking_event(TrackingStatus::Failed, err.to_string()));
+                session.abandon();
+                Err(())
+            }
+            Err(err) => {
+                sink.event(&tracking_event(
+                    TrackingStatus::Warning,
+                    format!("{err}; the run goes on"),
+                ));
+                Ok(Some(session))
+            }
+        };
+        sink.reporter.flush();
+        result
+    }
+}
+
+fn tracking_event(status: TrackingStatus, message: String) -> Event {
+    Event::Tracking {
+        status,
+        message,
+        run_id: None,
+        experiment_id: None,
+        url: None,
     }
 }

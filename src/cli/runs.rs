@@ -130,6 +130,14 @@ fn describe(run: &RunRecord) -> String {
             git.branch.as_deref().unwrap_or("(detached)")
         ));
     }
+    if let Some(tracking) = &run.tracking {
+        if let (Some(id), Some(url)) = (&tracking.run_id, &tracking.url) {
+            out.push_str(&format!("\nmlflow run {id} {url}"));
+        }
+        for problem in &tracking.problems {
+            out.push_str(&format!("\nmlflow: {problem}"));
+        }
+    }
     out.push_str("\n\n");
     for step in &run.steps {
         let status = step.status.map_or("not run", |s| s.as_str());

@@ -274,7 +274,13 @@ fn sync(root: &Path, stack: Option<&str>) -> Result<u8, Error> {
     {
         let deployment = &doc.spec;
         wanted.push(deployment.service.clone());
-        let result = sync_one(root, &loaded, &cache, deployer.as_ref(), deployment);
+        let result = sync_one(
+            root,
+            &loaded,
+            &cache,
+            (deployer.as_ref(), &stack.model_deployer),
+            deployment,
+        );
         match result {
             Ok(deployed) => eprintln!(
                 "{}: {} {} at {}",
@@ -316,7 +322,7 @@ fn sync_one(
     root: &Path,
     loaded: &crate::spec::Loaded,
     cache: &Cache,
-    deployer: &dyn Deployer,
+    (deployer, settings): (&dyn Deployer, &crate::spec::types::ModelDeployer),
     deployment: &crate::spec::Deployment,
 ) -> Result<Deployed, Error> {
     let fail = |message: String| Error::Service {
@@ -370,6 +376,8 @@ fn sync_one(
     let served = crate::promote::serve(
         deployer,
         &crate::promote::Serve {
+            root,
+            deployer: settings,
             stack: &deployment.stack,
             pipeline: &deployment.pipeline,
             promote,

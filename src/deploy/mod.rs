@@ -2,6 +2,7 @@
 //! by the stack's `model_deployer.type`. Services follow ZenML's model:
 //! a new model updates the service in place, never a second service.
 
+pub mod mlflow;
 mod process;
 mod registry;
 
@@ -76,10 +77,15 @@ pub trait Deployer {
     fn log_path(&self, name: &str) -> Result<PathBuf, Error>;
 }
 
-/// The deployer a stack names.
+/// The deployer a stack names. Both kinds run local daemons with one
+/// lifecycle: `mlflow` only changes the server command and its paths
+/// (see `mlflow::MlflowServer`), so services of either kind are managed
+/// alike by `runner services`.
 pub fn deployer(kind: ModelDeployerType, root: &Path) -> Box<dyn Deployer> {
     match kind {
-        ModelDeployerType::Process => Box::new(ProcessDeployer::new(root)),
+        ModelDeployerType::Process | ModelDeployerType::Mlflow => {
+            Box::new(ProcessDeployer::new(root))
+        }
     }
 }
 

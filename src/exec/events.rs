@@ -117,6 +117,22 @@ pub enum WriteBackStatus {
     Failed,
 }
 
+/// What the experiment tracker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackingStatus {
+    /// The run exists in the tracker.
+    Started,
+    /// Params, metrics, tags or artifacts were logged.
+    Logged,
+    /// A model version was registered, or the alias moved to it.
+    Registered,
+    /// The tracker failed and `required: false` lets the run go on.
+    Warning,
+    /// The tracker failed; the run fails with it.
+    Failed,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -197,6 +213,19 @@ pub enum Event {
         /// `remote/branch` when pushed.
         #[serde(skip_serializing_if = "Option::is_none")]
         pushed: Option<String>,
+    },
+    /// The experiment tracker (MLflow) did something, or failed to.
+    Tracking {
+        status: TrackingStatus,
+        message: String,
+        /// The MLflow run.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        experiment_id: Option<String>,
+        /// The tracking server (without credentials) or the run's page.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
     RunFinished {
         run_id: String,

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::events::{Event, PromotionStatus, RunStatus, StepStatus, WriteBackStatus};
+use super::events::{
+    Event, PromotionStatus, RunStatus, StepStatus, TrackingStatus, WriteBackStatus,
+};
 use super::mask::Masker;
 use crate::error::Error;
 use crate::plan::{GitInfo, Plan};
@@ -45,6 +47,25 @@ pub struct RunRecord {
     pub promotion: Option<PromotionRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_back: Option<WriteBackRecord>,
+    /// The experiment tracker's run (MLflow), when the stack has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<TrackingRecord>,
+}
+
+/// Where the run is in the experiment tracker, and what went wrong there.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrackingRecord {
+    /// The MLflow run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_id: Option<String>,
+    /// The run's page (the server's URI, without credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Warnings and errors from the tracker, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// What became of the deployment state in Git.
@@ -174,6 +195,7 @@ impl Recorder {
             gate: Vec::new(),
             promotion: None,
             write_back: None,
+            tracking: None,
             git: plan.git.as_ref().map(GitRecord::from),
             steps: plan
                 .steps
@@ -335,6 +357,26 @@ impl Recorder {
                     sha: sha.clone(),
                     pushed: pushed.clone(),
                 });
+                self.save()?;
+            }
+            Event::Tracking {
+                status,
+                message,
+                run_id,
+                experiment_id,
+                url,
+            } => {
+                let tracking = self.record.tracking.get_or_insert_with(Default::default);
+                if run_id.is_some() {
+                    tracking.run_id = run_id.clone();
+                    tracking.experiment_id = experiment_id.clone();
+                    tracking.url = url.clone();
+                }
+                if matches!(status, TrackingStatus::Warning | TrackingStatus::Failed) {
+                    tracking
+                        .problems
+                        .push(self.masker.mask(message).into_owned());
+                }
                 self.save()?;
             }
             Event::RunStarted { .. } | Event::Deploying { .. } => {}

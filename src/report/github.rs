@@ -95,6 +95,11 @@ pub fn summary(record: &RunRecord, metrics: &BTreeMap<String, f64>, masker: &Mas
     if let Some(write_back) = &record.write_back {
         let _ = writeln!(md, "\n**Git**: {}", write_back.message);
     }
+    if let Some(tracking) = &record.tracking
+        && let (Some(id), Some(url)) = (&tracking.run_id, &tracking.url)
+    {
+        let _ = writeln!(md, "\n**MLflow**: [run `{id}`]({url})");
+    }
     if !metrics.is_empty() {
         md.push_str("\n| metric | value |\n|---|---|\n");
         for (name, value) in metrics {

@@ -1,5 +1,6 @@
 //! What a run leaves for the jobs after it, whatever the CI: its id,
-//! status, promotion, model digest, service URL, metrics and commit. GitHub
+//! status, promotion, model digest, service URL, metrics, commit and
+//! MLflow run. GitHub
 //! reads them as step outputs; GitLab as a dotenv report (`--dotenv`).
 
 use std::collections::BTreeMap;
@@ -45,6 +46,14 @@ pub fn outputs(record: &RunRecord, metrics: &BTreeMap<String, f64>) -> Vec<(&'st
                     )
                 })
                 .and_then(|w| w.sha.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "mlflow-run-id",
+            record
+                .tracking
+                .as_ref()
+                .and_then(|t| t.run_id.clone())
                 .unwrap_or_default(),
         ),
     ]

@@ -8,7 +8,9 @@ use std::io::{BufWriter, Stderr, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Ci, Reporter, seconds};
-use crate::exec::events::{Event, PromotionStatus, RunStatus, StepStatus, WriteBackStatus};
+use crate::exec::events::{
+    Event, PromotionStatus, RunStatus, StepStatus, TrackingStatus, WriteBackStatus,
+};
 
 pub struct PlainReporter {
     ci: Ci,
@@ -175,6 +177,22 @@ impl Reporter for PlainReporter {
                     self.print(&format!(
                         "::warning title=gate::not promoted: {check} ({shown})"
                     ));
+                }
+            }
+            Event::Tracking {
+                status: outcome,
+                message,
+                ..
+            } => {
+                let label = match outcome {
+                    TrackingStatus::Warning => "WARN",
+                    TrackingStatus::Failed => "FAIL",
+                    _ => "MLFLOW",
+                };
+                self.print(&status(label, message));
+                if *outcome == TrackingStatus::Warning && self.ci == Ci::GitHub {
+                    let why = message.replace('%', "%25").replace('\n', "%0A");
+                    self.print(&format!("::warning title=experiment tracker::{why}"));
                 }
             }
             Event::Deploying { service, digest } => self.print(&status(

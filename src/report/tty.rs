@@ -9,7 +9,9 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Reporter, Tail, seconds};
-use crate::exec::events::{Event, PromotionStatus, RunStatus, StepStatus, WriteBackStatus};
+use crate::exec::events::{
+    Event, PromotionStatus, RunStatus, StepStatus, TrackingStatus, WriteBackStatus,
+};
 
 pub struct TtyReporter {
     bars: MultiProgress,
@@ -145,6 +147,21 @@ impl Reporter for TtyReporter {
                     false => "\x1b[31mFAILED\x1b[0m",
                 };
                 self.line(format!("gate {check}: {shown} {verdict}"));
+            }
+            Event::Tracking {
+                status, message, ..
+            } => {
+                let color = match status {
+                    TrackingStatus::Failed => "31",
+                    TrackingStatus::Warning => "33",
+                    _ => "36",
+                };
+                let word = match status {
+                    TrackingStatus::Failed => "mlflow failed",
+                    TrackingStatus::Warning => "mlflow warning",
+                    _ => "mlflow",
+                };
+                self.line(format!("\x1b[{color}m{word}\x1b[0m: {message}"));
             }
             Event::Deploying { service, digest } => {
                 self.line(format!(

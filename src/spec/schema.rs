@@ -261,6 +261,13 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
                     "write the output to deploy as STEP.OUTPUT, e.g. `train.model`".to_string()
                 }
                 Some(&"digest") => "a digest is ALGORITHM:HEX, e.g. `blake3:ab12...`".to_string(),
+                Some(&"tracking_uri") => {
+                    "write the tracking server's URL, e.g. `http://127.0.0.1:5000`".to_string()
+                }
+                Some(&"alias") => {
+                    "an alias is a name: letters, digits, `_` and `-`, e.g. `production`"
+                        .to_string()
+                }
                 _ => format!(
                     "it must match `{pattern}`: start with a letter or digit, then letters, digits, `.`, `_` or `-`"
                 ),
@@ -542,7 +549,7 @@ mod tests {
         );
         assert_eq!(
             p[0].message,
-            "`model_deployer.type` must be one of `process`, found `proces`"
+            "`model_deployer.type` must be one of `process`, `mlflow`, found `proces`"
         );
         assert_eq!(p[0].help.as_deref(), Some("did you mean `process`?"));
     }

@@ -99,6 +99,16 @@ pub fn write(root: &Path, key: &str, loaded: &Loaded) {
     if !loaded.report.is_empty() || loaded.dags.iter().any(Option::is_none) {
         return;
     }
+    // A tracking URI with a password in it is a credential: runner writes
+    // it into no file, so such specs are parsed on every run instead.
+    if loaded.specs.stacks.iter().any(|doc| {
+        doc.spec
+            .experiment_tracker
+            .as_ref()
+            .is_some_and(|t| crate::tracking::mlflow::uri_password(&t.tracking_uri).is_some())
+    }) {
+        return;
+    }
     fn entries<T>(docs: &[Document<T>]) -> Vec<Entry<&T>> {
         docs.iter()
             .map(|doc| Entry {

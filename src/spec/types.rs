@@ -249,7 +249,9 @@ pub struct Service {
     #[schemars(regex(pattern = NAME_PATTERN))]
     pub name: String,
     /// The server command, a template over `model.path`, `model.digest`, `port` and `params`.
-    pub serve: Command,
+    /// Needed by the `process` deployer; the `mlflow` deployer runs `mlflow models serve` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<Command>,
     /// HTTP path answering 200 when the server is ready.
     #[serde(default = "default_health")]
     pub health: String,
@@ -284,6 +286,9 @@ pub struct Stack {
     /// Where step outputs are cached.
     #[serde(default)]
     pub artifact_store: ArtifactStore,
+    /// Where runs, their params, metrics and models are tracked (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_tracker: Option<ExperimentTracker>,
     /// What serves a promoted model.
     #[serde(default)]
     pub model_deployer: ModelDeployer,
@@ -305,6 +310,7 @@ impl Stack {
             name: "local".to_string(),
             orchestrator: Orchestrator::default(),
             artifact_store: ArtifactStore::default(),
+            experiment_tracker: None,
             model_deployer: ModelDeployer::default(),
             git: GitSettings::default(),
             secrets: Vec::new(),
@@ -353,13 +359,93 @@ pub enum ArtifactStoreType {
     Local,
 }
 
+/// Where runs are tracked: every run becomes a run of an experiment, with
+/// its params, metrics, tags, gate and model; promoted models are
+/// registered as versions of a registered model.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentTracker {
+    /// `mlflow`: an MLflow tracking server, over its REST API.
+    #[serde(rename = "type")]
+    pub kind: ExperimentTrackerType,
+    /// The tracking server, e.g. `http://127.0.0.1:5000`. Credentials come
+    /// from `MLFLOW_TRACKING_TOKEN` or `MLFLOW_TRACKING_USERNAME` and
+    /// `MLFLOW_TRACKING_PASSWORD`, never from this file.
+    #[schemars(regex(pattern = "^https?://"))]
+    pub tracking_uri: String,
+    /// The experiment runs go to, created when missing (default: the pipeline's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    /// `false`: an unreachable or failing tracking server is a warning and
+    /// the run goes on untracked (default: an error that stops the run).
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// The model registry: which registered model promoted models become
+    /// versions of, and the alias that names production.
+    #[serde(default)]
+    pub registry: ModelRegistry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentTrackerType {
+    /// An MLflow tracking server (MLflow 2 or 3, with artifact serving).
+    Mlflow,
+}
+
+/// How promoted models are registered.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRegistry {
+    /// Register each promoted model as a new version and move the alias to it.
+    #[serde(default = "yes")]
+    pub register: bool,
+    /// The registered model's name (default: the service's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The alias that names the production version (aliases, not the deprecated stages).
+    #[serde(default = "default_alias")]
+    #[schemars(regex(pattern = "^[A-Za-z_][A-Za-z0-9_-]*$"))]
+    pub alias: String,
+    /// Where the gate's `production` comes from: the committed Deployment
+    /// file (`deployment`, the default) or the version the alias names (`registry`).
+    #[serde(default)]
+    pub production: ProductionSource,
+}
+
+impl Default for ModelRegistry {
+    fn default() -> Self {
+        ModelRegistry {
+            register: true,
+            model: None,
+            alias: default_alias(),
+            production: ProductionSource::default(),
+        }
+    }
+}
+
+/// What the gate compares a candidate with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductionSource {
+    /// `deployments/STACK/SERVICE.yaml`, as committed.
+    #[default]
+    Deployment,
+    /// The registered model version the registry's alias names, with its run's metrics.
+    Registry,
+}
+
 /// What serves a promoted model.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelDeployer {
-    /// `process`: the service's `serve` command as a local daemon.
+    /// `process`: the service's `serve` command as a local daemon;
+    /// `mlflow`: `mlflow models serve` on the model (an MLflow model directory).
     #[serde(rename = "type", default)]
     pub kind: ModelDeployerType,
+    /// With `type: mlflow`: the `mlflow` executable (default: `mlflow` on PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -368,6 +454,9 @@ pub enum ModelDeployerType {
     /// The service's `serve` command as a local daemon, health-checked.
     #[default]
     Process,
+    /// `mlflow models serve --env-manager local` as a local daemon: health
+    /// on `/ping`, predictions on `/invocations`.
+    Mlflow,
 }
 
 /// How runner writes the deployment state back to Git.
@@ -440,8 +529,30 @@ pub struct Deployment {
     pub gate: Vec<GateRecord>,
     /// Where the model came from.
     pub source: DeploymentSource,
+    /// The MLflow run and registered model version, when the stack tracks with MLflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<MlflowDeployment>,
     /// When it was deployed, RFC 3339 in UTC.
     pub deployed_at: String,
+}
+
+/// Where a deployed model is in MLflow.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MlflowDeployment {
+    /// The tracking server, without credentials.
+    pub tracking_uri: String,
+    /// The MLflow run of the runner run that trained and promoted the model.
+    pub run_id: String,
+    /// The registered model, when the model was registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_model: Option<String>,
+    /// Its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The alias moved to that version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 /// A promoted model: where it was, and its content digest.
@@ -492,6 +603,10 @@ fn is_zero(n: &u32) -> bool {
 
 fn default_health() -> String {
     "/health".to_string()
+}
+
+fn default_alias() -> String {
+    "production".to_string()
 }
 
 fn default_remote() -> String {

@@ -8,7 +8,7 @@ use croner::parser::{CronParser, Seconds, Year};
 
 use super::load::{DEPLOYMENTS_DIR, Document, Specs};
 use super::paths::{self, normalize};
-use super::types::{Command, Pipeline, Step};
+use super::types::{Command, ModelDeployerType, Pipeline, Step};
 use super::yaml::{Node, Span};
 use crate::dag::{Dag, EdgeReason};
 use crate::diagnostic::{Diagnostic, Report};
@@ -46,12 +46,31 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
             );
         }
     }
+    // `serve` is what the `process` deployer runs: needed unless every
+    // stack serves with `mlflow` (no stack: the built-in local one, process).
+    let process_deploys = specs.stacks.is_empty()
+        || specs
+            .stacks
+            .iter()
+            .any(|d| d.spec.model_deployer.kind == ModelDeployerType::Process);
     specs
         .pipelines
         .iter()
         .map(|doc| {
             let (diagnostics, dag) = PipelineCheck::new(doc, &templates).run();
             diagnostics.into_iter().for_each(|d| report.push(d));
+            if process_deploys
+                && let Some(promote) = &doc.spec.promote
+                && promote.service.serve.is_none()
+            {
+                report.push(
+                    doc.error(
+                        doc.span(&["promote", "service"], true),
+                        "missing required field `serve` in `promote.service`",
+                    )
+                    .with_help("add the server command, e.g. `serve: python3 serve.py --model {{ model.path }} --port {{ port }}` (only stacks with `model_deployer: {type: mlflow}` need none)"),
+                );
+            }
             dag
         })
         .collect()
@@ -752,8 +771,9 @@ impl<'a> PipelineCheck<'a> {
             &["metrics", "params", "production", "git"],
             "gate",
         );
+        let no_command = Command::Argv(Vec::new());
         self.check_command(
-            &promote.service.serve,
+            promote.service.serve.as_ref().unwrap_or(&no_command),
             &["promote", "service", "serve"],
             "`{{ model.path }}`, `{{ model.digest }}`, `{{ port }}` and `{{ params.NAME }}`",
             |check, reference| {
@@ -783,15 +803,22 @@ impl<'a> PipelineCheck<'a> {
         }
         // An update starts the new server on a scratch port first: a server
         // that picks its own port can never be updated in place.
-        let serve = promote.service.serve.parts();
-        let reads_port = serve.iter().any(|part| {
-            part.contains("$PORT")
-                || part.contains("${PORT}")
-                || self
-                    .templates
-                    .references(part)
-                    .is_ok_and(|refs| refs.contains("port"))
-        });
+        // No command: the stack's deployer serves the model its own way
+        // (`mlflow`), or deploying says that `serve` is missing.
+        let serve = promote
+            .service
+            .serve
+            .as_ref()
+            .map_or(&[][..], Command::parts);
+        let reads_port = serve.is_empty()
+            || serve.iter().any(|part| {
+                part.contains("$PORT")
+                    || part.contains("${PORT}")
+                    || self
+                        .templates
+                        .references(part)
+                        .is_ok_and(|refs| refs.contains("port"))
+            });
         if !reads_port {
             let d = self
                 .error(&["promote", "service", "serve"], false, "the server does not listen on the port runner gives it")

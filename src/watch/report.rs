@@ -188,6 +188,11 @@ fn event_text(seq: u64, event: &Value) -> Option<String> {
             ms("failed")
         ),
         "nothing_to_do" => format!("#{seq} nothing to do: {}", s("reason")),
+        "tracking" => format!(
+            "#{seq} mlflow {}: {}",
+            s("status").replace('_', " "),
+            s("message")
+        ),
         _ => return None,
     };
     Some(text)
