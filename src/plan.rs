@@ -404,8 +404,6 @@ pub fn choose_stack<'a>(
     })
 }
 
-/// The pipeline's params with `-p NAME=VALUE` overrides; a value reads as a
-/// number or boolean when it looks like one (`-p alpha=0.5`).
 /// A pipeline's params as a run without `-p` sees them: inline defaults
 /// with its params files merged over them.
 pub fn pipeline_params(
@@ -415,6 +413,9 @@ pub fn pipeline_params(
     merge_params(doc, &loaded.params_files, &[])
 }
 
+/// The pipeline's params, its params files merged over them, with
+/// `-p NAME=VALUE` overrides; a value reads as a number or boolean when it
+/// looks like one (`-p alpha=0.5`).
 fn merge_params(
     doc: &Document<Pipeline>,
     files: &BTreeMap<String, serde_json::Value>,
@@ -446,6 +447,11 @@ fn merge_params(
                 doc.spec.name
             )));
         };
+        if slot.is_object() {
+            return Err(Error::usage(format!(
+                "-p {key}: `{key}` is a mapping of params; override one of them, e.g. -p {key}.NAME=VALUE"
+            )));
+        }
         *slot = parse_scalar(value);
     }
     Ok(params)
@@ -719,6 +725,9 @@ impl Plan {
                     }
                     if entry.env != step.key_env {
                         reasons.push("env changed".to_string());
+                    }
+                    if entry.checks != step.checks {
+                        reasons.push("checks changed".to_string());
                     }
                     reasons.extend(param_changes(&entry.params, &step.params));
                     for path in &step.deps {

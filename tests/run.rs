@@ -573,6 +573,23 @@ fn data_checks_pass_or_fail_the_step_with_the_values_they_read() {
         "the failed run is not recorded: {lock}"
     );
 
+    // A stricter check reruns the step, even with nothing else changed.
+    let plan = runner(dir.path(), &["plan"]);
+    assert!(
+        text(&plan).contains("validate  up to date"),
+        "{}",
+        text(&plan)
+    );
+    let spec = std::fs::read_to_string(dir.path().join("pipelines/p.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/p.yaml"),
+        spec.replace("metrics.nulls.rate < 0.05", "metrics.nulls.rate < 0.01"),
+    )
+    .unwrap();
+    let out = runner(dir.path(), &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("(0.02 < 0.01)"), "{}", text(&out));
+
     // A check that reads a metric the file lacks is an error, not "false".
     let dir = repo_with(
         "params: {rows: 1500, min_rows: 1000}\n",

@@ -65,6 +65,9 @@ pub struct StepLock {
     /// Values read from the step's metrics file, by dotted name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// The checks those metrics passed: a stricter check reruns the step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]

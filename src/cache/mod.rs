@@ -219,6 +219,7 @@ impl Cache {
             deps,
             outputs,
             metrics,
+            checks: step.checks.clone(),
         };
         self.lock
             .lock()

@@ -48,9 +48,9 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
             continue;
         }
         let current = pipeline_params(&now, doc)?;
-        let before = match then.pipelines_named(&doc.spec.name) {
-            Some(old) => pipeline_params(&then, old).unwrap_or_default(),
-            None => Default::default(),
+        let before = match then.pipeline(Some(&doc.spec.name)) {
+            Ok((old, _)) => pipeline_params(&then, old).unwrap_or_default(),
+            Err(_) => Default::default(),
         };
         changes.extend(
             param_changes(&before, &current)

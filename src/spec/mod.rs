@@ -76,6 +76,21 @@ pub fn load_work_tree(root: &Path) -> Result<Loaded, Error> {
     Ok(loaded)
 }
 
+/// The first key, at any depth, that is not a plain name.
+fn dotted_key(value: &serde_json::Value) -> Option<String> {
+    let map = value.as_object()?;
+    map.iter().find_map(|(key, inner)| {
+        let plain = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        match plain {
+            false => Some(key.clone()),
+            true => dotted_key(inner),
+        }
+    })
+}
+
 /// Reads every pipeline's `params_files` (YAML or JSON mappings); a file
 /// that is missing or not a mapping is a problem at its `params_files` entry.
 fn read_params_files(source: &Source, loaded: &mut Loaded) {
@@ -88,6 +103,9 @@ fn read_params_files(source: &Source, loaded: &mut Loaded) {
             let read = match paths::normalize(path) {
                 Err(problem) => Err(format!("params file `{path}` {}", problem.message())),
                 Ok(normal) => match source.read(&normal) {
+                    Ok(FileText::Text(text)) if text.trim().is_empty() => {
+                        Ok(serde_json::Value::Object(Default::default()))
+                    }
                     Ok(FileText::Text(text)) => serde_saphyr::from_str::<serde_json::Value>(&text)
                         .map_err(|e| {
                             format!(
@@ -96,7 +114,14 @@ fn read_params_files(source: &Source, loaded: &mut Loaded) {
                             )
                         })
                         .and_then(|value| match value {
-                            serde_json::Value::Object(_) => Ok(value),
+                            // `train.alpha` names a nested key: a key with a
+                            // dot in it could never be read.
+                            serde_json::Value::Object(_) => match dotted_key(&value) {
+                                Some(key) => Err(format!(
+                                    "params file `{path}` has the key `{key}`; names are letters, digits, `_` and `-` (nest mappings instead of dotted keys)"
+                                )),
+                                None => Ok(value),
+                            },
                             _ => Err(format!(
                                 "params file `{path}` is not a mapping of names to values"
                             )),
@@ -141,11 +166,6 @@ fn check(files: &[load::SpecFile], mut report: Report) -> Loaded {
 }
 
 impl Loaded {
-    /// The pipeline called `name`, if there is one.
-    pub fn pipelines_named(&self, name: &str) -> Option<&Document<Pipeline>> {
-        self.specs.pipelines.iter().find(|d| d.spec.name == name)
-    }
-
     /// The pipeline called `name`, or the only one when `name` is `None`.
     pub fn pipeline(
         &self,

@@ -2,7 +2,7 @@
 //! templates, expressions, durations, cron, unique names and the DAG itself.
 //! Every problem becomes a diagnostic placed on the YAML node it concerns.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -53,7 +53,7 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
             .stacks
             .iter()
             .any(|d| d.spec.model_deployer.kind == ModelDeployerType::Process);
-    specs
+    let dags = specs
         .pipelines
         .iter()
         .map(|doc| {
@@ -73,7 +73,82 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
             }
             dag
         })
-        .collect()
+        .collect::<Vec<_>>();
+    check_retrain_sources(specs, &templates, report);
+    dags
+}
+
+/// `retrain_when` reads pipelines that exist, and no two pipelines start
+/// each other forever.
+fn check_retrain_sources(specs: &Specs, templates: &Templates, report: &mut Report) {
+    let names: Vec<&str> = specs
+        .pipelines
+        .iter()
+        .map(|d| d.spec.name.as_str())
+        .collect();
+    let mut reads: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for doc in &specs.pipelines {
+        let Some(expr) = &doc.spec.retrain_when else {
+            continue;
+        };
+        let Ok(refs) = templates.expression_references(expr) else {
+            continue;
+        };
+        let span = doc.span(&["retrain_when"], false);
+        // Other shapes, and reading itself, are reported with the pipeline.
+        let roots = refs.iter().filter_map(|r| {
+            let mut parts = r.split('.');
+            let root = parts.next()?;
+            (parts.next() == Some("metrics") && root != doc.spec.name).then_some(root)
+        });
+        for root in roots {
+            if names.contains(&root) {
+                reads
+                    .entry(doc.spec.name.as_str())
+                    .or_default()
+                    .push(root.to_string());
+                continue;
+            }
+            let dashed = names.iter().any(|n| n.contains('-') && n.starts_with(root));
+            let help = match dashed {
+                true => "a name with `-` reads as a subtraction in an expression: rename the pipeline without `-` (e.g. `customer_satisfaction`) to read its metrics".to_string(),
+                false => hint(root, names.iter().copied(), "-"),
+            };
+            report.push(
+                doc.error(
+                    span,
+                    format!("`retrain_when` reads pipeline `{root}`, which does not exist"),
+                )
+                .with_help(help),
+            );
+        }
+    }
+    // A reader whose sources lead back to it: each would start the other.
+    for doc in &specs.pipelines {
+        let start = doc.spec.name.as_str();
+        let mut stack: Vec<&str> = reads
+            .get(start)
+            .map(|r| r.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        while let Some(name) = stack.pop() {
+            if name == start {
+                report.push(
+                    doc.error(doc.span(&["retrain_when"], false), format!("`retrain_when` of `{start}` reads a pipeline whose own `retrain_when` leads back to `{start}`: each run would start the other"))
+                        .with_help("let a monitor pipeline (without `retrain_when`) measure, and the trainers read it"),
+                );
+                break;
+            }
+            if seen.insert(name) {
+                stack.extend(
+                    reads
+                        .get(name)
+                        .map(|r| r.iter().map(String::as_str).collect::<Vec<_>>())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    }
 }
 
 fn unique_names<'a, T: 'a>(

@@ -148,6 +148,8 @@ struct Watched {
 struct Config {
     pipelines: Vec<Watched>,
     own: OwnWrites,
+    /// Said once at start: what this selection of pipelines leaves out.
+    warnings: Vec<String>,
 }
 
 /// Loads the watched pipelines; `Ok(Err(problems))` when the specs have
@@ -222,9 +224,31 @@ fn load_config(root: &Path, selected: &[String]) -> Result<Result<Config, String
             starting_deadline,
         });
     }
+    let watched: Vec<&str> = pipelines.iter().map(|p| p.name.as_str()).collect();
+    let warnings = pipelines
+        .iter()
+        .filter_map(|p| {
+            let (_, sources) = p.retrain_when.as_ref()?;
+            let missing: Vec<&str> = sources
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !watched.contains(s))
+                .collect();
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "`{}` retrains when {} has run, but {} not watched: watch {} too, or its retrain_when never fires",
+                    p.name,
+                    missing.join(", "),
+                    if missing.len() == 1 { "it is" } else { "they are" },
+                    missing.join(" ")
+                )
+            })
+        })
+        .collect();
     Ok(Ok(Config {
         pipelines,
         own: OwnWrites::of(loaded.specs.pipelines.iter()),
+        warnings,
     }))
 }
 
@@ -247,6 +271,8 @@ struct Running {
     seq: u64,
     handle: RunHandle,
     started: Instant,
+    /// A step ran (not all up to date): the run measured something new.
+    ran_steps: bool,
 }
 
 struct Watcher<'a> {
@@ -356,6 +382,9 @@ impl Watcher<'_> {
             });
         }
         self.announce();
+        for warning in self.config.warnings.clone() {
+            self.out.warn(None, &warning);
+        }
         if self.options.schedule {
             self.start_schedules();
         }
@@ -485,7 +514,19 @@ impl Watcher<'_> {
                 pipeline,
                 seq,
                 event,
-            }) => self.out.run_event(&pipeline, seq, event),
+            }) => {
+                if event["event"] == "step_finished"
+                    && event["status"] == "succeeded"
+                    && let Some(running) = self
+                        .slots
+                        .get_mut(&pipeline)
+                        .and_then(|s| s.running.as_mut())
+                        .filter(|r| r.seq == seq)
+                {
+                    running.ran_steps = true;
+                }
+                self.out.run_event(&pipeline, seq, event)
+            }
             Msg::Run(RunMsg::Stderr {
                 pipeline,
                 seq,
@@ -925,16 +966,17 @@ impl Watcher<'_> {
             seq,
             handle,
             started: Instant::now(),
+            ran_steps: false,
         });
     }
 
     fn exited(&mut self, pipeline: &str, seq: u64, code: i32) {
         let slot = self.slots.entry(pipeline.to_string()).or_default();
-        let took = match slot.running.take() {
-            Some(running) if running.seq == seq => running.started.elapsed(),
+        let (took, ran_steps) = match slot.running.take() {
+            Some(running) if running.seq == seq => (running.started.elapsed(), running.ran_steps),
             other => {
                 slot.running = other;
-                Duration::ZERO
+                (Duration::ZERO, false)
             }
         };
         let outcome = match code {
@@ -964,7 +1006,9 @@ impl Watcher<'_> {
                 crate::report::seconds(took.as_millis() as u64)
             ),
         );
-        if code == 0 {
+        // Only a run that measured something new: an up-to-date monitor
+        // would retrain again on the drift it already reported.
+        if code == 0 && ran_steps {
             self.conditions_after(pipeline);
         }
         if self.poll_due {

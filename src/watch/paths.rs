@@ -9,8 +9,8 @@ use crate::spec::paths::normalize;
 use crate::spec::{Document, Pipeline};
 
 /// The paths whose changes start one pipeline: its `on.paths` globs, its
-/// steps' deps (a file, or everything under a directory), its spec file and
-/// the stacks.
+/// steps' deps (a file, or everything under a directory; not with
+/// `retrain_when`), its params files, its spec file and the stacks.
 #[derive(Debug, Clone)]
 pub struct PathFilter {
     globs: GlobSet,
@@ -29,10 +29,20 @@ impl PathFilter {
                 builder.add(glob);
             }
         }
-        for step in doc.spec.steps.values() {
-            for dep in &step.deps {
-                if let Ok(dep) = normalize(dep) {
-                    trees.push(dep);
+        trees.extend(
+            doc.spec
+                .params_files
+                .iter()
+                .filter_map(|p| normalize(p).ok()),
+        );
+        // A pipeline with `retrain_when` is started by what it reads (a
+        // monitor of its data), not by every change to its data.
+        if doc.spec.retrain_when.is_none() {
+            for step in doc.spec.steps.values() {
+                for dep in &step.deps {
+                    if let Ok(dep) = normalize(dep) {
+                        trees.push(dep);
+                    }
                 }
             }
         }
