@@ -15,7 +15,7 @@ use minijinja::{Value, context};
 use crate::cache::hash::Digest;
 use crate::cache::lock::LockFile;
 use crate::error::Error;
-use crate::spec::types::{Deployment, GitSettings, ModelDeployerType, Promote, Stack};
+use crate::spec::types::{Deployment, GitSettings, Promote, Stack};
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
 use crate::template::Templates;
@@ -72,7 +72,9 @@ pub struct PlannedPromotion {
     pub model_path: String,
     /// The Deployment of this service on this stack in the repository, if any.
     pub production: Option<Deployment>,
-    pub deployer: ModelDeployerType,
+    /// The stack: its model deployer serves the model, its artifact store
+    /// holds it.
+    pub stack: Stack,
     /// How the stack writes the deployment state back to Git.
     pub git: GitSettings,
 }
@@ -329,7 +331,7 @@ impl Plan {
                     .map(|d| &d.spec)
                     .find(|d| d.service == promote.service.name && d.stack == stack.name)
                     .cloned(),
-                deployer: stack.model_deployer.kind,
+                stack: Stack::clone(&stack),
                 git: stack.git.clone(),
             })
         });

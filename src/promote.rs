@@ -168,7 +168,9 @@ fn gate_and_deploy(
         );
         return Outcome::new(PromotionStatus::NotPromoted, message, Some(&digest));
     }
-    let writer = WriteBack::new(plan, promotion, options, &file);
+    // The kserve/seldon manifest, committed with the Deployment file.
+    let manifest = deploy::committed_manifest(&promotion.stack, service);
+    let writer = WriteBack::new(plan, promotion, options, &file, manifest.as_deref());
     // Before anything changes: settings that cannot work, a person's edits
     // to the state file, and the ordering guard stop the promotion here.
     let prepared = match &writer {
@@ -207,7 +209,13 @@ fn gate_and_deploy(
     match (&writer, prepared) {
         // A write not committed yet (an earlier --no-commit, or a failed
         // write-back) is committed now.
-        (Some(writer), Some(prepared)) if written || gitops::uncommitted(&plan.root, &file) => {
+        (Some(writer), Some(prepared))
+            if written
+                || gitops::uncommitted(&plan.root, &file)
+                || manifest
+                    .as_deref()
+                    .is_some_and(|m| gitops::uncommitted(&plan.root, m)) =>
+        {
             writer.commit_and_push(emit, prepared)
         }
         (Some(writer), None) if written => writer.not_committed(emit),
@@ -264,6 +272,8 @@ struct WriteBack<'a> {
     plan: &'a Plan,
     promotion: &'a PlannedPromotion,
     file: &'a str,
+    /// A deployer's manifest, committed with the state file.
+    manifest: Option<&'a str>,
     commit: bool,
     push: bool,
 }
@@ -275,6 +285,7 @@ impl<'a> WriteBack<'a> {
         promotion: &'a PlannedPromotion,
         options: &PromoteOptions,
         file: &'a str,
+        manifest: Option<&'a str>,
     ) -> Option<WriteBack<'a>> {
         plan.git.as_ref()?;
         let commit = options.commit && promotion.git.commit;
@@ -282,6 +293,7 @@ impl<'a> WriteBack<'a> {
             plan,
             promotion,
             file,
+            manifest,
             commit,
             push: commit && (options.push || promotion.git.push),
         })
@@ -369,6 +381,7 @@ impl<'a> WriteBack<'a> {
             })
         };
         let mut files = vec![self.file.to_string()];
+        files.extend(self.manifest.map(str::to_string));
         if self.promotion.git.commit_lock {
             files.push(crate::cache::lock::LOCK_FILE.to_string());
         }
@@ -550,7 +563,7 @@ fn deploy_model(
     digest: &str,
     stop: &AtomicBool,
 ) -> Result<Deployed, Error> {
-    let deployer = deploy::deployer(promotion.deployer, &plan.root);
+    let deployer = deploy::deployer(&promotion.stack, &plan.root);
     serve(
         deployer.as_ref(),
         &Serve {

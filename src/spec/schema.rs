@@ -261,6 +261,17 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
                     "write the output to deploy as STEP.OUTPUT, e.g. `train.model`".to_string()
                 }
                 Some(&"digest") => "a digest is ALGORITHM:HEX, e.g. `blake3:ab12...`".to_string(),
+                Some(&"url") => {
+                    "write a URL with its scheme, e.g. `s3://bucket/runner-cache`".to_string()
+                }
+                Some(&"namespace") => {
+                    "a Kubernetes namespace: lowercase letters, digits and `-`, e.g. `ml-prod`"
+                        .to_string()
+                }
+                Some(&"cpu") | Some(&"memory") => {
+                    "a Kubernetes quantity, e.g. `500m` or `2` CPUs, `512Mi` or `2Gi` of memory"
+                        .to_string()
+                }
                 _ => format!(
                     "it must match `{pattern}`: start with a letter or digit, then letters, digits, `.`, `_` or `-`"
                 ),
@@ -542,7 +553,7 @@ mod tests {
         );
         assert_eq!(
             p[0].message,
-            "`model_deployer.type` must be one of `process`, found `proces`"
+            "`model_deployer.type` must be one of `process`, `kserve`, `seldon`, found `proces`"
         );
         assert_eq!(p[0].help.as_deref(), Some("did you mean `process`?"));
     }

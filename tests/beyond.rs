@@ -1,0 +1,232 @@
+//! Beyond one machine: KServe and Seldon manifests committed for GitOps,
+//! exports to Argo Workflows and GitLab child pipelines, and `runner step`.
+//! Generated files validate against the third-party schemas copied into
+//! schemas/third-party/.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{runner, text};
+
+fn manifest_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn schema(file: &str) -> serde_json::Value {
+    let path = manifest_root().join("schemas/third-party").join(file);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn yaml(text: &str) -> serde_json::Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
+}
+
+/// Draft 7, as the other third-party schemas are checked (tests/ci_files.rs).
+fn check(schema: &serde_json::Value, instance: &serde_json::Value, what: &str) {
+    let validator = jsonschema::draft7::new(schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not validate:\n{}\n{instance:#}",
+        errors.join("\n")
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const PIPELINE: &str = r#"apiVersion: runner/v1
+kind: Pipeline
+name: p
+params: {weight: 1, mse: 1.0}
+on:
+  schedule: ["0 3 * * 1"]
+steps:
+  prepare:
+    run: echo rows > {{ outputs.data }}
+    outputs: {data: build/data.txt}
+  train:
+    run: cat {{ steps.prepare.outputs.data }} > {{ outputs.model }} && echo {{ params.weight }} >> {{ outputs.model }}
+    params: [weight]
+    outputs: {model: build/model.txt}
+    retries: 2
+    timeout: 10m
+  evaluate:
+    needs: [train]
+    run: "printf 'mse: %s\\n' {{ params.mse }} > build/metrics.yaml"
+    params: [mse]
+    metrics: build/metrics.yaml
+  report:
+    run: cat {{ steps.prepare.outputs.data }} > {{ outputs.summary }}
+    outputs: {summary: build/summary.txt}
+promote:
+  model: train.model
+  gate: ["metrics.mse <= 2"]
+  service:
+    name: churn-model
+    serve: python3 -m http.server {{ port }}
+"#;
+
+fn stack(kind: &str, kubectl: bool) -> String {
+    format!(
+        r#"apiVersion: runner/v1
+kind: Stack
+name: prod
+artifact_store: {{type: local, url: "s3://models/runner-cache"}}
+model_deployer:
+  type: {kind}
+  namespace: ml
+  replicas: 2
+  resources: {{requests: {{cpu: 500m, memory: 1Gi}}, limits: {{memory: 2Gi}}}}
+  kubectl: {kubectl}
+"#
+    )
+}
+
+/// A committed repository with the pipeline and, when given, a stack.
+fn repo(stack: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::write(root.join("pipelines/p.yaml"), PIPELINE).unwrap();
+    std::fs::write(root.join(".gitignore"), "build/\n").unwrap();
+    if let Some(stack) = stack {
+        std::fs::create_dir_all(root.join("stacks")).unwrap();
+        std::fs::write(root.join("stacks/prod.yaml"), stack).unwrap();
+    }
+    git(root, &["init", "-q", "-b", "main"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+fn run_ok(dir: &Path, args: &[&str]) -> String {
+    let out = runner(dir, args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn kserve_manifests_are_committed_and_updated_in_place() {
+    let dir = repo(Some(&stack("kserve", false)));
+    let root = dir.path();
+    run_ok(root, &["run", "--format", "plain"]);
+    let file = root.join("manifests/prod/churn-model.yaml");
+    let first = std::fs::read_to_string(&file).unwrap();
+    let manifest = yaml(&first);
+    check(
+        &schema("datree-kserve-inferenceservice_v1beta1.json"),
+        &manifest,
+        "the InferenceService",
+    );
+    assert_eq!(manifest["kind"], "InferenceService");
+    assert_eq!(manifest["metadata"]["name"], "churn-model");
+    assert_eq!(manifest["metadata"]["namespace"], "ml");
+    assert_eq!(manifest["spec"]["predictor"]["minReplicas"], 2);
+    let uri = manifest["spec"]["predictor"]["model"]["storageUri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        uri.starts_with("s3://models/runner-cache/objects/"),
+        "{uri}"
+    );
+    // The manifest is committed with the Deployment file, in one commit.
+    let files = git(root, &["show", "--name-only", "--format=", "HEAD"]);
+    assert!(files.contains("manifests/prod/churn-model.yaml"), "{files}");
+    assert!(
+        files.contains("deployments/prod/churn-model.yaml"),
+        "{files}"
+    );
+    let status = git(root, &["status", "--porcelain"]);
+    assert!(!status.contains("manifests/"), "{status}");
+
+    // A new model edits the same file: one manifest per service.
+    run_ok(root, &["run", "--format", "plain", "-p", "weight=2"]);
+    let second = std::fs::read_to_string(&file).unwrap();
+    assert_ne!(first, second);
+    let updated = yaml(&second);
+    assert_eq!(updated["metadata"]["name"], "churn-model");
+    assert_ne!(
+        updated["spec"]["predictor"]["model"]["storageUri"].as_str(),
+        Some(uri.as_str())
+    );
+    let listed: Vec<_> = std::fs::read_dir(root.join("manifests/prod"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let diff = git(root, &["show", "--name-status", "--format=", "HEAD"]);
+    assert!(
+        diff.contains("M\tmanifests/prod/churn-model.yaml"),
+        "{diff}"
+    );
+
+    // `services` shows the committed state.
+    let out = run_ok(root, &["services", "list", "--format", "json"]);
+    let services: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(services[0]["name"], "churn-model");
+    assert_eq!(services[0]["state"], "committed");
+    let status = run_ok(root, &["services", "status", "churn-model"]);
+    assert!(status.contains("committed"), "{status}");
+    assert!(
+        status.contains("http://churn-model.ml.svc.cluster.local"),
+        "{status}"
+    );
+    // Start and stop belong to the GitOps controller.
+    let out = runner(root, &["services", "stop", "churn-model"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("GitOps"), "{}", text(&out));
+}
+
+#[test]
+fn seldon_manifests_validate_against_the_crd() {
+    let dir = repo(Some(&stack("seldon", true)));
+    let root = dir.path();
+    run_ok(root, &["run", "--format", "plain"]);
+    let manifest =
+        yaml(&std::fs::read_to_string(root.join("manifests/prod/churn-model.yaml")).unwrap());
+    check(
+        &schema("seldon-core-seldondeployment-v1.json"),
+        &manifest,
+        "the SeldonDeployment",
+    );
+    assert_eq!(manifest["kind"], "SeldonDeployment");
+    assert_eq!(manifest["spec"]["predictors"][0]["replicas"], 2);
+    // kubectl: true with no cluster: the committed state, and why.
+    let out = runner(root, &["services", "status", "churn-model"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("committed"), "{}", text(&out));
+    assert!(
+        text(&out).contains("showing the committed state"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_kubernetes_deployer_without_a_store_url_says_what_to_set() {
+    let stack = stack("kserve", false).replace(", url: \"s3://models/runner-cache\"", "");
+    let dir = repo(Some(&stack));
+    let out = runner(dir.path(), &["run", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("artifact_store.url"), "{}", text(&out));
+    assert!(
+        !dir.path()
+            .join("deployments/prod/churn-model.yaml")
+            .exists()
+    );
+}
