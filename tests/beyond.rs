@@ -230,3 +230,74 @@ fn a_kubernetes_deployer_without_a_store_url_says_what_to_set() {
             .exists()
     );
 }
+
+fn export(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["export"];
+    all.extend(args);
+    yaml(&run_ok(dir, &all))
+}
+
+#[test]
+fn argo_exports_mirror_the_dag_and_validate() {
+    let dir = repo(None);
+    let schema = schema("argo-workflows-schema.json");
+    let workflow = export(dir.path(), &["argo", "p", "--image", "ghcr.io/acme/ml:abc"]);
+    check(&schema, &workflow, "the Workflow");
+    assert_eq!(workflow["kind"], "Workflow");
+    let templates = workflow["spec"]["templates"].as_array().unwrap();
+    let tasks = templates[0]["dag"]["tasks"].as_array().unwrap();
+    let task = |name: &str| tasks.iter().find(|t| t["name"] == name).unwrap().clone();
+    assert!(task("prepare").get("depends").is_none());
+    assert_eq!(task("train")["depends"], "prepare");
+    assert_eq!(task("evaluate")["depends"], "train");
+    assert_eq!(task("report")["depends"], "prepare");
+    let train = templates
+        .iter()
+        .find(|t| t["name"] == "step-train")
+        .unwrap();
+    assert_eq!(train["retryStrategy"]["limit"], "2");
+    assert_eq!(train["activeDeadlineSeconds"], "600");
+    assert_eq!(train["container"]["image"], "ghcr.io/acme/ml:abc");
+    assert_eq!(
+        train["container"]["args"],
+        serde_json::json!(["step", "p", "train"])
+    );
+
+    // The schema does catch a malformed task.
+    let mut broken = workflow.clone();
+    broken["spec"]["templates"][0]["dag"]["tasks"][1]["depends"] = serde_json::json!(["prepare"]);
+    assert!(!jsonschema::draft7::new(&schema).unwrap().is_valid(&broken));
+
+    let template = export(dir.path(), &["argo", "p", "--template"]);
+    check(&schema, &template, "the WorkflowTemplate");
+    assert_eq!(template["kind"], "WorkflowTemplate");
+    let cron = export(dir.path(), &["argo", "p", "--cron"]);
+    check(&schema, &cron, "the CronWorkflow");
+    assert_eq!(cron["spec"]["schedules"], serde_json::json!(["0 3 * * 1"]));
+}
+
+#[test]
+fn a_cron_export_needs_a_schedule() {
+    let dir = repo(None);
+    let spec = PIPELINE.replace("on:\n  schedule: [\"0 3 * * 1\"]\n", "");
+    std::fs::write(dir.path().join("pipelines/p.yaml"), spec).unwrap();
+    let out = runner(dir.path(), &["export", "argo", "p", "--cron"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("on.schedule"), "{}", text(&out));
+}
+
+#[test]
+fn gitlab_exports_mirror_the_dag_and_validate() {
+    let dir = repo(None);
+    let child = export(dir.path(), &["gitlab", "p"]);
+    check(&schema("gitlab-ci.json"), &child, "the child pipeline");
+    assert_eq!(child["prepare"]["needs"], serde_json::json!([]));
+    assert_eq!(child["train"]["needs"], serde_json::json!(["prepare"]));
+    assert_eq!(child["evaluate"]["needs"], serde_json::json!(["train"]));
+    assert_eq!(child["report"]["needs"], serde_json::json!(["prepare"]));
+    assert_eq!(
+        child["train"]["script"],
+        serde_json::json!(["runner step p train"])
+    );
+    assert_eq!(child["train"]["retry"], 2);
+}

@@ -2,6 +2,7 @@
 //! results into exit codes. One file per subcommand.
 
 mod comment;
+mod export;
 mod graph;
 mod init;
 pub(crate) mod metrics;
@@ -73,6 +74,9 @@ enum Command {
     Comment(comment::Args),
     /// Start runs on file changes, new remote commits and cron schedules, until stopped.
     Watch(watch::Args),
+    /// Compile a pipeline for a distributed engine: Argo Workflows or a GitLab child pipeline.
+    #[command(subcommand)]
+    Export(export::Command),
     /// Write an example repository into a new directory, and commit it.
     Init(init::InitArgs),
     /// The whole loop on the example: train, gate, deploy, commit, predict.
@@ -99,6 +103,7 @@ pub fn main() -> u8 {
         Command::Services(command) => root().and_then(|root| services::run(&root, command)),
         Command::Comment(args) => root().and_then(|root| comment::run(&root, args)),
         Command::Watch(args) => root().and_then(|root| watch::run(&root, args)),
+        Command::Export(command) => root().and_then(|root| export::run(&root, command)),
         Command::Init(args) => init::init(args),
         Command::Demo(args) => init::demo(args),
     };
