@@ -301,3 +301,53 @@ fn gitlab_exports_mirror_the_dag_and_validate() {
     );
     assert_eq!(child["train"]["retry"], 2);
 }
+
+/// Every file under `build/`, by path.
+fn outputs(root: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(root.join("build"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn steps_run_one_by_one_leave_what_one_run_leaves() {
+    let whole = repo(None);
+    run_ok(whole.path(), &["run", "--no-deploy", "--format", "plain"]);
+    let stepwise = repo(None);
+    for step in ["prepare", "train", "evaluate", "report"] {
+        let out = run_ok(stepwise.path(), &["step", "p", step, "--format", "plain"]);
+        assert!(!out.contains("promot"), "{out}");
+    }
+    assert_eq!(outputs(whole.path()), outputs(stepwise.path()));
+    let lock = |root: &Path| std::fs::read_to_string(root.join("runner.lock")).unwrap();
+    assert_eq!(lock(whole.path()), lock(stepwise.path()));
+    assert!(!stepwise.path().join("deployments").exists());
+
+    // A step whose inputs went missing gets them back from the store.
+    std::fs::remove_dir_all(stepwise.path().join("build")).unwrap();
+    let out = run_ok(
+        stepwise.path(),
+        &["step", "p", "report", "--force", "--format", "plain"],
+    );
+    assert!(stepwise.path().join("build/summary.txt").exists(), "{out}");
+    assert_eq!(lock(whole.path()), lock(stepwise.path()));
+
+    // An up-to-date step does nothing; an unknown one says which exist.
+    let out = run_ok(
+        stepwise.path(),
+        &["step", "p", "report", "--format", "plain"],
+    );
+    assert!(out.contains("0 ran"), "{out}");
+    let out = runner(stepwise.path(), &["step", "p", "reprot"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("report"), "{}", text(&out));
+}

@@ -11,6 +11,7 @@ mod run;
 mod runs;
 mod schema;
 mod services;
+mod step;
 mod validate;
 mod watch;
 
@@ -74,6 +75,8 @@ enum Command {
     Comment(comment::Args),
     /// Start runs on file changes, new remote commits and cron schedules, until stopped.
     Watch(watch::Args),
+    /// Run one step of a pipeline in isolation (what exported tasks and jobs run); no promotion.
+    Step(step::Args),
     /// Compile a pipeline for a distributed engine: Argo Workflows or a GitLab child pipeline.
     #[command(subcommand)]
     Export(export::Command),
@@ -86,7 +89,10 @@ enum Command {
 /// Parses the command line, runs the command and returns its exit code.
 pub fn main() -> u8 {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_) | Command::Watch(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Step(_) | Command::Watch(_)
+    ) {
         restore_sigpipe();
     }
     let root = || repo_root(cli.repo.as_deref());
@@ -103,6 +109,7 @@ pub fn main() -> u8 {
         Command::Services(command) => root().and_then(|root| services::run(&root, command)),
         Command::Comment(args) => root().and_then(|root| comment::run(&root, args)),
         Command::Watch(args) => root().and_then(|root| watch::run(&root, args)),
+        Command::Step(args) => root().and_then(|root| step::run(&root, args)),
         Command::Export(command) => root().and_then(|root| export::run(&root, command)),
         Command::Init(args) => init::init(args),
         Command::Demo(args) => init::demo(args),

@@ -187,7 +187,23 @@ fn build_plan(root: &Path, args: &PlanArgs, executes: bool) -> Result<Result<Pla
     )?))
 }
 
+/// What a run covers: a whole pipeline (`runner run`), or one step in
+/// isolation (`runner step`, what an exported Argo task or GitLab job runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The selected steps, then the gate, the deployment and the write-back.
+    Pipeline,
+    /// One step (selected with `--only`): its inputs are restored from the
+    /// artifact store first; no gate, no deployment, no commit after it.
+    Step,
+}
+
 pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
+    run_scoped(root, args, Scope::Pipeline)
+}
+
+/// `runner run`, or with `Scope::Step` the one step `args` selects.
+pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
     crate::cache::init_state_dir(root);
     if args.dry_run {
         let (plan, _) = match plan(root, &args.plan, false)? {
@@ -211,7 +227,14 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         Ok(planned) => planned,
         Err(code) => return Ok(code),
     };
-    let state_only_head = loop_guard(root, &plan, &args.plan)?;
+    let state_only_head = match scope {
+        Scope::Pipeline => loop_guard(root, &plan, &args.plan)?,
+        // A task of an exported workflow always does its step.
+        Scope::Step => None,
+    };
+    if scope == Scope::Step {
+        restore_inputs(&plan, &cache)?;
+    }
     if let Some(head) = &state_only_head
         && plan
             .decisions
@@ -303,6 +326,7 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         eprintln!("error: runner.lock was not written: {err}; the next run replays what finished");
     }
     let code = match status {
+        RunStatus::Succeeded if scope == Scope::Step => exit::SUCCESS,
         RunStatus::Succeeded => promote(&runtime, &plan, &cache, args, state_only_head, &mut sink),
         RunStatus::Cancelled => exit::CANCELLED,
         RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
@@ -320,6 +344,27 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     std::mem::forget(plan);
     std::mem::forget(cache);
     Ok(code)
+}
+
+/// Before a step runs alone: the outputs of the steps it reads from, as
+/// `runner.lock` records them, put back from the artifact store (in a fresh
+/// checkout, such as an Argo pod, they are not in the work tree).
+fn restore_inputs(plan: &Plan, cache: &Cache) -> Result<(), Error> {
+    for (i, decision) in plan.decisions.iter().enumerate() {
+        if !matches!(decision, Decision::Run { .. }) {
+            continue;
+        }
+        for &upstream in &plan.steps[i].upstream {
+            if !cache.restore(plan, upstream)? {
+                let name = &plan.steps[upstream].name;
+                return Err(Error::usage(format!(
+                    "step `{}` reads the outputs of `{name}`, which are not in the work tree, runner.lock or the artifact store: run `runner step {} {name}` first",
+                    plan.steps[i].name, plan.pipeline
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// After a preview run: the metrics against the base, printed, and with the
