@@ -351,3 +351,19 @@ fn steps_run_one_by_one_leave_what_one_run_leaves() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("report"), "{}", text(&out));
 }
+
+#[test]
+fn the_readme_child_pipeline_trigger_validates() {
+    let readme = std::fs::read_to_string(manifest_root().join("README.md")).unwrap();
+    let block = readme
+        .split("<!-- gitlab-child-example -->")
+        .nth(1)
+        .and_then(|rest| rest.split("```yaml\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    check(
+        &schema("gitlab-ci.json"),
+        &yaml(block),
+        "the README's trigger job",
+    );
+}
