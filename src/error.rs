@@ -27,6 +27,8 @@ pub enum Error {
     GitWriteBack { message: String },
     #[error("service `{name}`: {message}")]
     Service { name: String, message: String },
+    #[error("artifact store {url}: {message}")]
+    Store { url: String, message: String },
     #[error("pipeline `{pipeline}`, step `{step}`: cannot render the command: {message}")]
     Template {
         pipeline: String,

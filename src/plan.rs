@@ -15,7 +15,7 @@ use minijinja::{Value, context};
 use crate::cache::hash::Digest;
 use crate::cache::lock::LockFile;
 use crate::error::Error;
-use crate::spec::types::{Deployment, GitSettings, Promote, Stack};
+use crate::spec::types::{ArtifactStore, Deployment, GitSettings, Promote, Stack};
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
 use crate::template::Templates;
@@ -87,6 +87,9 @@ pub struct Plan {
     pub stack: String,
     /// The stack's artifact store directory (default `.runner/cache`).
     pub store_dir: Option<String>,
+    /// The stack's artifact store: `runner step` pulls and pushes through
+    /// its remote, when it has one.
+    pub artifact_store: ArtifactStore,
     pub jobs: usize,
     pub params: IndexMap<String, serde_json::Value>,
     pub git: Option<GitInfo>,
@@ -343,6 +346,7 @@ impl Plan {
             root: root.to_path_buf(),
             stack: stack.name.clone(),
             store_dir: stack.artifact_store.path.clone(),
+            artifact_store: stack.artifact_store.clone(),
             jobs,
             params,
             git,

@@ -367,3 +367,152 @@ fn the_readme_child_pipeline_trigger_validates() {
         "the README's trigger job",
     );
 }
+
+/// A moto S3 server on a free port, killed on drop; `None` (the test is
+/// skipped) when `moto[server]` is not installed.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Option<Moto> {
+        let probe = Command::new("python3")
+            .args(["-c", "import moto.server, flask"])
+            .output()
+            .ok()?;
+        if !probe.status.success() {
+            eprintln!("skipped: moto[server] is not installed (pip install 'moto[server]')");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            // Creating the bucket is also the readiness check.
+            let created = client
+                .put(format!("{}/models", moto.endpoint))
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if created {
+                return Some(moto);
+            }
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3_stack(endpoint: &str) -> String {
+    format!(
+        r#"apiVersion: runner/v1
+kind: Stack
+name: prod
+artifact_store: {{type: s3, bucket: models, prefix: runner-cache, endpoint: "{endpoint}"}}
+model_deployer: {{type: kserve, namespace: ml}}
+"#
+    )
+}
+
+fn s3_runner(dir: &Path, args: &[&str]) -> std::process::Output {
+    common::runner_command(dir, args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap()
+}
+
+fn s3_ok(dir: &Path, args: &[&str]) -> String {
+    let out = s3_runner(dir, args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn an_s3_store_shares_outputs_between_checkouts() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let stack = s3_stack(&moto.endpoint);
+    let first = repo(Some(&stack));
+    s3_ok(first.path(), &["run", "--no-deploy", "--format", "plain"]);
+    let out = s3_ok(first.path(), &["push"]);
+    assert!(out.contains("pushed to s3://models/runner-cache"), "{out}");
+    // Pushing again copies nothing.
+    let out = s3_ok(first.path(), &["push"]);
+    assert!(out.contains("0 object(s) pushed"), "{out}");
+
+    // Another checkout with the same runner.lock: pull, then nothing runs.
+    let second = repo(Some(&stack));
+    std::fs::copy(
+        first.path().join("runner.lock"),
+        second.path().join("runner.lock"),
+    )
+    .unwrap();
+    let out = s3_ok(second.path(), &["pull"]);
+    assert!(out.contains("pulled from"), "{out}");
+    let out = s3_ok(second.path(), &["run", "--no-deploy", "--format", "plain"]);
+    assert!(out.contains("0 ran"), "{out}");
+    // Declared outputs come back (a metrics file is recorded in runner.lock, not stored).
+    let declared = |root: &Path| {
+        let mut files = outputs(root);
+        files.retain(|(name, _)| name != "metrics.yaml");
+        files
+    };
+    assert_eq!(declared(first.path()), declared(second.path()));
+
+    // `runner step` in a fresh checkout pulls its inputs and pushes its outputs.
+    let third = repo(Some(&stack));
+    std::fs::copy(
+        first.path().join("runner.lock"),
+        third.path().join("runner.lock"),
+    )
+    .unwrap();
+    let out = s3_ok(
+        third.path(),
+        &["step", "p", "report", "--force", "--format", "plain"],
+    );
+    assert!(out.contains("pushed"), "{out}");
+    assert!(third.path().join("build/summary.txt").exists(), "{out}");
+
+    // The kserve manifest points at the bucket.
+    s3_ok(first.path(), &["run", "--format", "plain"]);
+    let manifest =
+        std::fs::read_to_string(first.path().join("manifests/prod/churn-model.yaml")).unwrap();
+    assert!(
+        manifest.contains("s3://models/runner-cache/objects/"),
+        "{manifest}"
+    );
+}

@@ -12,6 +12,7 @@ mod runs;
 mod schema;
 mod services;
 mod step;
+mod transfer;
 mod validate;
 mod watch;
 
@@ -77,6 +78,10 @@ enum Command {
     Watch(watch::Args),
     /// Run one step of a pipeline in isolation (what exported tasks and jobs run); no promotion.
     Step(step::Args),
+    /// Copy the outputs runner.lock records to the stack's s3 artifact store.
+    Push(transfer::Args),
+    /// Fetch the outputs runner.lock records from the stack's s3 artifact store.
+    Pull(transfer::Args),
     /// Compile a pipeline for a distributed engine: Argo Workflows or a GitLab child pipeline.
     #[command(subcommand)]
     Export(export::Command),
@@ -110,6 +115,12 @@ pub fn main() -> u8 {
         Command::Comment(args) => root().and_then(|root| comment::run(&root, args)),
         Command::Watch(args) => root().and_then(|root| watch::run(&root, args)),
         Command::Step(args) => root().and_then(|root| step::run(&root, args)),
+        Command::Push(args) => {
+            root().and_then(|root| transfer::run(&root, args, transfer::Direction::Push))
+        }
+        Command::Pull(args) => {
+            root().and_then(|root| transfer::run(&root, args, transfer::Direction::Pull))
+        }
         Command::Export(command) => root().and_then(|root| export::run(&root, command)),
         Command::Init(args) => init::init(args),
         Command::Demo(args) => init::demo(args),

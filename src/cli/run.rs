@@ -232,7 +232,14 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
         // A task of an exported workflow always does its step.
         Scope::Step => None,
     };
+    let remote = match scope {
+        Scope::Step => crate::cache::remote::Remote::open(&plan.artifact_store)?,
+        Scope::Pipeline => None,
+    };
     if scope == Scope::Step {
+        if let Some(remote) = &remote {
+            pull_inputs(root, &plan, &cache, remote)?;
+        }
         restore_inputs(&plan, &cache)?;
     }
     if let Some(head) = &state_only_head
@@ -326,7 +333,10 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
         eprintln!("error: runner.lock was not written: {err}; the next run replays what finished");
     }
     let code = match status {
-        RunStatus::Succeeded if scope == Scope::Step => exit::SUCCESS,
+        RunStatus::Succeeded if scope == Scope::Step => match &remote {
+            Some(remote) => push_outputs(root, &plan, &cache, remote),
+            None => exit::SUCCESS,
+        },
         RunStatus::Succeeded => promote(&runtime, &plan, &cache, args, state_only_head, &mut sink),
         RunStatus::Cancelled => exit::CANCELLED,
         RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
@@ -344,6 +354,73 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
     std::mem::forget(plan);
     std::mem::forget(cache);
     Ok(code)
+}
+
+/// The local store of a plan's stack.
+fn store_dir(root: &Path, plan: &Plan) -> PathBuf {
+    root.join(
+        plan.store_dir
+            .as_deref()
+            .unwrap_or(crate::cache::DEFAULT_STORE),
+    )
+}
+
+/// Before a step runs alone on a stack with a remote store: the outputs of
+/// the steps it reads from (and its own, which may make it up to date), as
+/// `runner.lock` records them, fetched into the local store.
+fn pull_inputs(
+    root: &Path,
+    plan: &Plan,
+    cache: &Cache,
+    remote: &crate::cache::remote::Remote,
+) -> Result<(), Error> {
+    let mut hashes = Vec::new();
+    for (i, decision) in plan.decisions.iter().enumerate() {
+        if matches!(decision, Decision::NotSelected) {
+            continue;
+        }
+        for step in plan.steps[i].upstream.iter().copied().chain([i]) {
+            if let Some(entry) = cache.entry(&plan.pipeline, &plan.steps[step].name) {
+                hashes.extend(entry.outputs.values().map(|d| d.hash.clone()));
+            }
+        }
+    }
+    remote.pull(&store_dir(root, plan), &hashes)?;
+    Ok(())
+}
+
+/// After a step ran alone: its outputs pushed to the remote store, so the
+/// next task (on another machine) finds them. A failed push fails the step.
+fn push_outputs(
+    root: &Path,
+    plan: &Plan,
+    cache: &Cache,
+    remote: &crate::cache::remote::Remote,
+) -> u8 {
+    let mut hashes = Vec::new();
+    for (i, decision) in plan.decisions.iter().enumerate() {
+        if matches!(decision, Decision::NotSelected) {
+            continue;
+        }
+        if let Some(entry) = cache.entry(&plan.pipeline, &plan.steps[i].name) {
+            hashes.extend(entry.outputs.values().map(|d| d.hash.clone()));
+        }
+    }
+    match remote.push(&store_dir(root, plan), &hashes) {
+        Ok(transfer) => {
+            eprintln!(
+                "pushed {} object(s) to {} ({} already there)",
+                transfer.copied,
+                remote.url(),
+                transfer.present
+            );
+            exit::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: the step's outputs were not pushed: {err}");
+            exit::STEP_FAILED
+        }
+    }
 }
 
 /// Before a step runs alone: the outputs of the steps it reads from, as

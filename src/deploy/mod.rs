@@ -87,7 +87,7 @@ pub fn deployer(stack: &Stack, root: &Path) -> Box<dyn Deployer> {
             root,
             &stack.name,
             &stack.model_deployer,
-            stack.artifact_store.url.as_deref(),
+            stack.artifact_store.cluster_url().as_deref(),
         )),
     }
 }

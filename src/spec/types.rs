@@ -321,7 +321,8 @@ pub enum OrchestratorType {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactStore {
-    /// `local`: a directory on this machine.
+    /// `local`: a directory on this machine; `s3`: a bucket shared by
+    /// machines, with `path` as the local copy.
     #[serde(rename = "type", default)]
     pub kind: ArtifactStoreType,
     /// Directory of the content-addressed store, relative to the repo root (default `.runner/cache`).
@@ -333,6 +334,37 @@ pub struct ArtifactStore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = "^[a-z][a-z0-9+.-]*://"))]
     pub url: Option<String>,
+    /// `s3`: the bucket that holds the store (shared by every machine and CI job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// `s3`: the key prefix of the store in the bucket, e.g. `runner-cache`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// `s3`: an S3-compatible endpoint (MinIO, Ceph, ...), e.g. `http://127.0.0.1:9000`.
+    /// Credentials come from the usual `AWS_*` environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^https?://"))]
+    pub endpoint: Option<String>,
+    /// `s3`: the bucket's region (default: `AWS_REGION`, else `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl ArtifactStore {
+    /// Where a cluster reads the store: `url`, else `s3://BUCKET/PREFIX` for an `s3` store.
+    pub fn cluster_url(&self) -> Option<String> {
+        if let Some(url) = &self.url {
+            return Some(url.clone());
+        }
+        let bucket = self
+            .bucket
+            .as_deref()
+            .filter(|_| self.kind == ArtifactStoreType::S3)?;
+        Some(match self.prefix.as_deref().map(|p| p.trim_matches('/')) {
+            Some(prefix) if !prefix.is_empty() => format!("s3://{bucket}/{prefix}"),
+            _ => format!("s3://{bucket}"),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -341,6 +373,9 @@ pub enum ArtifactStoreType {
     /// A directory on this machine.
     #[default]
     Local,
+    /// An S3 bucket (or an S3-compatible server), mirrored by `runner push`
+    /// and `runner pull`; `path` stays the local copy.
+    S3,
 }
 
 /// What serves a promoted model.
