@@ -222,7 +222,7 @@ fn a_kubernetes_deployer_without_a_store_url_says_what_to_set() {
     let stack = stack("kserve", false).replace(", url: \"s3://models/runner-cache\"", "");
     let dir = repo(Some(&stack));
     let out = runner(dir.path(), &["run", "--format", "plain"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("artifact_store.url"), "{}", text(&out));
     assert!(
         !dir.path()
