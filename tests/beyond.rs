@@ -186,6 +186,11 @@ fn kserve_manifests_are_committed_and_updated_in_place() {
         status.contains("http://churn-model.ml.svc.cluster.local"),
         "{status}"
     );
+    // `sync` writes a lost manifest again from the Deployment file.
+    std::fs::remove_file(&file).unwrap();
+    run_ok(root, &["services", "sync", "--stack", "prod"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), second);
+
     // Start and stop belong to the GitOps controller.
     let out = runner(root, &["services", "stop", "churn-model"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

@@ -270,7 +270,15 @@ fn sync(root: &Path, stack: Option<&str>) -> Result<u8, Error> {
     {
         let deployment = &doc.spec;
         wanted.push(deployment.service.clone());
-        let result = sync_one(root, &loaded, &cache, deployer.as_ref(), deployment);
+        let manifests = deploy::committed_manifest(&stack, &deployment.service).is_some();
+        let result = sync_one(
+            root,
+            &loaded,
+            &cache,
+            deployer.as_ref(),
+            deployment,
+            manifests,
+        );
         match result {
             Ok(deployed) => eprintln!(
                 "{}: {} {} at {}",
@@ -314,6 +322,7 @@ fn sync_one(
     cache: &Cache,
     deployer: &dyn Deployer,
     deployment: &crate::spec::Deployment,
+    manifests: bool,
 ) -> Result<Deployed, Error> {
     let fail = |message: String| Error::Service {
         name: deployment.service.clone(),
@@ -344,8 +353,10 @@ fn sync_one(
     let path = &deployment.model.path;
     let digest = &deployment.model.digest;
     // The work tree's copy when it is that model; else the artifact store's,
-    // restored next to the service (the work tree is not touched).
+    // restored next to the service (the work tree is not touched). A
+    // manifest deployer only names the model's address in the store.
     let model_file = match cache.digest(path)? {
+        _ if manifests => root.join(path),
         Some(now) if &now.hash == digest => root.join(path),
         _ => {
             let file_name = Path::new(path).file_name().unwrap_or_default();
