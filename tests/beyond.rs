@@ -180,6 +180,7 @@ fn kserve_manifests_are_committed_and_updated_in_place() {
     let services: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(services[0]["name"], "churn-model");
     assert_eq!(services[0]["state"], "committed");
+    assert_eq!(services[0]["model_output"], "train.model");
     let status = run_ok(root, &["services", "status", "churn-model"]);
     assert!(status.contains("committed"), "{status}");
     assert!(
@@ -295,6 +296,22 @@ fn a_cron_export_needs_a_schedule() {
 fn gitlab_exports_mirror_the_dag_and_validate() {
     let dir = repo(None);
     let child = export(dir.path(), &["gitlab", "p"]);
+    let on_prod = repo(Some(&stack("kserve", false)));
+    let staged = export(on_prod.path(), &["gitlab", "p", "--stack", "prod"]);
+    check(
+        &schema("gitlab-ci.json"),
+        &staged,
+        "the child pipeline on a stack",
+    );
+    assert_eq!(
+        staged["train"]["script"],
+        serde_json::json!(["runner step p train --stack prod"])
+    );
+    let out = runner(
+        on_prod.path(),
+        &["export", "gitlab", "p", "--stack", "nope"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     check(&schema("gitlab-ci.json"), &child, "the child pipeline");
     assert_eq!(child["prepare"]["needs"], serde_json::json!([]));
     assert_eq!(child["train"]["needs"], serde_json::json!(["prepare"]));

@@ -38,6 +38,10 @@ pub struct Common {
     /// The container image: it must hold the repository and `runner`.
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_IMAGE)]
     image: String,
+    /// The stack every task runs on (`runner step --stack`): one with an
+    /// `s3` artifact store lets tasks on different machines share outputs.
+    #[arg(long, value_name = "NAME")]
+    stack: Option<String>,
     /// Write to FILE instead of stdout.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -56,6 +60,9 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
         return Ok(exit::INVALID);
     }
     let (doc, dag) = loaded.pipeline(pipeline.as_deref())?;
+    if let Some(stack) = &common.stack {
+        crate::plan::choose_stack(&loaded, Some(stack))?;
+    }
     let Some(dag) = dag else {
         super::print_problems(&loaded);
         return Ok(exit::INVALID);
@@ -64,6 +71,7 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
         pipeline: &doc.spec,
         dag,
         image: &common.image,
+        stack: common.stack.as_deref(),
     };
     let text = match command {
         Command::Argo { template, cron, .. } => {

@@ -122,17 +122,21 @@ impl ManifestDeployer {
     /// cluster when the stack asks for it.
     fn observe(&self, deployment: &Deployment) -> ServiceRecord {
         let file = self.manifest_file(&deployment.service);
-        let storage_uri = std::fs::read_to_string(self.root.join(&file))
+        let manifest = std::fs::read_to_string(self.root.join(&file))
             .ok()
             .and_then(|text| serde_saphyr::from_str::<serde_json::Value>(&text).ok())
-            .and_then(|m| {
-                let uri = match self.config.kind {
-                    ModelDeployerType::Seldon => &m["spec"]["predictors"][0]["graph"]["modelUri"],
-                    _ => &m["spec"]["predictor"]["model"]["storageUri"],
-                };
-                uri.as_str().map(str::to_string)
-            });
+            .unwrap_or_default();
+        let uri = match self.config.kind {
+            ModelDeployerType::Seldon => &manifest["spec"]["predictors"][0]["graph"]["modelUri"],
+            _ => &manifest["spec"]["predictor"]["model"]["storageUri"],
+        };
+        let storage_uri = uri.as_str().map(str::to_string);
         let mut record = self.record(deployment, storage_uri.clone());
+        if let Some(output) =
+            manifest["metadata"]["annotations"]["runner.dev/model-output"].as_str()
+        {
+            record.model_output = output.to_string();
+        }
         if storage_uri.is_none() {
             record.state = ServiceState::Error;
             record.last_error = Some(format!(
@@ -248,6 +252,7 @@ impl Deployer for ManifestDeployer {
                 namespace: self.namespace(),
                 stack: request.stack,
                 pipeline: request.pipeline,
+                model_output: request.model_output,
                 digest: request.digest,
                 storage_uri: &storage_uri,
                 runtime: self.config.runtime.as_deref(),

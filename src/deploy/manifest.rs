@@ -25,6 +25,8 @@ pub struct ManifestInput<'a> {
     pub namespace: &'a str,
     pub stack: &'a str,
     pub pipeline: &'a str,
+    /// The promoted output, `STEP.OUTPUT`, recorded as an annotation.
+    pub model_output: &'a str,
     /// The model's content digest, recorded as an annotation.
     pub digest: &'a str,
     /// Where the model server downloads the model from.
@@ -102,6 +104,7 @@ fn metadata(input: &ManifestInput) -> Value {
         },
         "annotations": {
             "runner.dev/model-digest": input.digest,
+            "runner.dev/model-output": input.model_output,
         },
     })
 }
@@ -204,6 +207,7 @@ mod tests {
             namespace: "ml",
             stack: "prod",
             pipeline: "p",
+            model_output: "train.model",
             digest: "blake3:abcdef",
             storage_uri: "s3://b/c/objects/ab/cdef",
             runtime: None,

@@ -22,6 +22,9 @@ pub struct Export<'a> {
     pub dag: &'a Dag,
     /// The container image holding the repository and `runner`.
     pub image: &'a str,
+    /// The stack each task runs on (`runner step --stack`), e.g. one with
+    /// an `s3` store the pods share.
+    pub stack: Option<&'a str>,
 }
 
 impl Export<'_> {
@@ -42,12 +45,16 @@ impl Export<'_> {
 
     /// The command a task runs.
     fn command(&self, step: &str) -> Vec<String> {
-        vec![
+        let mut argv = vec![
             "runner".to_string(),
             "step".to_string(),
             self.pipeline.name.clone(),
             step.to_string(),
-        ]
+        ];
+        if let Some(stack) = self.stack {
+            argv.extend(["--stack".to_string(), stack.to_string()]);
+        }
+        argv
     }
 
     /// A step's timeout, validated with the spec.
