@@ -30,6 +30,8 @@ pub enum Error {
     Tracking { uri: String, message: String },
     #[error("service `{name}`: {message}")]
     Service { name: String, message: String },
+    #[error("artifact store {url}: {message}")]
+    Store { url: String, message: String },
     #[error("pipeline `{pipeline}`, step `{step}`: cannot render the command: {message}")]
     Template {
         pipeline: String,

@@ -21,9 +21,10 @@ use git2::{Oid, Repository, Signature};
 use crate::cache::lock::LOCK_FILE;
 use crate::error::Error;
 
-/// Files runner writes and commits itself.
+/// Files runner writes and commits itself (`manifests/` holds the default
+/// `manifests_dir` of the kserve and seldon deployers).
 pub fn is_state_file(path: &str) -> bool {
-    path == LOCK_FILE || path.starts_with("deployments/")
+    path == LOCK_FILE || path.starts_with("deployments/") || path.starts_with("manifests/")
 }
 
 /// Where runner remembers the hash of each state file it last wrote, to

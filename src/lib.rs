@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub mod error;
 pub mod example;
 pub mod exec;
+pub mod export;
 pub mod gate;
 pub mod git;
 pub mod gitops;

@@ -16,7 +16,7 @@ use crate::cache::hash::Digest;
 use crate::cache::lock::LockFile;
 use crate::error::Error;
 use crate::spec::types::{
-    Deployment, ExperimentTracker, GitSettings, ModelDeployer, Promote, Stack,
+    ArtifactStore, Deployment, ExperimentTracker, GitSettings, Promote, Stack,
 };
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
@@ -76,7 +76,9 @@ pub struct PlannedPromotion {
     pub model_path: String,
     /// The Deployment of this service on this stack in the repository, if any.
     pub production: Option<Deployment>,
-    pub deployer: ModelDeployer,
+    /// The stack: its model deployer serves the model, its artifact store
+    /// holds it.
+    pub stack: Stack,
     /// How the stack writes the deployment state back to Git.
     pub git: GitSettings,
 }
@@ -89,6 +91,9 @@ pub struct Plan {
     pub stack: String,
     /// The stack's artifact store directory (default `.runner/cache`).
     pub store_dir: Option<String>,
+    /// The stack's artifact store: `runner step` pulls and pushes through
+    /// its remote, when it has one.
+    pub artifact_store: ArtifactStore,
     pub jobs: usize,
     pub params: IndexMap<String, serde_json::Value>,
     pub git: Option<GitInfo>,
@@ -350,7 +355,7 @@ impl Plan {
                     .map(|d| &d.spec)
                     .find(|d| d.service == promote.service.name && d.stack == stack.name)
                     .cloned(),
-                deployer: stack.model_deployer.clone(),
+                stack: Stack::clone(&stack),
                 git: stack.git.clone(),
             })
         });
@@ -363,6 +368,7 @@ impl Plan {
             root: root.to_path_buf(),
             stack: stack.name.clone(),
             store_dir: stack.artifact_store.path.clone(),
+            artifact_store: stack.artifact_store.clone(),
             jobs,
             params,
             git,

@@ -181,7 +181,9 @@ fn gate_and_deploy(
         );
         return Outcome::new(PromotionStatus::NotPromoted, message, Some(&digest));
     }
-    let writer = WriteBack::new(plan, promotion, options, &file);
+    // The kserve/seldon manifest, committed with the Deployment file.
+    let manifest = deploy::committed_manifest(&promotion.stack, service);
+    let writer = WriteBack::new(plan, promotion, options, &file, manifest.as_deref());
     // Before anything changes: settings that cannot work, a person's edits
     // to the state file, and the ordering guard stop the promotion here.
     let prepared = match &writer {
@@ -278,7 +280,13 @@ fn gate_and_deploy(
     match (&writer, prepared) {
         // A write not committed yet (an earlier --no-commit, or a failed
         // write-back) is committed now.
-        (Some(writer), Some(prepared)) if written || gitops::uncommitted(&plan.root, &file) => {
+        (Some(writer), Some(prepared))
+            if written
+                || gitops::uncommitted(&plan.root, &file)
+                || manifest
+                    .as_deref()
+                    .is_some_and(|m| gitops::uncommitted(&plan.root, m)) =>
+        {
             writer.commit_and_push(emit, prepared)
         }
         (Some(writer), None) if written => writer.not_committed(emit),
@@ -335,6 +343,8 @@ struct WriteBack<'a> {
     plan: &'a Plan,
     promotion: &'a PlannedPromotion,
     file: &'a str,
+    /// A deployer's manifest, committed with the state file.
+    manifest: Option<&'a str>,
     commit: bool,
     push: bool,
 }
@@ -346,6 +356,7 @@ impl<'a> WriteBack<'a> {
         promotion: &'a PlannedPromotion,
         options: &PromoteOptions,
         file: &'a str,
+        manifest: Option<&'a str>,
     ) -> Option<WriteBack<'a>> {
         plan.git.as_ref()?;
         let commit = options.commit && promotion.git.commit;
@@ -353,6 +364,7 @@ impl<'a> WriteBack<'a> {
             plan,
             promotion,
             file,
+            manifest,
             commit,
             push: commit && (options.push || promotion.git.push),
         })
@@ -440,6 +452,7 @@ impl<'a> WriteBack<'a> {
             })
         };
         let mut files = vec![self.file.to_string()];
+        files.extend(self.manifest.map(str::to_string));
         if self.promotion.git.commit_lock {
             files.push(crate::cache::lock::LOCK_FILE.to_string());
         }
@@ -659,12 +672,12 @@ fn deploy_model(
     digest: &str,
     stop: &AtomicBool,
 ) -> Result<Deployed, Error> {
-    let deployer = deploy::deployer(promotion.deployer.kind, &plan.root);
+    let deployer = deploy::deployer(&promotion.stack, &plan.root);
     serve(
         deployer.as_ref(),
         &Serve {
             root: &plan.root,
-            deployer: &promotion.deployer,
+            deployer: &promotion.stack.model_deployer,
             stack: &plan.stack,
             pipeline: &plan.pipeline,
             promote: &promotion.spec,

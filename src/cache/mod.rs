@@ -3,6 +3,7 @@
 
 pub mod hash;
 pub mod lock;
+pub mod remote;
 pub mod store;
 
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! results into exit codes. One file per subcommand.
 
 mod comment;
+mod export;
 mod graph;
 mod init;
 pub(crate) mod metrics;
@@ -11,6 +12,8 @@ mod run;
 mod runs;
 mod schema;
 mod services;
+mod step;
+mod transfer;
 mod validate;
 mod watch;
 
@@ -77,6 +80,15 @@ enum Command {
     Comment(comment::Args),
     /// Start runs on file changes, new remote commits and cron schedules, until stopped.
     Watch(watch::Args),
+    /// Run one step of a pipeline in isolation (what exported tasks and jobs run); no promotion.
+    Step(step::Args),
+    /// Copy the outputs runner.lock records to the stack's s3 artifact store.
+    Push(transfer::Args),
+    /// Fetch the outputs runner.lock records from the stack's s3 artifact store.
+    Pull(transfer::Args),
+    /// Compile a pipeline for a distributed engine: Argo Workflows or a GitLab child pipeline.
+    #[command(subcommand)]
+    Export(export::Command),
     /// Write an example repository into a new directory, and commit it.
     Init(init::InitArgs),
     /// The whole loop on the example: train, gate, deploy, commit, predict.
@@ -86,7 +98,10 @@ enum Command {
 /// Parses the command line, runs the command and returns its exit code.
 pub fn main() -> u8 {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_) | Command::Watch(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Step(_) | Command::Watch(_)
+    ) {
         restore_sigpipe();
     }
     let root = || repo_root(cli.repo.as_deref());
@@ -104,6 +119,14 @@ pub fn main() -> u8 {
         Command::Params(command) => root().and_then(|root| params::run(&root, command)),
         Command::Comment(args) => root().and_then(|root| comment::run(&root, args)),
         Command::Watch(args) => root().and_then(|root| watch::run(&root, args)),
+        Command::Step(args) => root().and_then(|root| step::run(&root, args)),
+        Command::Push(args) => {
+            root().and_then(|root| transfer::run(&root, args, transfer::Direction::Push))
+        }
+        Command::Pull(args) => {
+            root().and_then(|root| transfer::run(&root, args, transfer::Direction::Pull))
+        }
+        Command::Export(command) => root().and_then(|root| export::run(&root, command)),
         Command::Init(args) => init::init(args),
         Command::Demo(args) => init::demo(args),
     };

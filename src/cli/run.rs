@@ -188,7 +188,23 @@ fn build_plan(root: &Path, args: &PlanArgs, executes: bool) -> Result<Result<Pla
     )?))
 }
 
+/// What a run covers: a whole pipeline (`runner run`), or one step in
+/// isolation (`runner step`, what an exported Argo task or GitLab job runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The selected steps, then the gate, the deployment and the write-back.
+    Pipeline,
+    /// One step (selected with `--only`): its inputs are restored from the
+    /// artifact store first; no gate, no deployment, no commit after it.
+    Step,
+}
+
 pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
+    run_scoped(root, args, Scope::Pipeline)
+}
+
+/// `runner run`, or with `Scope::Step` the one step `args` selects.
+pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
     crate::cache::init_state_dir(root);
     if args.dry_run {
         let (plan, _) = match plan(root, &args.plan, false)? {
@@ -212,7 +228,21 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         Ok(planned) => planned,
         Err(code) => return Ok(code),
     };
-    let state_only_head = loop_guard(root, &plan, &args.plan)?;
+    let state_only_head = match scope {
+        Scope::Pipeline => loop_guard(root, &plan, &args.plan)?,
+        // A task of an exported workflow always does its step.
+        Scope::Step => None,
+    };
+    let remote = match scope {
+        Scope::Step => crate::cache::remote::Remote::open(&plan.artifact_store)?,
+        Scope::Pipeline => None,
+    };
+    if scope == Scope::Step {
+        if let Some(remote) = &remote {
+            pull_inputs(root, &plan, &cache, remote)?;
+        }
+        restore_inputs(&plan, &cache)?;
+    }
     if let Some(head) = &state_only_head
         && plan
             .decisions
@@ -323,6 +353,10 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     let tracking_failed = matches!(session, Err(()));
     let session = session.ok().flatten();
     let mut code = match status {
+        RunStatus::Succeeded if scope == Scope::Step => match &remote {
+            Some(remote) => push_outputs(root, &plan, &cache, remote),
+            None => exit::SUCCESS,
+        },
         // A required tracker that failed: the run is not promoted untracked.
         RunStatus::Succeeded if tracking_failed => exit::STEP_FAILED,
         RunStatus::Succeeded => promote(
@@ -367,6 +401,94 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
     std::mem::forget(plan);
     std::mem::forget(cache);
     Ok(code)
+}
+
+/// The local store of a plan's stack.
+fn store_dir(root: &Path, plan: &Plan) -> PathBuf {
+    root.join(
+        plan.store_dir
+            .as_deref()
+            .unwrap_or(crate::cache::DEFAULT_STORE),
+    )
+}
+
+/// Before a step runs alone on a stack with a remote store: the outputs of
+/// the steps it reads from (and its own, which may make it up to date), as
+/// `runner.lock` records them, fetched into the local store.
+fn pull_inputs(
+    root: &Path,
+    plan: &Plan,
+    cache: &Cache,
+    remote: &crate::cache::remote::Remote,
+) -> Result<(), Error> {
+    let mut hashes = Vec::new();
+    for (i, decision) in plan.decisions.iter().enumerate() {
+        if matches!(decision, Decision::NotSelected) {
+            continue;
+        }
+        for step in plan.steps[i].upstream.iter().copied().chain([i]) {
+            if let Some(entry) = cache.entry(&plan.pipeline, &plan.steps[step].name) {
+                hashes.extend(entry.outputs.values().map(|d| d.hash.clone()));
+            }
+        }
+    }
+    remote.pull(&store_dir(root, plan), &hashes)?;
+    Ok(())
+}
+
+/// After a step ran alone: its outputs pushed to the remote store, so the
+/// next task (on another machine) finds them. A failed push fails the step.
+fn push_outputs(
+    root: &Path,
+    plan: &Plan,
+    cache: &Cache,
+    remote: &crate::cache::remote::Remote,
+) -> u8 {
+    let mut hashes = Vec::new();
+    for (i, decision) in plan.decisions.iter().enumerate() {
+        if matches!(decision, Decision::NotSelected) {
+            continue;
+        }
+        if let Some(entry) = cache.entry(&plan.pipeline, &plan.steps[i].name) {
+            hashes.extend(entry.outputs.values().map(|d| d.hash.clone()));
+        }
+    }
+    match remote.push(&store_dir(root, plan), &hashes) {
+        Ok(transfer) => {
+            eprintln!(
+                "pushed {} object(s) to {} ({} already there)",
+                transfer.copied,
+                remote.url(),
+                transfer.present
+            );
+            exit::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: the step's outputs were not pushed: {err}");
+            exit::STEP_FAILED
+        }
+    }
+}
+
+/// Before a step runs alone: the outputs of the steps it reads from, as
+/// `runner.lock` records them, put back from the artifact store (in a fresh
+/// checkout, such as an Argo pod, they are not in the work tree).
+fn restore_inputs(plan: &Plan, cache: &Cache) -> Result<(), Error> {
+    for (i, decision) in plan.decisions.iter().enumerate() {
+        if !matches!(decision, Decision::Run { .. }) {
+            continue;
+        }
+        for &upstream in &plan.steps[i].upstream {
+            if !cache.restore(plan, upstream)? {
+                let name = &plan.steps[upstream].name;
+                return Err(Error::usage(format!(
+                    "step `{}` reads the outputs of `{name}`, which are not in the work tree, runner.lock or the artifact store: run `runner step {} {name}` first",
+                    plan.steps[i].name, plan.pipeline
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// After a preview run: the metrics against the base, printed, and with the

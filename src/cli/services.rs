@@ -9,7 +9,7 @@ use crate::cache::Cache;
 use crate::deploy::{self, Deployed, Deployer, ServiceRecord, ServiceState};
 use crate::error::Error;
 use crate::plan::choose_stack;
-use crate::spec::types::ModelDeployerType;
+use crate::spec::types::Stack;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -69,7 +69,7 @@ pub enum Format {
 }
 
 pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
-    let deployer = deploy::deployer(deployer_type(root, None), root);
+    let deployer = deploy::deployer(&stack_of(root, None), root);
     match command {
         Command::List {
             pipeline,
@@ -190,19 +190,15 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
     }
 }
 
-/// The deployer of the stack (the local one by default); the embedded
-/// default when the specs cannot be read, so services stay manageable
-/// while a spec is being fixed.
-fn deployer_type(root: &Path, stack: Option<&str>) -> ModelDeployerType {
+/// The stack whose deployer manages the services (the local one by
+/// default); the embedded default when the specs cannot be read, so
+/// services stay manageable while a spec is being fixed.
+fn stack_of(root: &Path, stack: Option<&str>) -> Stack {
     crate::spec::load_work_tree(root)
         .ok()
         .filter(|loaded| loaded.report.is_empty())
-        .and_then(|loaded| {
-            choose_stack(&loaded, stack)
-                .ok()
-                .map(|s| s.model_deployer.kind)
-        })
-        .unwrap_or_default()
+        .and_then(|loaded| choose_stack(&loaded, stack).ok().map(|s| Stack::clone(&s)))
+        .unwrap_or_else(Stack::embedded_local)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -262,7 +258,7 @@ fn sync(root: &Path, stack: Option<&str>) -> Result<u8, Error> {
         return Ok(exit::INVALID);
     }
     let stack = choose_stack(&loaded, stack)?;
-    let deployer = deploy::deployer(stack.model_deployer.kind, root);
+    let deployer = deploy::deployer(&stack, root);
     let cache = Cache::open(root, false)?.with_store(root, stack.artifact_store.path.as_deref());
     let mut failed = false;
     let mut wanted = Vec::new();
@@ -274,12 +270,14 @@ fn sync(root: &Path, stack: Option<&str>) -> Result<u8, Error> {
     {
         let deployment = &doc.spec;
         wanted.push(deployment.service.clone());
+        let manifests = deploy::committed_manifest(&stack, &deployment.service).is_some();
         let result = sync_one(
             root,
             &loaded,
             &cache,
             (deployer.as_ref(), &stack.model_deployer),
             deployment,
+            manifests,
         );
         match result {
             Ok(deployed) => eprintln!(
@@ -324,6 +322,7 @@ fn sync_one(
     cache: &Cache,
     (deployer, settings): (&dyn Deployer, &crate::spec::types::ModelDeployer),
     deployment: &crate::spec::Deployment,
+    manifests: bool,
 ) -> Result<Deployed, Error> {
     let fail = |message: String| Error::Service {
         name: deployment.service.clone(),
@@ -354,8 +353,10 @@ fn sync_one(
     let path = &deployment.model.path;
     let digest = &deployment.model.digest;
     // The work tree's copy when it is that model; else the artifact store's,
-    // restored next to the service (the work tree is not touched).
+    // restored next to the service (the work tree is not touched). A
+    // manifest deployer only names the model's address in the store.
     let model_file = match cache.digest(path)? {
+        _ if manifests => root.join(path),
         Some(now) if &now.hash == digest => root.join(path),
         _ => {
             let file_name = Path::new(path).file_name().unwrap_or_default();

@@ -2,6 +2,8 @@
 //! by the stack's `model_deployer.type`. Services follow ZenML's model:
 //! a new model updates the service in place, never a second service.
 
+mod kubernetes;
+pub mod manifest;
 pub mod mlflow;
 mod process;
 mod registry;
@@ -10,11 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
+pub use kubernetes::ManifestDeployer;
 pub use process::ProcessDeployer;
 pub use registry::{Registry, SERVICES_DIR, ServedModel, ServiceRecord, ServiceState};
 
 use crate::error::Error;
-use crate::spec::types::{ModelDeployerType, Service};
+use crate::spec::types::{ModelDeployerType, Service, Stack};
 
 /// Renders the server command for a model copy and a port.
 pub type ServeCommand<'a> = dyn Fn(&Path, u16) -> Result<Vec<String>, Error> + 'a;
@@ -77,15 +80,36 @@ pub trait Deployer {
     fn log_path(&self, name: &str) -> Result<PathBuf, Error>;
 }
 
-/// The deployer a stack names. Both kinds run local daemons with one
-/// lifecycle: `mlflow` only changes the server command and its paths
-/// (see `mlflow::MlflowServer`), so services of either kind are managed
-/// alike by `runner services`.
-pub fn deployer(kind: ModelDeployerType, root: &Path) -> Box<dyn Deployer> {
-    match kind {
+/// The deployer a stack names. `process` and `mlflow` run local daemons
+/// with one lifecycle (`mlflow` only changes the server command and its
+/// paths, see `mlflow::MlflowServer`), so `runner services` manages both
+/// alike; `kserve` and `seldon` write a manifest that Git carries to the
+/// cluster.
+pub fn deployer(stack: &Stack, root: &Path) -> Box<dyn Deployer> {
+    match stack.model_deployer.kind {
         ModelDeployerType::Process | ModelDeployerType::Mlflow => {
             Box::new(ProcessDeployer::new(root))
         }
+        ModelDeployerType::Kserve | ModelDeployerType::Seldon => Box::new(ManifestDeployer::new(
+            root,
+            &stack.name,
+            &stack.model_deployer,
+            stack.artifact_store.cluster_url().as_deref(),
+        )),
+    }
+}
+
+/// The repo file a deployer writes for a service and a promotion commits
+/// with the Deployment file (the `kserve` and `seldon` manifests); `None`
+/// for deployers that keep no state in the repository.
+pub fn committed_manifest(stack: &Stack, service: &str) -> Option<String> {
+    match stack.model_deployer.kind {
+        ModelDeployerType::Process | ModelDeployerType::Mlflow => None,
+        ModelDeployerType::Kserve | ModelDeployerType::Seldon => Some(manifest::manifest_file(
+            stack.model_deployer.manifests_dir.as_deref(),
+            &stack.name,
+            service,
+        )),
     }
 }
 

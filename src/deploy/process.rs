@@ -378,6 +378,7 @@ impl Deployer for ProcessDeployer {
             updated_at: now(),
             last_error: None,
             checking: None,
+            endpoint: None,
         };
         let Some(mut current) = current else {
             self.start_record(&mut next, "deploying", request.stop)?;

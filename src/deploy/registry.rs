@@ -28,6 +28,9 @@ pub enum ServiceState {
     PendingShutdown,
     /// Not running or not answering although it should be; see `last_error`.
     Error,
+    /// A manifest committed to Git (`kserve`, `seldon`): a GitOps controller
+    /// applies it; runner did not ask the cluster how it is doing.
+    Committed,
 }
 
 impl ServiceState {
@@ -38,6 +41,7 @@ impl ServiceState {
             ServiceState::Inactive => "inactive",
             ServiceState::PendingShutdown => "pending_shutdown",
             ServiceState::Error => "error",
+            ServiceState::Committed => "committed",
         }
     }
 }
@@ -84,6 +88,9 @@ pub struct ServiceRecord {
     /// A server checking a new model on a scratch port, while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checking: Option<Process>,
+    /// Where a service not on this machine answers (a cluster's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// A server process: its pid, its start time (clock ticks since boot),
@@ -96,9 +103,12 @@ pub struct Process {
 }
 
 impl ServiceRecord {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or the endpoint of a service elsewhere.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match &self.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
     }
 }
 

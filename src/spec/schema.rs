@@ -268,6 +268,17 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
                     "an alias is a name: letters, digits, `_` and `-`, e.g. `production`"
                         .to_string()
                 }
+                Some(&"url") => {
+                    "write a URL with its scheme, e.g. `s3://bucket/runner-cache`".to_string()
+                }
+                Some(&"namespace") => {
+                    "a Kubernetes namespace: lowercase letters, digits and `-`, e.g. `ml-prod`"
+                        .to_string()
+                }
+                Some(&"cpu") | Some(&"memory") => {
+                    "a Kubernetes quantity, e.g. `500m` or `2` CPUs, `512Mi` or `2Gi` of memory"
+                        .to_string()
+                }
                 _ => format!(
                     "it must match `{pattern}`: start with a letter or digit, then letters, digits, `.`, `_` or `-`"
                 ),
@@ -549,7 +560,7 @@ mod tests {
         );
         assert_eq!(
             p[0].message,
-            "`model_deployer.type` must be one of `process`, `mlflow`, found `proces`"
+            "`model_deployer.type` must be one of `process`, `mlflow`, `kserve`, `seldon`, found `proces`"
         );
         assert_eq!(p[0].help.as_deref(), Some("did you mean `process`?"));
     }

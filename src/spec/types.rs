@@ -343,12 +343,50 @@ pub enum OrchestratorType {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactStore {
-    /// `local`: a directory on this machine.
+    /// `local`: a directory on this machine; `s3`: a bucket shared by
+    /// machines, with `path` as the local copy.
     #[serde(rename = "type", default)]
     pub kind: ArtifactStoreType,
     /// Directory of the content-addressed store, relative to the repo root (default `.runner/cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Where a cluster reads this store, e.g. `s3://bucket/runner-cache` (a copy
+    /// or sync of `path`): the `kserve` and `seldon` deployers point a model
+    /// server at `URL/objects/AB/CDEF...`, the model's content address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[a-z][a-z0-9+.-]*://"))]
+    pub url: Option<String>,
+    /// `s3`: the bucket that holds the store (shared by every machine and CI job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// `s3`: the key prefix of the store in the bucket, e.g. `runner-cache`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// `s3`: an S3-compatible endpoint (MinIO, Ceph, ...), e.g. `http://127.0.0.1:9000`.
+    /// Credentials come from the usual `AWS_*` environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^https?://"))]
+    pub endpoint: Option<String>,
+    /// `s3`: the bucket's region (default: `AWS_REGION`, else `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl ArtifactStore {
+    /// Where a cluster reads the store: `url`, else `s3://BUCKET/PREFIX` for an `s3` store.
+    pub fn cluster_url(&self) -> Option<String> {
+        if let Some(url) = &self.url {
+            return Some(url.clone());
+        }
+        let bucket = self
+            .bucket
+            .as_deref()
+            .filter(|_| self.kind == ArtifactStoreType::S3)?;
+        Some(match self.prefix.as_deref().map(|p| p.trim_matches('/')) {
+            Some(prefix) if !prefix.is_empty() => format!("s3://{bucket}/{prefix}"),
+            _ => format!("s3://{bucket}"),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -357,6 +395,9 @@ pub enum ArtifactStoreType {
     /// A directory on this machine.
     #[default]
     Local,
+    /// An S3 bucket (or an S3-compatible server), mirrored by `runner push`
+    /// and `runner pull`; `path` stays the local copy.
+    S3,
 }
 
 /// Where runs are tracked: every run becomes a run of an experiment, with
@@ -440,13 +481,69 @@ pub enum ProductionSource {
 #[serde(deny_unknown_fields)]
 pub struct ModelDeployer {
     /// `process`: the service's `serve` command as a local daemon;
-    /// `mlflow`: `mlflow models serve` on the model (an MLflow model directory).
+    /// `mlflow`: `mlflow models serve` on the model (an MLflow model
+    /// directory); `kserve` or `seldon`: a Kubernetes manifest committed for
+    /// Argo CD or Flux to apply.
     #[serde(rename = "type", default)]
     pub kind: ModelDeployerType,
     /// With `type: mlflow`: the `mlflow` executable (default: `mlflow` on PATH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlflow: Option<String>,
+    /// Kubernetes namespace of the served model (`kserve`, `seldon`; default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub namespace: Option<String>,
+    /// Directory of the manifests runner writes and commits, relative to the
+    /// repo root, one file per service (default `manifests/STACK`): point the
+    /// Argo CD Application or Flux Kustomization at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests_dir: Option<String>,
+    /// The model format or server: KServe's `modelFormat.name` (e.g. `sklearn`,
+    /// `xgboost`, `onnx`; default `sklearn`), Seldon's `implementation` (e.g.
+    /// `SKLEARN_SERVER`; default `SKLEARN_SERVER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// How many model server replicas (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1000))]
+    pub replicas: Option<u32>,
+    /// CPU and memory of each model server, as Kubernetes quantities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// `runner services` also asks the cluster (`kubectl get -o json`) how the
+    /// committed manifests are doing; without it they show the committed state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kubectl: bool,
 }
+
+/// Requests and limits of a model server container (Kubernetes quantities, e.g. `500m`, `1Gi`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// What the scheduler reserves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<Quantities>,
+    /// The most the container may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Quantities>,
+}
+
+/// CPU and memory quantities.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quantities {
+    /// CPU, e.g. `500m` or `2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = QUANTITY_PATTERN))]
+    pub cpu: Option<String>,
+    /// Memory, e.g. `512Mi` or `2Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = QUANTITY_PATTERN))]
+    pub memory: Option<String>,
+}
+
+/// A Kubernetes resource quantity.
+pub const QUANTITY_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -457,6 +554,12 @@ pub enum ModelDeployerType {
     /// `mlflow models serve --env-manager local` as a local daemon: health
     /// on `/ping`, predictions on `/invocations`.
     Mlflow,
+    /// A KServe `InferenceService` (serving.kserve.io/v1beta1), committed to Git.
+    Kserve,
+    /// A Seldon Core v1 `SeldonDeployment` (machinelearning.seldon.io/v1),
+    /// committed to Git. Seldon Core is under the Business Source License
+    /// since 2024: prefer `kserve`.
+    Seldon,
 }
 
 /// How runner writes the deployment state back to Git.

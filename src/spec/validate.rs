@@ -8,7 +8,7 @@ use croner::parser::{CronParser, Seconds, Year};
 
 use super::load::{DEPLOYMENTS_DIR, Document, Specs};
 use super::paths::{self, normalize};
-use super::types::{Command, ModelDeployerType, Pipeline, Step};
+use super::types::{ArtifactStoreType, Command, ModelDeployerType, Pipeline, Stack, Step};
 use super::yaml::{Node, Span};
 use crate::dag::{Dag, EdgeReason};
 use crate::diagnostic::{Diagnostic, Report};
@@ -35,6 +35,7 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
         {
             report.push(*diagnostic);
         }
+        stack_components(doc, report);
     }
     for doc in &specs.deployments {
         let stem = format!("{DEPLOYMENTS_DIR}/{}/{}", doc.spec.stack, doc.spec.service);
@@ -46,8 +47,9 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
             );
         }
     }
-    // `serve` is what the `process` deployer runs: needed unless every
-    // stack serves with `mlflow` (no stack: the built-in local one, process).
+    // `serve` is what the `process` deployer runs: needed unless no stack
+    // serves with it (`mlflow`, `kserve` and `seldon` bring their own
+    // servers; no stack: the built-in local one, process).
     let process_deploys = specs.stacks.is_empty()
         || specs
             .stacks
@@ -68,7 +70,7 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
                         doc.span(&["promote", "service"], true),
                         "missing required field `serve` in `promote.service`",
                     )
-                    .with_help("add the server command, e.g. `serve: python3 serve.py --model {{ model.path }} --port {{ port }}` (only stacks with `model_deployer: {type: mlflow}` need none)"),
+                    .with_help("add the server command, e.g. `serve: python3 serve.py --model {{ model.path }} --port {{ port }}` (stacks that deploy with `mlflow`, `kserve` or `seldon` need none)"),
                 );
             }
             dag
@@ -172,6 +174,51 @@ fn unique_names<'a, T: 'a>(
                 seen.insert(name, (doc, span));
             }
         }
+    }
+}
+
+/// What a stack's components need of each other: an `s3` store names its
+/// bucket; a `kserve`/`seldon` deployer writes inside the repository and
+/// needs an address the cluster reads models from.
+fn stack_components(doc: &Document<Stack>, report: &mut Report) {
+    let stack = &doc.spec;
+    let store = &stack.artifact_store;
+    if store.kind == ArtifactStoreType::S3 && store.bucket.is_none() {
+        report.push(
+            doc.error(
+                doc.span(&["artifact_store", "type"], false),
+                "an `s3` artifact store needs a `bucket`".to_string(),
+            )
+            .with_help("add `bucket: NAME` (and `endpoint:` for an S3-compatible server)"),
+        );
+    }
+    let deployer = &stack.model_deployer;
+    // Only the Kubernetes deployers write manifests for a cluster.
+    if !matches!(
+        deployer.kind,
+        ModelDeployerType::Kserve | ModelDeployerType::Seldon
+    ) {
+        return;
+    }
+    if let Some(dir) = &deployer.manifests_dir
+        && let Err(diagnostic) = check_path(doc, &["model_deployer", "manifests_dir"], dir)
+    {
+        report.push(*diagnostic);
+    }
+    // A `url` the schema rejected is reported there already.
+    let url_written = doc
+        .node()
+        .get("artifact_store")
+        .and_then(|s| s.get("url"))
+        .is_some();
+    if store.cluster_url().is_none() && !url_written {
+        report.push(
+            doc.error(
+                doc.span(&["model_deployer", "type"], false),
+                "a Kubernetes model deployer needs to know where the cluster reads models".to_string(),
+            )
+            .with_help("set `artifact_store.url` (e.g. `s3://bucket/runner-cache`), or use an `s3` artifact store"),
+        );
     }
 }
 

@@ -1,0 +1,89 @@
+//! `runner push` / `runner pull`: the outputs `runner.lock` records, copied
+//! between the local store and the stack's `s3` artifact store (like
+//! `dvc push` / `dvc pull`). A pull fills the local store; the next `run`
+//! or `step` restores from it instead of recomputing.
+
+use std::path::Path;
+
+use super::exit;
+use crate::cache::remote::Remote;
+use crate::cache::{Cache, DEFAULT_STORE};
+use crate::error::Error;
+use crate::plan::choose_stack;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this pipeline's outputs (default: every pipeline in runner.lock).
+    pipeline: Option<String>,
+    /// The stack whose artifact store to use (default: `local`, or the only one).
+    #[arg(long, value_name = "NAME")]
+    stack: Option<String>,
+}
+
+/// Which way to copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Push,
+    Pull,
+}
+
+pub fn run(root: &Path, args: &Args, direction: Direction) -> Result<u8, Error> {
+    let loaded = crate::spec::load_work_tree(root)?;
+    if !loaded.report.is_empty() {
+        super::print_problems(&loaded);
+        return Ok(exit::INVALID);
+    }
+    let stack = choose_stack(&loaded, args.stack.as_deref())?;
+    let remote = Remote::open(&stack.artifact_store)?.ok_or_else(|| {
+        Error::usage(format!(
+            "stack `{}` keeps its artifacts on this machine: set `artifact_store: {{type: s3, bucket: NAME}}` to share them",
+            stack.name
+        ))
+    })?;
+    let cache = Cache::open(root, false)?;
+    let hashes: Vec<String> = {
+        let lock = cache.recorded()?;
+        lock.file
+            .pipelines
+            .iter()
+            .filter(|(name, _)| args.pipeline.as_ref().is_none_or(|p| p == *name))
+            .flat_map(|(_, pipeline)| pipeline.steps.values())
+            .flat_map(|step| step.outputs.values().map(|d| d.hash.clone()))
+            .collect()
+    };
+    let local = root.join(
+        stack
+            .artifact_store
+            .path
+            .as_deref()
+            .unwrap_or(DEFAULT_STORE),
+    );
+    let (transfer, verb) = match direction {
+        Direction::Push => (remote.push(&local, &hashes)?, "pushed to"),
+        Direction::Pull => (remote.pull(&local, &hashes)?, "pulled from"),
+    };
+    eprintln!(
+        "{} object(s) {verb} {}, {} already there",
+        transfer.copied,
+        remote.url(),
+        transfer.present
+    );
+    if transfer.missing.is_empty() {
+        return Ok(exit::SUCCESS);
+    }
+    let place = match direction {
+        Direction::Push => "in the local store (`runner run` builds them)",
+        Direction::Pull => "in the remote store (`runner push` where they were built)",
+    };
+    eprintln!(
+        "error: {} output(s) of runner.lock are not {place}: {}",
+        transfer.missing.len(),
+        transfer
+            .missing
+            .iter()
+            .map(|h| crate::promote::short(h))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(exit::STEP_FAILED)
+}
