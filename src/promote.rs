@@ -20,7 +20,7 @@ use crate::gitops;
 use crate::plan::{Plan, PlannedPromotion};
 use crate::spec::types::{
     ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, GateRecord,
-    MlflowDeployment, ModelDeployer, Promote, Service,
+    MlflowDeployment, ModelDeployer, ModelDeployerType, Promote, Service,
 };
 use crate::template::Templates;
 
@@ -245,27 +245,21 @@ fn gate_and_deploy(
         Err(err) => return Outcome::new(PromotionStatus::Failed, err.to_string(), Some(&digest)),
     };
     let url = deployed.record().url();
-    if let (Some(session), Some(registered), false) = (options.tracking, &registered, in_registry) {
-        match session.move_alias(registered) {
-            Ok(()) => emit(Event::Tracking {
-                status: crate::exec::events::TrackingStatus::Registered,
-                message: format!(
-                    "registered {} version {}; alias `{}` moved to it",
-                    registered.model, registered.version, registered.alias
-                ),
-                run_id: None,
-                experiment_id: None,
-                url: None,
-            }),
-            Err(err) if session.required() => {
-                let message = format!(
-                    "deployed, but the MLflow alias `{}` did not move to version {}: {err}",
-                    registered.alias, registered.version
-                );
-                return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
-            }
-            Err(err) => tracking_warning(emit, format!("{err}; the alias did not move")),
-        }
+    // A Kubernetes deployer only writes a manifest: the model is deployed
+    // once Git carries it, so the registry's alias waits for the commit.
+    let through_git = matches!(
+        promotion.stack.model_deployer.kind,
+        ModelDeployerType::Kserve | ModelDeployerType::Seldon
+    );
+    let alias = match (options.tracking, &registered, in_registry) {
+        (Some(session), Some(registered), false) => Some((session, registered)),
+        _ => None,
+    };
+    if !through_git
+        && let Some((session, registered)) = alias
+        && let Err(message) = move_alias(session, registered, emit)
+    {
+        return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
     }
     let mlflow = options
         .tracking
@@ -277,6 +271,14 @@ fn gate_and_deploy(
             return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
         }
     };
+    let written_back = std::cell::Cell::new(None);
+    let mut emit = |event: Event| {
+        if let Event::WriteBack { status, .. } = &event {
+            written_back.set(Some(*status));
+        }
+        emit(event)
+    };
+    let emit = &mut emit;
     match (&writer, prepared) {
         // A write not committed yet (an earlier --no-commit, or a failed
         // write-back) is committed now.
@@ -297,6 +299,22 @@ fn gate_and_deploy(
             pushed: None,
         }),
         _ => {}
+    }
+    if through_git && let Some((session, registered)) = alias {
+        match written_back.get() {
+            Some(WriteBackStatus::Committed | WriteBackStatus::Pushed) => {
+                if let Err(message) = move_alias(session, registered, emit) {
+                    return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
+                }
+            }
+            _ => tracking_warning(
+                emit,
+                format!(
+                    "the manifest is not committed, so the alias `{}` stays where it was (version {} is registered)",
+                    registered.alias, registered.version
+                ),
+            ),
+        }
     }
     let (status, message) = match deployed {
         Deployed::Unchanged(_) => (
@@ -656,6 +674,38 @@ fn production_from_registry(
     }
 }
 
+/// Moves the registry's alias to the version just deployed; `Err` is why
+/// the promotion fails (a required tracker).
+fn move_alias(
+    session: &crate::tracking::Session,
+    registered: &crate::tracking::Registered,
+    emit: &mut dyn FnMut(Event),
+) -> Result<(), String> {
+    match session.move_alias(registered) {
+        Ok(()) => {
+            emit(Event::Tracking {
+                status: crate::exec::events::TrackingStatus::Registered,
+                message: format!(
+                    "registered {} version {}; alias `{}` moved to it",
+                    registered.model, registered.version, registered.alias
+                ),
+                run_id: None,
+                experiment_id: None,
+                url: None,
+            });
+            Ok(())
+        }
+        Err(err) if session.required() => Err(format!(
+            "deployed, but the MLflow alias `{}` did not move to version {}: {err}",
+            registered.alias, registered.version
+        )),
+        Err(err) => {
+            tracking_warning(emit, format!("{err}; the alias did not move"));
+            Ok(())
+        }
+    }
+}
+
 fn tracking_warning(emit: &mut dyn FnMut(Event), message: String) {
     emit(Event::Tracking {
         status: crate::exec::events::TrackingStatus::Warning,
@@ -672,6 +722,12 @@ fn deploy_model(
     digest: &str,
     stop: &AtomicBool,
 ) -> Result<Deployed, Error> {
+    if matches!(
+        promotion.stack.model_deployer.kind,
+        ModelDeployerType::Kserve | ModelDeployerType::Seldon
+    ) {
+        publish_model(plan, promotion, digest)?;
+    }
     let deployer = deploy::deployer(&promotion.stack, &plan.root);
     serve(
         deployer.as_ref(),
@@ -688,6 +744,41 @@ fn deploy_model(
         },
         stop,
     )
+}
+
+/// A manifest names the model by its address in the store: it must be
+/// there before Git carries the manifest to the cluster. A single file is
+/// one object; a directory's objects are not laid out by file name, which
+/// a model server needs, so it is refused until it is packaged as one file.
+fn publish_model(plan: &Plan, promotion: &PlannedPromotion, digest: &str) -> Result<(), Error> {
+    let fail = |message: String| Error::Service {
+        name: promotion.spec.service.name.clone(),
+        message,
+    };
+    if plan.root.join(&promotion.model_path).is_dir() {
+        return Err(fail(format!(
+            "`{}` is a directory: KServe and Seldon read the model from the store by its address, which holds one file; package the model as one file (e.g. a .joblib or .onnx)",
+            promotion.model_path
+        )));
+    }
+    let Some(remote) = crate::cache::remote::Remote::open(&promotion.stack.artifact_store)? else {
+        // A local store with a `url`: `runner push` (or your own sync)
+        // must put it there.
+        return Ok(());
+    };
+    let store = plan.root.join(
+        plan.store_dir
+            .as_deref()
+            .unwrap_or(crate::cache::DEFAULT_STORE),
+    );
+    let transfer = remote.push(&store, &[digest.to_string()])?;
+    match transfer.missing.is_empty() {
+        true => Ok(()),
+        false => Err(fail(format!(
+            "the model {} is not in the local store, so it cannot be pushed where the cluster reads it; run the pipeline again",
+            short(digest)
+        ))),
+    }
 }
 
 /// A promoted model to serve: by a run, or by `runner services sync`.

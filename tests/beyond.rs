@@ -544,3 +544,25 @@ fn an_s3_store_shares_outputs_between_checkouts() {
         "{manifest}"
     );
 }
+
+#[test]
+fn a_directory_model_is_refused_before_any_manifest_is_written() {
+    let spec = PIPELINE
+        .replace(
+            "run: cat {{ steps.prepare.outputs.data }} > {{ outputs.model }} && echo {{ params.weight }} >> {{ outputs.model }}",
+            "run: mkdir -p {{ outputs.model }} && echo {{ params.weight }} > {{ outputs.model }}/weights.txt",
+        )
+        .replace("outputs: {model: build/model.txt}", "outputs: {model: build/model-dir}");
+    let dir = repo(Some(&stack("kserve", false)));
+    let root = dir.path();
+    std::fs::write(root.join("pipelines/p.yaml"), spec).unwrap();
+    git(root, &["commit", "-qam", "a directory model"]);
+    let out = runner(root, &["run", "--format", "plain"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("`build/model-dir` is a directory"), "{all}");
+    assert!(
+        !root.join("manifests/prod/churn-model.yaml").exists(),
+        "{all}"
+    );
+}

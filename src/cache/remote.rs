@@ -15,6 +15,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::store::{object_rel, tree_rel};
 use crate::error::Error;
 use crate::spec::types::{ArtifactStore, ArtifactStoreType};
 
@@ -226,26 +227,21 @@ impl Remote {
 /// A directory output's files: relative path -> hash.
 type Manifest = std::collections::BTreeMap<String, String>;
 
-/// `objects/AB/CDEF...`, as the local store lays objects out.
-pub fn object_rel(hash: &str) -> String {
-    let hex = hash.trim_start_matches("blake3:");
-    let (head, tail) = hex.split_at(2.min(hex.len()));
-    format!("objects/{head}/{tail}")
-}
-
-/// `trees/HASH.json`, as the local store lays directory manifests out.
-pub fn tree_rel(hash: &str) -> String {
-    format!("trees/{}.json", hash.trim_start_matches("blake3:"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_remote_layout_is_the_local_one() {
-        assert_eq!(object_rel("blake3:abcdef"), "objects/ab/cdef");
-        assert_eq!(tree_rel("blake3:abcdef"), "trees/abcdef.json");
+        let hash = format!("blake3:ab{}", "c".repeat(62));
+        assert_eq!(object_rel(&hash), format!("objects/ab/{}", "c".repeat(62)));
+        assert_eq!(tree_rel(&hash), format!("trees/ab{}.json", "c".repeat(62)));
+        // A hash a bucket or a runner.lock could forge is never a path.
+        assert_eq!(
+            object_rel("blake3:../../../.git/hooks/post-checkout"),
+            "objects/malformed-hash"
+        );
+        assert_eq!(tree_rel("blake3:../x"), "trees/malformed-hash.json");
         let local = ArtifactStore::default();
         assert!(Remote::open(&local).unwrap().is_none());
         let no_bucket = ArtifactStore {

@@ -11,6 +11,35 @@ use super::hash::{Digest, Hasher, hash_file, list_files};
 use crate::error::Error;
 
 /// A directory of objects (`objects/ab/cdef...`) and directory manifests (`trees/...json`).
+/// The hex of a well-formed digest (`blake3:` and 64 hex digits). Hashes
+/// come from runner.lock (a pull request can edit it) and from a shared
+/// bucket: one like `blake3:../../.git/hooks/x` must never become a path.
+fn hex_of(hash: &str) -> Option<&str> {
+    let hex = hash.strip_prefix("blake3:")?;
+    (hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(hex)
+}
+
+/// `objects/AB/CDEF...` of a content hash, in the store (local or remote);
+/// a malformed hash names a path that holds nothing.
+pub fn object_rel(hash: &str) -> String {
+    match hex_of(hash) {
+        Some(hex) => format!("objects/{}/{}", &hex[..2], &hex[2..]),
+        None => "objects/malformed-hash".to_string(),
+    }
+}
+
+/// `trees/HASH.json`: a directory's manifest, in the store.
+pub fn tree_rel(hash: &str) -> String {
+    match hex_of(hash) {
+        Some(hex) => format!("trees/{hex}.json"),
+        None => "trees/malformed-hash.json".to_string(),
+    }
+}
+
 pub struct Store {
     dir: PathBuf,
 }
@@ -21,15 +50,11 @@ impl Store {
     }
 
     fn object(&self, hash: &str) -> PathBuf {
-        let hex = hash.trim_start_matches("blake3:");
-        let (head, tail) = hex.split_at(2.min(hex.len()));
-        self.dir.join("objects").join(head).join(tail)
+        self.dir.join(object_rel(hash))
     }
 
     fn tree(&self, hash: &str) -> PathBuf {
-        self.dir
-            .join("trees")
-            .join(format!("{}.json", hash.trim_start_matches("blake3:")))
+        self.dir.join(tree_rel(hash))
     }
 
     /// True when an entry for `digest` exists (checked fully on restore).

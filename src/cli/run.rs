@@ -267,7 +267,10 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
     let masker = Arc::new(Masker::new(&plan.secret_values));
     // The MLflow run starts before any step: a required tracker that is
     // down stops the run here, with nothing run.
-    let tracking = match &plan.tracker {
+    // One step of an exported workflow is part of a run, not a run: it is
+    // not tracked on its own (nor does it upload a model it did not build).
+    let tracker = plan.tracker.as_ref().filter(|_| scope != Scope::Step);
+    let tracking = match tracker {
         Some(settings) => match Session::start(&plan, settings, masker.clone()) {
             Ok(session) => Tracked::Yes(Box::new(session)),
             Err(err) if settings.required => {
