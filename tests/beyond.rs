@@ -566,3 +566,48 @@ fn a_directory_model_is_refused_before_any_manifest_is_written() {
         "{all}"
     );
 }
+
+#[test]
+fn steps_in_separate_fresh_clones_leave_what_one_run_leaves() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let stack = s3_stack(&moto.endpoint);
+    // The commit every task of the distributed run checks out; no
+    // runner.lock is committed.
+    let origin = repo(Some(&stack));
+    let clones = tempfile::tempdir().unwrap();
+    let clone = |name: &str| {
+        let dir = clones.path().join(name);
+        git(
+            clones.path(),
+            &["clone", "-q", origin.path().to_str().unwrap(), name],
+        );
+        dir
+    };
+    let whole = clone("whole");
+    s3_ok(&whole, &["run", "--no-deploy", "--format", "plain"]);
+
+    // Each step in DAG order in a pod of its own: a fresh clone, and
+    // nothing but the bucket in common.
+    for step in ["prepare", "train", "evaluate", "report"] {
+        let pod = clone(&format!("pod-{step}"));
+        let out = s3_ok(&pod, &["step", "p", step, "--format", "plain"]);
+        assert!(out.contains("1 ran"), "{step}: {out}");
+    }
+
+    // A fresh clone pulls what the run did: the lock entries and outputs.
+    let after = clone("after");
+    let out = s3_ok(&after, &["pull"]);
+    assert!(out.contains("4 runner.lock entries taken"), "{out}");
+    let out = s3_ok(&after, &["run", "--no-deploy", "--format", "plain"]);
+    assert!(out.contains("0 ran"), "{out}");
+    let lock = |root: &Path| std::fs::read_to_string(root.join("runner.lock")).unwrap();
+    assert_eq!(lock(&whole), lock(&after));
+    let declared = |root: &Path| {
+        let mut files = outputs(root);
+        files.retain(|(name, _)| name != "metrics.yaml");
+        files
+    };
+    assert_eq!(declared(&whole), declared(&after));
+}

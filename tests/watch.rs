@@ -327,8 +327,11 @@ fn sigterm_during_a_long_step_leaves_no_process_behind_and_exits_0() {
     let watch = Watch::start(dir.path(), &["--no-schedule"]);
     std::fs::write(dir.path().join("data/x.txt"), "1\n").unwrap();
     let (sleep_pid, sh_pid) = (dir.path().join("sleep.pid"), dir.path().join("sh.pid"));
+    // Written, not only created: `echo` may not have finished yet.
+    let written =
+        |path: &Path| std::fs::read_to_string(path).is_ok_and(|text| text.ends_with('\n'));
     wait_until("the step to start", Duration::from_secs(10), || {
-        sleep_pid.exists() && sh_pid.exists()
+        written(&sleep_pid) && written(&sh_pid)
     });
     // The `runner run` child holds the checkout's run lock.
     let run_pid = read_pid(&dir.path().join(".runner/lock"));

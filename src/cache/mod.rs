@@ -104,6 +104,12 @@ impl Cache {
         self
     }
 
+    /// Takes a step's entry recorded elsewhere (another task of a
+    /// distributed run) as if this checkout had recorded it.
+    pub fn adopt(&self, pipeline: &str, step: &str, entry: StepLock) -> Result<(), Error> {
+        self.recorded()?.record(pipeline, step, entry)
+    }
+
     /// The entry `runner.lock` holds for a step.
     pub fn entry(&self, pipeline: &str, step: &str) -> Option<StepLock> {
         self.lock.lock().ok()?.get(pipeline, step).cloned()

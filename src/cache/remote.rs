@@ -15,6 +15,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::lock::StepLock;
 use super::store::{object_rel, tree_rel};
 use crate::error::Error;
 use crate::spec::types::{ArtifactStore, ArtifactStoreType};
@@ -208,6 +209,45 @@ impl Remote {
         }
     }
 
+    /// Shares a step's runner.lock entry with the other tasks of a
+    /// distributed run of the same commit (they run on other machines, from
+    /// checkouts whose runner.lock does not have it).
+    pub fn put_entry(
+        &self,
+        commit: &str,
+        pipeline: &str,
+        step: &str,
+        entry: &StepLock,
+    ) -> Result<(), Error> {
+        let key = self.key(&entry_rel(commit, pipeline, step));
+        let bytes = serde_json::to_vec(entry).unwrap_or_default();
+        self.runtime
+            .block_on(self.store.put(&key, PutPayload::from(bytes)))
+            .map_err(|e| self.fail(&format!("write {key}"), e))?;
+        Ok(())
+    }
+
+    /// A step's runner.lock entry as a task of this commit shared it.
+    pub fn get_entry(
+        &self,
+        commit: &str,
+        pipeline: &str,
+        step: &str,
+    ) -> Result<Option<StepLock>, Error> {
+        let rel = entry_rel(commit, pipeline, step);
+        let Some(bytes) = self.get(&rel)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Store {
+                url: self.url.clone(),
+                message: format!(
+                    "{rel} is not a runner.lock entry ({e}); delete it and run the step again"
+                ),
+            })
+    }
+
     /// False when the remote does not have it.
     fn get_file(&self, local: &Path, rel: &str, transfer: &mut Transfer) -> Result<bool, Error> {
         let path = local.join(rel);
@@ -222,6 +262,16 @@ impl Remote {
         transfer.copied += 1;
         Ok(true)
     }
+}
+
+/// `locks/COMMIT/PIPELINE/STEP.json`. Pipeline and step names are plain
+/// names; a commit is hex (anything else is one fixed name).
+fn entry_rel(commit: &str, pipeline: &str, step: &str) -> String {
+    let commit = match !commit.is_empty() && commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => commit,
+        false => "uncommitted",
+    };
+    format!("locks/{commit}/{pipeline}/{step}.json")
 }
 
 /// A directory output's files: relative path -> hash.

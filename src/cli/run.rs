@@ -224,7 +224,7 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
     // Taken before planning: a run that waited must see what the run before
     // it recorded, or it would write back a stale runner.lock.
     let _run_lock = runlock::acquire(root, !args.no_wait)?;
-    let (plan, cache) = match plan(root, &args.plan, true)? {
+    let (mut plan, cache) = match plan(root, &args.plan, true)? {
         Ok(planned) => planned,
         Err(code) => return Ok(code),
     };
@@ -239,6 +239,11 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
     };
     if scope == Scope::Step {
         if let Some(remote) = &remote {
+            // The steps before this one ran in other checkouts: what they
+            // recorded comes from the remote, then is decided on again.
+            if adopt_upstream_entries(&plan, &cache, remote)? {
+                plan.decide(&cache, &args.plan.selection())?;
+            }
             pull_inputs(root, &plan, &cache, remote)?;
         }
         restore_inputs(&plan, &cache)?;
@@ -439,8 +444,43 @@ fn pull_inputs(
     Ok(())
 }
 
+/// The commit a distributed run's tasks share their entries under.
+fn commit_of(plan: &Plan) -> &str {
+    plan.git.as_ref().map_or("", |g| g.sha.as_str())
+}
+
+/// The runner.lock entries of the steps the selected ones read, as their
+/// tasks shared them for this commit; true when one was taken.
+fn adopt_upstream_entries(
+    plan: &Plan,
+    cache: &Cache,
+    remote: &crate::cache::remote::Remote,
+) -> Result<bool, Error> {
+    let mut adopted = false;
+    let mut upstream: Vec<usize> = plan
+        .decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !matches!(d, Decision::NotSelected))
+        .flat_map(|(i, _)| plan.steps[i].upstream.iter().copied())
+        .collect();
+    upstream.sort_unstable();
+    upstream.dedup();
+    for u in upstream {
+        let name = &plan.steps[u].name;
+        if let Some(entry) = remote.get_entry(commit_of(plan), &plan.pipeline, name)?
+            && cache.entry(&plan.pipeline, name).as_ref() != Some(&entry)
+        {
+            cache.adopt(&plan.pipeline, name, entry)?;
+            adopted = true;
+        }
+    }
+    Ok(adopted)
+}
+
 /// After a step ran alone: its outputs pushed to the remote store, so the
-/// next task (on another machine) finds them. A failed push fails the step.
+/// next task (on another machine) finds them, and its runner.lock entry
+/// shared for this commit. A failed push fails the step.
 fn push_outputs(
     root: &Path,
     plan: &Plan,
@@ -455,6 +495,22 @@ fn push_outputs(
         if let Some(entry) = cache.entry(&plan.pipeline, &plan.steps[i].name) {
             hashes.extend(entry.outputs.values().map(|d| d.hash.clone()));
         }
+    }
+    let shared = plan
+        .decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !matches!(d, Decision::NotSelected))
+        .filter_map(|(i, _)| {
+            let name = &plan.steps[i].name;
+            cache.entry(&plan.pipeline, name).map(|entry| (name, entry))
+        })
+        .try_for_each(|(name, entry)| {
+            remote.put_entry(commit_of(plan), &plan.pipeline, name, &entry)
+        });
+    if let Err(err) = shared {
+        eprintln!("error: the step's runner.lock entry was not shared: {err}");
+        return exit::STEP_FAILED;
     }
     match remote.push(&store_dir(root, plan), &hashes) {
         Ok(transfer) => {

@@ -41,6 +41,32 @@ pub fn run(root: &Path, args: &Args, direction: Direction) -> Result<u8, Error> 
         ))
     })?;
     let cache = Cache::open(root, false)?;
+    if direction == Direction::Pull {
+        // The entries the tasks of a distributed run of this commit shared
+        // (`runner step`): after a pull, this checkout has what the run did.
+        let commit = crate::git::head(root).map(|g| g.sha).unwrap_or_default();
+        let mut adopted = 0;
+        for doc in &loaded.specs.pipelines {
+            if args.pipeline.as_ref().is_some_and(|p| *p != doc.spec.name) {
+                continue;
+            }
+            for step in doc.spec.steps.keys() {
+                if let Some(entry) = remote.get_entry(&commit, &doc.spec.name, step)?
+                    && cache.entry(&doc.spec.name, step).as_ref() != Some(&entry)
+                {
+                    cache.adopt(&doc.spec.name, step, entry)?;
+                    adopted += 1;
+                }
+            }
+        }
+        if adopted > 0 {
+            cache.recorded()?.save()?;
+            eprintln!(
+                "{adopted} runner.lock entr{} taken from the steps run for this commit",
+                if adopted == 1 { "y" } else { "ies" }
+            );
+        }
+    }
     let hashes: Vec<String> = {
         let lock = cache.recorded()?;
         lock.file
