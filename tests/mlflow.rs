@@ -564,6 +564,12 @@ fn an_unreachable_tracking_server_is_an_error_naming_it_or_a_warning_when_not_re
     );
     assert!(output.contains("required: false"), "{output}");
     assert!(!repo.path().join("build-model.txt").exists(), "nothing ran");
+    // A preview is not tracked at all: the tracker being down is no matter.
+    let out = runner(repo.path(), &["run", "--preview", "--format", "plain"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert!(!output.contains("MLflow"), "{output}");
+    assert!(repo.path().join("build-model.txt").exists());
 
     let repo = tracked_repo(&uri, false);
     let out = runner(repo.path(), &["run", "--format", "plain"]);

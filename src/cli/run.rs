@@ -274,7 +274,12 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
     // down stops the run here, with nothing run.
     // One step of an exported workflow is part of a run, not a run: it is
     // not tracked on its own (nor does it upload a model it did not build).
-    let tracker = plan.tracker.as_ref().filter(|_| scope != Scope::Step);
+    // A preview is a pull request's trial: it stays out of the experiment
+    // production runs are compared in.
+    let tracker = plan
+        .tracker
+        .as_ref()
+        .filter(|_| scope != Scope::Step && !args.preview);
     let tracking = match tracker {
         Some(settings) => match Session::start(&plan, settings, masker.clone()) {
             Ok(session) => Tracked::Yes(Box::new(session)),
