@@ -23,6 +23,11 @@ fn hex_of(hash: &str) -> Option<&str> {
     .then_some(hex)
 }
 
+/// True for a well-formed digest: what runner itself computes.
+pub fn is_digest(hash: &str) -> bool {
+    hex_of(hash).is_some()
+}
+
 /// `objects/AB/CDEF...` of a content hash, in the store (local or remote);
 /// a malformed hash names a path that holds nothing.
 pub fn object_rel(hash: &str) -> String {

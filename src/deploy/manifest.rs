@@ -53,14 +53,13 @@ pub fn storage_uri(store_url: Option<&str>, digest: &str) -> Result<String, Stri
     let url = store_url.ok_or_else(|| {
         "the stack's artifact store has no `url`: set `artifact_store.url` to where the cluster reads the store (e.g. `s3://bucket/runner-cache`)".to_string()
     })?;
-    let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
-    if hex.len() < 3 {
+    if !crate::cache::store::is_digest(digest) {
         return Err(format!("`{digest}` is not a content digest"));
     }
-    let (head, tail) = hex.split_at(2);
     Ok(format!(
-        "{}/objects/{head}/{tail}",
-        url.trim_end_matches('/')
+        "{}/{}",
+        url.trim_end_matches('/'),
+        crate::cache::store::object_rel(digest)
     ))
 }
 
@@ -218,10 +217,12 @@ mod tests {
 
     #[test]
     fn storage_uri_is_the_content_address() {
+        let digest = format!("blake3:0123{}", "a".repeat(60));
         assert_eq!(
-            storage_uri(Some("s3://bucket/cache/"), "blake3:0123abcd").unwrap(),
-            "s3://bucket/cache/objects/01/23abcd"
+            storage_uri(Some("s3://bucket/cache/"), &digest).unwrap(),
+            format!("s3://bucket/cache/objects/01/23{}", "a".repeat(60))
         );
+        assert!(storage_uri(Some("s3://b"), "blake3:../x").is_err());
         assert!(
             storage_uri(None, "blake3:0123")
                 .unwrap_err()
