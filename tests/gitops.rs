@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{runner, runner_command, text};
+use common::{git, runner, runner_command, text};
 
 const TRAIN: &str = r#"import json, sys
 version = open("data/version.txt").read().strip()
@@ -46,17 +46,6 @@ kind: Stack
 name: local
 git: {push: true, branch: main}
 ";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=dev", "-c", "user.email=dev@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A bare remote with the pipeline on `main`, and a place for clones.
 struct World {

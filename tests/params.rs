@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{runner, text};
+use common::{git, runner, text};
 
 const PIPELINE: &str = "apiVersion: runner/v1
 kind: Pipeline
@@ -25,16 +22,6 @@ steps:
     params: [train.l1]
     outputs: {out: l1.txt}
 ";
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", text(&out));
-}
 
 fn ran(out: &std::process::Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)

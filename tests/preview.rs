@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{runner, runner_command, text};
+use common::{git, runner, runner_command, text};
 
 /// Every step leaves a sentinel file when it runs; `train` and `report`
 /// list params, `lint` does not.
@@ -40,20 +40,6 @@ promote:
     name: svc
     serve: [python3, -m, http.server, "{{ port }}"]
 "#;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A repository on `main` whose steps all ran and whose runner.lock is
 /// committed, with a Deployment of `mse` in production; no sentinel left.

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{runner, runner_command, text};
+use common::{git, runner, runner_command, text};
 use serde_json::Value;
 
 /// A running `runner watch --format json` and the event lines it printed.
@@ -452,17 +452,6 @@ steps:
         ));
     }
     spec
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=dev", "-c", "user.email=dev@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A bare remote with the pipeline on `main`, a seed clone to push new
