@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{runner, text};
+use common::{alive, runner, text};
 use std::time::{Duration, Instant};
 
 /// A repo with one pipeline file holding `steps` (YAML, indented by 2).
@@ -44,17 +44,6 @@ fn step_status(run: &serde_json::Value, step: &str) -> String {
         .and_then(|s| s["status"].as_str())
         .unwrap_or("none")
         .to_string()
-}
-
-/// Running, not a zombie.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().to_string())
-        })
-        .is_some_and(|rest| !rest.starts_with('Z'))
 }
 
 fn sleepers(n: usize) -> String {

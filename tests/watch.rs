@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{git, runner, runner_command, text};
+use common::{alive, git, runner, runner_command, text};
 use serde_json::Value;
 
 /// A running `runner watch --format json` and the event lines it printed.
@@ -164,17 +164,6 @@ fn repo(on: &str, steps: &str) -> tempfile::TempDir {
 }
 
 const COPY: &str = "  copy:\n    run: cp data/x.txt build/x.txt\n    deps: [data/x.txt]\n    outputs: {x: build/x.txt}\n";
-
-/// Running, not a zombie.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().to_string())
-        })
-        .is_some_and(|rest| !rest.starts_with('Z'))
-}
 
 fn read_pid(path: &Path) -> i32 {
     std::fs::read_to_string(path)
