@@ -6,10 +6,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
-use minijinja::value::Serde;
+use minijinja::value::{Enumerator, Object, Serde};
 use minijinja::{Value, context};
 
 use crate::cache::hash::Digest;
@@ -155,23 +156,17 @@ impl Plan {
             .as_ref()
             .map_or(Value::from(()), |g| Value::from(Serde(g)));
         let run_value = context! { id => run_id.clone() };
-        let outputs_of = |base: &str| -> Value {
-            let steps: IndexMap<&str, Value> = spec
-                .steps
+        let all_outputs: Arc<IndexMap<String, IndexMap<String, String>>> = Arc::new(
+            spec.steps
                 .iter()
-                .map(|(name, step)| {
-                    let outputs: IndexMap<&str, String> = step
-                        .outputs
-                        .iter()
-                        .map(|(k, p)| (k.as_str(), relative_to(base, p)))
-                        .collect();
-                    (
-                        name.as_str(),
-                        context! { outputs => Value::from(Serde(outputs)) },
-                    )
-                })
-                .collect();
-            Value::from(Serde(&steps))
+                .map(|(name, step)| (name.clone(), step.outputs.clone()))
+                .collect(),
+        );
+        let outputs_of = |base: &str| {
+            Value::from_object(StepsContext {
+                outputs: Arc::clone(&all_outputs),
+                base: base.to_string(),
+            })
         };
         let root_outputs = outputs_of("");
         let index: IndexMap<&str, usize> = spec
@@ -375,6 +370,37 @@ impl Plan {
             steps,
             secret_values,
         })
+    }
+}
+
+/// `steps` in a command's template: `steps.NAME.outputs.KEY`, relative to
+/// the step's workdir. Built on lookup: a step's command names one or two
+/// other steps, and a whole map per step would cost a 1,000-step pipeline's
+/// planning more than everything else together.
+#[derive(Debug)]
+struct StepsContext {
+    outputs: Arc<IndexMap<String, IndexMap<String, String>>>,
+    base: String,
+}
+
+impl Object for StepsContext {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let outputs: IndexMap<&str, String> = self
+            .outputs
+            .get(key.as_str()?)?
+            .iter()
+            .map(|(k, p)| (k.as_str(), relative_to(&self.base, p)))
+            .collect();
+        Some(context! { outputs => Value::from(Serde(outputs)) })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(
+            self.outputs
+                .keys()
+                .map(|k| Value::from(k.as_str()))
+                .collect(),
+        )
     }
 }
 
