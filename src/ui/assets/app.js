@@ -98,7 +98,7 @@ function dag(steps) {
   steps.forEach((s) => depthOf(s.name));
   const columns = [];
   steps.forEach((s) => { (columns[depth[s.name]] ||= []).push(s.name); });
-  const W = 150, H = 44, GX = 60, GY = 18;
+  const W = 152, H = 58, GX = 26, GY = 16;
   const pos = {};
   columns.forEach((col, x) => col.forEach((name, y) => { pos[name] = { x: 10 + x * (W + GX), y: 10 + y * (H + GY) }; }));
   const width = 20 + columns.length * (W + GX) - GX;
@@ -110,11 +110,12 @@ function dag(steps) {
   }));
   const nodes = steps.map((s) => {
     const p = pos[s.name];
-    const last = s.last ? `${s.last.status ? s.last.status.replace(/_/g, " ") : ""} ${seconds(s.last.duration_ms)}` : "never ran";
+    const last = s.last ? `last: ${s.last.status ? s.last.status.replace(/_/g, " ") : ""} ${seconds(s.last.duration_ms)}` : "never ran";
     return `<g class="node" data-step="${esc(s.name)}"><title>${esc(s.command)}</title>
       <rect class="${esc(s.plan.action)}" x="${p.x}" y="${p.y}" width="${W}" height="${H}"/>
       <text x="${p.x + 8}" y="${p.y + 18}" font-weight="600">${esc(s.name)}</text>
-      <text x="${p.x + 8}" y="${p.y + 35}" fill="#6b7480">${esc(s.plan.action.replace(/_/g, " "))} · ${esc(last)}</text></g>`;
+      <text x="${p.x + 8}" y="${p.y + 34}" fill="#6b7480">now: ${esc(s.plan.action.replace(/_/g, " "))}</text>
+      <text x="${p.x + 8}" y="${p.y + 49}" fill="#6b7480">${esc(last)}</text></g>`;
   });
   return `<svg class="dag" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">
     <defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#8c959f"/></marker></defs>
@@ -298,7 +299,9 @@ async function metricsPage(params) {
   if (!name) { main.innerHTML = `<h1>Metrics</h1><p class="muted">no pipelines</p>`; return; }
   const data = await api(`/api/pipelines/${encodeURIComponent(name)}/metrics`);
   if (!current(mine)) return;
-  const names = [...new Set([...data.runs, ...data.deployments].flatMap((p) => Object.keys(p.metrics)))].sort();
+  // Top-level metrics (what gates read) first, then those nested under a step's name.
+  const names = [...new Set([...data.runs, ...data.deployments].flatMap((p) => Object.keys(p.metrics)))]
+    .sort((a, b) => (a.includes(".") - b.includes(".")) || a.localeCompare(b));
   main.innerHTML = `<h1>Metrics</h1>
     <div class="filters"><label>pipeline <select id="metrics-pipeline">${pipelines.map((p) =>
       `<option ${p.name === name ? "selected" : ""}>${esc(p.name)}</option>`).join("")}</select></label></div>
@@ -314,15 +317,18 @@ async function metricsPage(params) {
 
 /// A line chart as SVG: one circle per point, in order, scaled to the values.
 function chart(metric, series, points) {
-  const W = 520, H = 200, L = 56, R = 12, T = 12, B = 28;
+  const W = 520, H = 200, R = 12, T = 12, B = 28;
   if (points.length === 0) return `<svg class="chart ${series}" data-metric="${esc(metric)}" data-series="${series}" data-points="0" width="${W}" height="60"><text x="12" y="34">no points</text></svg>`;
   const values = points.map((p) => p.value);
   let lo = Math.min(...values), hi = Math.max(...values);
   if (hi === lo) { lo -= Math.abs(lo) * 0.1 || 1; hi += Math.abs(hi) * 0.1 || 1; }
+  // Enough digits to tell the ticks apart, and room on the left for them.
+  const digits = Math.min(8, Math.max(0, 2 - Math.floor(Math.log10(hi - lo))));
+  const fmt = (v) => (Math.abs(v) >= 1e6 ? v.toExponential(2) : v.toFixed(digits));
+  const ticks = [lo, (lo + hi) / 2, hi];
+  const L = 14 + 7 * Math.max(...ticks.map((t) => fmt(t).length));
   const x = (i) => L + (points.length === 1 ? (W - L - R) / 2 : (i * (W - L - R)) / (points.length - 1));
   const y = (v) => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
-  const fmt = (v) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(2) : +v.toFixed(3));
-  const ticks = [lo, (lo + hi) / 2, hi];
   return `<svg class="chart ${series}" data-metric="${esc(metric)}" data-series="${series}" data-points="${points.length}" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">
     ${ticks.map((t) => `<line x1="${L}" x2="${W - R}" y1="${y(t)}" y2="${y(t)}" stroke="#eef0f3"/><text x="${L - 6}" y="${y(t) + 4}" text-anchor="end">${esc(fmt(t))}</text>`).join("")}
     <text x="${L}" y="${H - 8}">${esc(points[0].at)}</text><text x="${W - R}" y="${H - 8}" text-anchor="end">${esc(points[points.length - 1].at)}</text>
@@ -353,11 +359,11 @@ async function predictPage(params) {
       <span>${badge(service.state)} ${esc(service.url || "")}${service.predict ? esc(service.predict) : ""}</span></div>
     ${problem ? `<p class="muted">${esc(problem)}; write the request as JSON:</p>` : ""}
     <form class="predict" id="predict-form">
-      ${fields.map(([k, v]) => `<label><span><code>${esc(k)}</code></span><input name="${esc(k)}" value="${esc(v)}" data-type="${typeof v}"></label>`).join("")}
+      <div class="fields">${fields.map(([k, v]) => `<label><code>${esc(k)}</code><input name="${esc(k)}" value="${esc(v)}" data-type="${typeof v}"></label>`).join("")}</div>
       ${row ? "" : `<textarea id="predict-json" rows="10" cols="80">${esc(JSON.stringify(sample ?? { rows: [{}] }, null, 2))}</textarea>`}
-      <p><button class="primary" type="submit">Predict</button></p>
+      <p class="submit"><button class="primary" type="submit">Predict</button> <span class="answer" id="answer"></span></p>
     </form>
-    <div id="predict-result"><p class="answer" id="answer"></p><pre class="mono" id="answer-json"></pre></div>`;
+    <pre class="mono" id="answer-json"></pre>`;
   document.getElementById("predict-service").addEventListener("change", (e) => {
     location.hash = `#/predict?service=${encodeURIComponent(e.target.value)}`;
   });
