@@ -163,6 +163,17 @@ fn every_read_endpoint_answers_from_the_records() {
     let (status, sample) = ui.get(&format!("/api/services/{P}/sample"));
     assert_eq!(status, 200);
     assert!(sample["rows"][0]["price"].is_f64(), "{sample}");
+    // The sample may be the JSON itself.
+    let yaml = example.dir.join("pipelines/customer-satisfaction.yaml");
+    let original = std::fs::read_to_string(&yaml).unwrap();
+    let inline = original.replace(
+        "sample: data/sample-order.json",
+        "sample: {rows: [{price: 10.5}]}",
+    );
+    std::fs::write(&yaml, inline).unwrap();
+    let (status, inline) = ui.get(&format!("/api/services/{P}/sample"));
+    assert_eq!((status, inline), (200, json!({"rows": [{"price": 10.5}]})));
+    std::fs::write(&yaml, original).unwrap();
     let (status, predicted) = ui.post(&format!("/api/services/{P}/predict"), Some(&sample), None);
     assert_eq!(status, 200, "{predicted}");
     assert!(predicted["answer"]["scores"][0].is_f64(), "{predicted}");
@@ -234,6 +245,83 @@ fn unknown_paths_and_bad_ids_are_404_with_a_message() {
     assert!((400..500).contains(&status), "{status}");
     // Still serving after all of that.
     assert_eq!(ui.get("/api/info").0, 200);
+    // A page elsewhere that points its host name here (DNS rebinding) is
+    // refused; localhost by name is fine.
+    for (host, expected) in [("evil.example:80", 403), ("localhost:1", 200)] {
+        let response = client()
+            .get(format!("{}/api/runs", ui.url))
+            .header("host", host)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{host}");
+    }
+}
+
+#[test]
+fn secrets_are_masked_in_the_logs_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("pipelines")).unwrap();
+    std::fs::write(
+        dir.join("pipelines/secret.yaml"),
+        "apiVersion: runner/v1
+kind: Pipeline
+name: secret
+steps:
+  leak:
+    run: echo \"the token is $UI_TEST_TOKEN\"; echo \"and again, $UI_TEST_TOKEN\"
+    secrets: [UI_TEST_TOKEN]
+    cache: false
+",
+    )
+    .unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "A step that prints a secret"]);
+    let out = common::runner_command(dir, &["run", "secret", "--format", "plain"])
+        .env("UI_TEST_TOKEN", "hunter2-very-secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let ui = Server::start(dir, &[]);
+    let (status, log) = ui.get("/api/runs/last/logs/leak");
+    assert_eq!(status, 200);
+    assert_eq!(
+        log,
+        Value::String("the token is ***\nand again, ***\n".into())
+    );
+    let id = ui.get("/api/runs/last").1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stream = client()
+        .get(format!("{}/api/runs/{id}/logs/leak/stream", ui.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(stream.contains("the token is ***"), "{stream}");
+    assert!(!stream.contains("hunter2"), "{stream}");
+    assert!(!ui.get("/api/runs/last").1.to_string().contains("hunter2"));
+    drop(ui);
+
+    // A log written unmasked (the secret was added to the step later) is
+    // masked with the secrets the server sees.
+    let log = dir.join(".runner/runs").join(&id).join("leak.log");
+    std::fs::write(&log, "old: hunter2-very-secret\n").unwrap();
+    let ui = Server::start_with_env(dir, &[], &[("UI_TEST_TOKEN", "hunter2-very-secret")]);
+    let (_, served) = ui.get(&format!("/api/runs/{id}/logs/leak"));
+    assert_eq!(served, Value::String("old: ***\n".into()));
+    let stream = client()
+        .get(format!("{}/api/runs/{id}/logs/leak/stream", ui.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        stream.contains("old: ***") && !stream.contains("hunter2"),
+        "{stream}"
+    );
 }
 
 #[test]

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -48,7 +49,37 @@ pub(super) fn router(ui: Arc<Ui>) -> Router {
         .route("/api/services/{name}/start", post(start_service))
         .route("/api/services/{name}/stop", post(stop_service))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(ui.clone(), check_host))
         .with_state(ui)
+}
+
+/// On a loopback address, only requests that name this machine: a web page
+/// elsewhere cannot point its own host name at 127.0.0.1 (DNS rebinding)
+/// and read the runs through its visitor's browser.
+async fn check_host(State(ui): State<Arc<Ui>>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let local = name == "localhost"
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if ui.loopback && !local {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("runner ui on a loopback address answers requests for localhost, not `{host}`"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// An error answer: a status and a message, as `{"error": MESSAGE}`.

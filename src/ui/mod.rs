@@ -31,6 +31,8 @@ pub(crate) struct Ui {
     root: PathBuf,
     /// The token state-changing requests must carry; `None`: actions are off.
     token: Option<String>,
+    /// Listening on a loopback address: requests must name this machine.
+    loopback: bool,
 }
 
 /// The header that carries the action token.
@@ -51,6 +53,7 @@ pub fn serve(root: &Path, options: &Options) -> Result<(), Error> {
     let ui = Arc::new(Ui {
         root: root.to_path_buf(),
         token,
+        loopback: options.bind.is_loopback(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -81,9 +81,15 @@ pub struct Server {
 impl Server {
     /// `runner ui --port 0 ARGS` in `dir`, once it has said where it listens.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
+        Server::start_with_env(dir, args, &[])
+    }
+
+    /// [`Server::start`] with these environment variables set.
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut all = vec!["ui", "--port", "0"];
         all.extend_from_slice(args);
         let mut child = runner_command(dir, &all)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
