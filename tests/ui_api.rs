@@ -173,6 +173,17 @@ fn every_read_endpoint_answers_from_the_records() {
     std::fs::write(&yaml, inline).unwrap();
     let (status, inline) = ui.get(&format!("/api/services/{P}/sample"));
     assert_eq!((status, inline), (200, json!({"rows": [{"price": 10.5}]})));
+    // A spec with problems: the answer says so, the server goes on.
+    std::fs::write(&yaml, "apiVersion: runner/v1\nkind: Pipeline\nname: [\n").unwrap();
+    let (status, broken) = ui.get(&format!("/api/services/{P}/sample"));
+    assert_eq!(status, 422, "{broken}");
+    assert!(
+        broken["error"]
+            .as_str()
+            .unwrap()
+            .contains("runner validate")
+    );
+    assert_eq!(ui.get("/api/pipelines").0, 422);
     std::fs::write(&yaml, original).unwrap();
     let (status, predicted) = ui.post(&format!("/api/services/{P}/predict"), Some(&sample), None);
     assert_eq!(status, 200, "{predicted}");
