@@ -872,7 +872,8 @@ pub struct DeploymentVersion {
 }
 
 /// `git log` of a Deployment file from HEAD, newest first, at most `limit`
-/// commits: who promoted which model, when, with which metrics.
+/// commits: who promoted which model, when, with which metrics. Looks at
+/// the last 10,000 commits, as the ordering guard does.
 pub fn deployment_history(
     root: &Path,
     path: &str,
@@ -889,7 +890,7 @@ pub fn deployment_history(
     walk.push(head.id())
         .map_err(Error::git("walk the history"))?;
     let mut versions = Vec::new();
-    for oid in walk.flatten() {
+    for oid in walk.take(10_000).flatten() {
         if versions.len() >= limit {
             break;
         }
