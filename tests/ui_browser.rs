@@ -2,8 +2,9 @@
 //! (chromedriver) by the small client below: after real runs of the
 //! example, the runs page lists them, a run's page shows its gate checks,
 //! the deployment page its commit, the metric chart a point per run, the
-//! predict form a number from the live service, and a run's page the log
-//! of a step while it is still running.
+//! predict form a number from the live service, a run's page the log of a
+//! step while it is still running, and the deployment page's Stop and
+//! Start buttons work with the token.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the test
 //! says it did not run and passes, unless `RUNNER_REQUIRE_BROWSER=1` (what
@@ -323,4 +324,22 @@ fn the_pages_show_runs_gates_deployments_metrics_predictions_and_live_logs() {
             .map(|_| ())
     });
     assert!(slow.wait().unwrap().success());
+
+    // Actions with the token (given in the URL): stop the service, start it.
+    let token = ui.token.as_deref().unwrap();
+    browser.go(&format!("{}/?token={token}#/deployments/local/{P}", ui.url));
+    let state = |want: &'static str| {
+        wait_for(want, 30, || {
+            browser
+                .text("#live-state")
+                .filter(|s| s.trim() == want)
+                .map(|_| ())
+        })
+    };
+    state("active");
+    browser.click("#svc-stop");
+    state("inactive");
+    assert_eq!(ui.get(&format!("/api/services/{P}")).1["state"], "inactive");
+    browser.click("#svc-start");
+    state("active");
 }

@@ -416,7 +416,11 @@ function firstNumber(value) {
     const box = document.getElementById("token-box"), input = document.getElementById("token");
     box.hidden = false;
     const fromUrl = new URLSearchParams(location.search).get("token");
-    if (fromUrl) sessionStorage.setItem("runner-token", fromUrl);
+    if (fromUrl) {
+      sessionStorage.setItem("runner-token", fromUrl);
+      // Out of the address bar and the history.
+      history.replaceState(null, "", location.pathname + location.hash);
+    }
     input.value = sessionStorage.getItem("runner-token") || "";
     input.addEventListener("change", () => sessionStorage.setItem("runner-token", input.value));
   }
