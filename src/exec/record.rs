@@ -391,6 +391,11 @@ impl Recorder {
 
     /// Records the run's metrics (known once its steps are done).
     pub fn set_metrics(&mut self, metrics: BTreeMap<String, f64>) -> Result<(), Error> {
+        // A run whose steps write no metrics (a no-op of a big pipeline,
+        // often) is not written out a second time.
+        if metrics == self.record.metrics {
+            return Ok(());
+        }
         self.record.metrics = metrics;
         self.save()
     }
