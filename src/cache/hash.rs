@@ -37,9 +37,18 @@ struct Stat {
 
 impl Stat {
     fn same_file(&self, other: &Stat) -> bool {
+        self.trusted() && self.same_stat(other)
+    }
+
+    /// Hashed long enough after its last change for the stat to vouch for
+    /// the content.
+    fn trusted(&self) -> bool {
         self.mtime_ns.saturating_add(racy_margin(self.mtime_ns)) < self.hashed_ns
-            && (self.size, self.mtime_ns, self.ctime_ns, self.inode)
-                == (other.size, other.mtime_ns, other.ctime_ns, other.inode)
+    }
+
+    fn same_stat(&self, other: &Stat) -> bool {
+        (self.size, self.mtime_ns, self.ctime_ns, self.inode)
+            == (other.size, other.mtime_ns, other.ctime_ns, other.inode)
     }
 }
 
@@ -194,14 +203,21 @@ impl Hasher {
         }
         let hash = hash_file(&self.root.join(rel))?;
         self.bytes_read += info.size;
-        self.stats.insert(
-            rel.to_string(),
-            Stat {
-                hash: hash.clone(),
-                ..now
-            },
-        );
-        self.dirty = true;
+        let entry = Stat {
+            hash: hash.clone(),
+            ..now
+        };
+        // Hashed again too soon after its change to be trusted, with the
+        // content it had: the next run hashes it again whether this is saved
+        // or not. Not saving spares the runs right after a build rewriting
+        // the whole stat cache for the few files the build wrote last.
+        let unchanged_and_still_racy = !entry.trusted()
+            && self
+                .stats
+                .get(rel)
+                .is_some_and(|known| known.hash == hash && known.same_stat(&entry));
+        self.dirty |= !unchanged_and_still_racy;
+        self.stats.insert(rel.to_string(), entry);
         Ok(hash)
     }
 
@@ -371,6 +387,34 @@ mod tests {
         let first = h.digest("a").unwrap().unwrap();
         std::fs::write(dir.path().join("a"), "2").unwrap();
         assert_ne!(h.digest("a").unwrap().unwrap(), first);
+    }
+
+    #[test]
+    fn a_racy_entry_is_saved_once_it_can_be_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "1").unwrap();
+        let state = dir.path().join("s");
+        let mut h = Hasher::open(dir.path(), state.clone());
+        h.digest("a").unwrap();
+        h.save().unwrap();
+        let saved = std::fs::read(&state).unwrap();
+        // Right after the write: hashed again, and nothing new to save.
+        let mut h = Hasher::open(dir.path(), state.clone());
+        h.digest("a").unwrap();
+        assert_eq!(h.bytes_read, 1);
+        assert!(
+            !h.dirty,
+            "a still-racy entry with the same content was saved"
+        );
+        // Past the racy margin: hashed once more, and saved as trusted.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let mut h = Hasher::open(dir.path(), state.clone());
+        h.digest("a").unwrap();
+        h.save().unwrap();
+        assert_ne!(std::fs::read(&state).unwrap(), saved);
+        let mut h = Hasher::open(dir.path(), state);
+        h.digest("a").unwrap();
+        assert_eq!(h.bytes_read, 0);
     }
 
     #[test]

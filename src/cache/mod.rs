@@ -41,7 +41,7 @@ pub fn init_state_dir(root: &Path) {
     }
 }
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
@@ -62,6 +62,8 @@ pub struct Cache {
     hasher: Mutex<Hasher>,
     store: Store,
     lock: Mutex<Lock>,
+    /// Digests taken by [`Cache::prefetch`] for the next decision.
+    prefetched: Mutex<HashMap<String, Option<Digest>>>,
 }
 
 /// A run and `runner plan` compare with the work tree and the local store.
@@ -71,11 +73,19 @@ impl crate::plan::Observed for Cache {
     }
 
     fn digest(&self, path: &str) -> Result<Option<Digest>, Error> {
-        Cache::digest(self, path)
+        let prefetched = self
+            .prefetched
+            .lock()
+            .ok()
+            .and_then(|taken| taken.get(path).cloned());
+        match prefetched {
+            Some(digest) => Ok(digest),
+            None => Cache::digest(self, path),
+        }
     }
 
     fn output(&self, path: &str, recorded: &Digest) -> Result<OutputState, Error> {
-        Ok(match Cache::digest(self, path)? {
+        Ok(match crate::plan::Observed::digest(self, path)? {
             Some(now) if now == *recorded => OutputState::Current,
             _ if self.stored(recorded) => OutputState::Restorable,
             None => OutputState::Missing,
@@ -95,7 +105,47 @@ impl Cache {
             hasher: Mutex::new(Hasher::open(root, root.join(STAT_CACHE))),
             store: Store::new(root.join(DEFAULT_STORE)),
             lock: Mutex::new(Lock::open(root, replay)?),
+            prefetched: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Takes the digest of every path `runner.lock` records for `pipeline`
+    /// (for every pipeline when `None`), for the next decision to read
+    /// instead of looking at each file itself. `runner run` calls it on a
+    /// second core while the specs load: a no-op of a large pipeline is then
+    /// mostly done by the time its plan is built. A path it could not
+    /// read is left for the decision to meet (and report).
+    pub fn prefetch(&self, pipeline: Option<&str>) {
+        let (Ok(lock), Ok(mut hasher)) = (self.lock.lock(), self.hasher.lock()) else {
+            return;
+        };
+        let mut taken = HashMap::new();
+        let recorded = lock
+            .file
+            .pipelines
+            .iter()
+            .filter(|(name, _)| pipeline.is_none_or(|wanted| wanted == name.as_str()))
+            .flat_map(|(_, p)| p.steps.values());
+        for step in recorded {
+            for path in step.deps.keys().chain(step.outputs.keys()) {
+                if !taken.contains_key(path)
+                    && let Ok(digest) = hasher.digest(path)
+                {
+                    taken.insert(path.clone(), digest);
+                }
+            }
+        }
+        if let Ok(mut prefetched) = self.prefetched.lock() {
+            *prefetched = taken;
+        }
+    }
+
+    /// Drops what [`Cache::prefetch`] took: after the decision, steps write
+    /// files, and every digest is taken when it is asked for.
+    pub fn end_prefetch(&self) {
+        if let Ok(mut prefetched) = self.prefetched.lock() {
+            std::mem::take(&mut *prefetched);
+        }
     }
 
     /// Uses the stack's artifact store (`store_dir` relative to the root).

@@ -154,10 +154,15 @@ pub fn plan(
     args: &PlanArgs,
     replay: bool,
 ) -> Result<Result<(Plan, Cache), u8>, Error> {
-    // runner.lock and the stat cache are read on a second core while the
-    // specs load: a no-op run is mostly these two reads.
+    // runner.lock and the stat cache are read, and the files runner.lock
+    // records looked at, on a second core while the specs load and the
+    // commands render: a no-op run is mostly these.
     let (planned, cache) = std::thread::scope(|scope| {
-        let cache = scope.spawn(|| Cache::open(root, replay));
+        let cache = scope.spawn(|| {
+            let cache = Cache::open(root, replay)?;
+            cache.prefetch(args.pipeline.as_deref());
+            Ok::<Cache, Error>(cache)
+        });
         let planned = build_plan(root, args, replay);
         let cache = cache
             .join()
@@ -170,6 +175,7 @@ pub fn plan(
     };
     let cache = cache?.with_store(root, plan.store_dir.as_deref());
     plan.decide(&cache, &args.selection())?;
+    cache.end_prefetch();
     Ok(Ok((plan, cache)))
 }
 
