@@ -15,12 +15,13 @@ use minijinja::{Value, context};
 use crate::cache::hash::Digest;
 use crate::cache::lock::LockFile;
 use crate::error::Error;
+use crate::spec::expand::{SEPARATOR, group_of};
 use crate::spec::types::{
-    ArtifactStore, Deployment, ExperimentTracker, GitSettings, Promote, Stack,
+    ArtifactStore, Command, Deployment, ExperimentTracker, GitSettings, Promote, Stack, Step,
 };
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
-use crate::template::Templates;
+use crate::template::{Escape, Templates, words};
 
 /// One step, ready to run.
 pub struct PlannedStep {
@@ -155,25 +156,75 @@ impl Plan {
             .as_ref()
             .map_or(Value::from(()), |g| Value::from(Serde(g)));
         let run_value = context! { id => run_id.clone() };
-        let outputs_of = |base: &str| -> Value {
-            let steps: IndexMap<&str, Value> = spec
-                .steps
-                .iter()
-                .map(|(name, step)| {
-                    let outputs: IndexMap<&str, String> = step
-                        .outputs
-                        .iter()
-                        .map(|(k, p)| (k.as_str(), relative_to(base, p)))
-                        .collect();
-                    (
-                        name.as_str(),
-                        context! { outputs => Value::from(Serde(outputs)) },
-                    )
-                })
-                .collect();
+        let fans_out = spec.steps.values().any(|s| s.member.is_some());
+        // `steps.NAME` of a template: each step's outputs; a fan-out's
+        // every member's (see `words`), and its `members`.
+        let outputs_of = |base: &str, escape: Escape| -> Value {
+            let mut steps: IndexMap<&str, Value> = IndexMap::with_capacity(spec.steps.len());
+            let mut groups: IndexMap<&str, Vec<(&str, &Step)>> = IndexMap::new();
+            for (name, step) in &spec.steps {
+                let outputs: IndexMap<&str, String> = step
+                    .outputs
+                    .iter()
+                    .map(|(k, p)| (k.as_str(), relative_to(base, p)))
+                    .collect();
+                if let Some(member) = &step.member {
+                    groups.entry(&member.group).or_default().push((name, step));
+                }
+                steps.insert(
+                    name.as_str(),
+                    context! { outputs => Value::from(Serde(outputs)) },
+                );
+            }
+            for (group, members) in groups {
+                let Some((_, first)) = members.first() else {
+                    continue;
+                };
+                let outputs: IndexMap<&str, Value> = first
+                    .outputs
+                    .keys()
+                    .map(|out| {
+                        let paths: Vec<String> = members
+                            .iter()
+                            .filter_map(|(_, m)| m.outputs.get(out))
+                            .map(|p| relative_to(base, p))
+                            .collect();
+                        (
+                            out.as_str(),
+                            words(paths.iter().map(String::as_str), escape),
+                        )
+                    })
+                    .collect();
+                let listed: Vec<Value> = members
+                    .iter()
+                    .map(|(name, m)| {
+                        let outputs: IndexMap<&str, String> = m
+                            .outputs
+                            .iter()
+                            .map(|(k, p)| (k.as_str(), relative_to(base, p)))
+                            .collect();
+                        let member = m.member.as_ref();
+                        context! {
+                            name => *name,
+                            item => Value::from(Serde(member.map(|m| &m.item))),
+                            key => member.and_then(|m| m.key.clone()),
+                            outputs => Value::from(Serde(outputs)),
+                            metrics => m.metrics.as_deref().map(|p| relative_to(base, p)),
+                        }
+                    })
+                    .collect();
+                steps.insert(
+                    group,
+                    context! { outputs => Value::from(Serde(outputs)), members => listed },
+                );
+            }
             Value::from(Serde(&steps))
         };
-        let root_outputs = outputs_of("");
+        let root_outputs = outputs_of("", Escape::Shell);
+        let root_argv_outputs = match fans_out {
+            true => outputs_of("", Escape::Verbatim),
+            false => root_outputs.clone(),
+        };
         let index: IndexMap<&str, usize> = spec
             .steps
             .keys()
@@ -194,16 +245,21 @@ impl Plan {
                 .as_deref()
                 .map(normalize_dir)
                 .unwrap_or_default();
-            let steps_value = if workdir.is_empty() {
-                root_outputs.clone()
-            } else {
-                outputs_of(&workdir)
+            let escape = match step.run {
+                Command::Shell(_) => Escape::Shell,
+                Command::Argv(_) => Escape::Verbatim,
+            };
+            let steps_value = match (workdir.is_empty(), escape) {
+                (true, Escape::Shell) => root_outputs.clone(),
+                (true, Escape::Verbatim) => root_argv_outputs.clone(),
+                (false, escape) => outputs_of(&workdir, escape),
             };
             let own: IndexMap<&str, String> = step
                 .outputs
                 .iter()
                 .map(|(k, p)| (k.as_str(), relative_to(&workdir, p)))
                 .collect();
+            let member = step.member.as_ref();
             let ctx = context! {
                 params => params_value.clone(),
                 outputs => Value::from(Serde(own)),
@@ -211,6 +267,8 @@ impl Plan {
                 run => run_value.clone(),
                 git => git_value.clone(),
                 pipeline => spec.name.clone(),
+                item => member.map(|m| Value::from(Serde(&m.item))),
+                key => member.and_then(|m| m.key.clone()),
             };
             let (argv, command) =
                 templates
@@ -821,33 +879,39 @@ impl Plan {
         if selection.only.is_empty() && selection.downstream.is_empty() {
             return Ok(vec![true; n]);
         }
-        let index = |name: &str| {
-            self.steps
-                .iter()
-                .position(|s| s.name == name)
-                .ok_or_else(|| {
+        // A step, or every member of a fan-out by the step's name.
+        let indexes = |name: &str| {
+            let found: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    let step = &self.steps[i].name;
+                    step == name || (!name.contains(SEPARATOR) && group_of(step) == name)
+                })
+                .collect();
+            match found.is_empty() {
+                false => Ok(found),
+                true => {
                     let help = hint(name, self.steps.iter().map(|s| s.name.as_str()), "-");
-                    Error::usage(format!(
+                    Err(Error::usage(format!(
                         "pipeline `{}` has no step `{name}`; {help}",
                         self.pipeline
-                    ))
-                })
+                    )))
+                }
+            }
         };
         let mut selected = vec![false; n];
         for name in &selection.only {
-            selected[index(name)?] = true;
+            for i in indexes(name)? {
+                selected[i] = true;
+            }
         }
         let mut stack = Vec::new();
+        let mut starts = Vec::new();
         for name in &selection.downstream {
-            stack.push(index(name)?);
+            starts.extend(indexes(name)?);
         }
+        stack.extend(starts.iter().copied());
         while let Some(i) = stack.pop() {
-            if !selected[i]
-                || selection
-                    .downstream
-                    .iter()
-                    .any(|d| *d == self.steps[i].name)
-            {
+            if !selected[i] || starts.contains(&i) {
                 selected[i] = true;
                 stack.extend(
                     (0..n).filter(|&d| self.steps[d].upstream.contains(&i) && !selected[d]),
