@@ -38,19 +38,14 @@ pub fn group_of(name: &str) -> &str {
 pub fn expand(specs: &mut Specs, report: &mut Report) {
     let templates = Templates::new();
     for doc in &mut specs.pipelines {
-        let fans_out = doc
-            .spec
-            .steps
-            .values()
-            .any(|s| s.foreach.is_some() || s.matrix.is_some());
-        if !fans_out {
+        if !doc.spec.steps.values().any(Step::fans_out) {
             continue;
         }
         let steps = std::mem::take(&mut doc.spec.steps);
         let mut expanded = IndexMap::with_capacity(steps.len());
         let mut problems = Vec::new();
         for (name, step) in steps {
-            if step.foreach.is_none() && step.matrix.is_none() {
+            if !step.fans_out() {
                 expanded.insert(name, step);
                 continue;
             }
@@ -124,14 +119,14 @@ fn members(
     for (i, entry) in entries.into_iter().enumerate() {
         let member_name = format!("{name}{SEPARATOR}{}", entry.suffix);
         if let Some(first) = seen.get(&member_name) {
-            let field = if step.foreach.is_some() {
-                "foreach"
-            } else {
-                "matrix"
+            let index = i.to_string();
+            let path: &[&str] = match step.foreach {
+                Some(Foreach::List(_)) => &["foreach", &index],
+                _ => &["matrix"],
             };
             problems.push(
                 doc.error(
-                    at(&[field]),
+                    at(path),
                     format!(
                         "step `{name}` expands to `{member_name}` twice (entries {} and {})",
                         first + 1,

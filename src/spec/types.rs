@@ -253,6 +253,13 @@ pub struct Member {
     pub key: Option<String>,
 }
 
+impl Step {
+    /// Whether the step still has to be expanded into members (`foreach`, `matrix`).
+    pub fn fans_out(&self) -> bool {
+        self.foreach.is_some() || self.matrix.is_some()
+    }
+}
+
 /// What starts a pipeline without a human.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

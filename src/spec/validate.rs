@@ -2,7 +2,7 @@
 //! templates, expressions, durations, cron, unique names and the DAG itself.
 //! Every problem becomes a diagnostic placed on the YAML node it concerns.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -337,6 +337,18 @@ impl<'a> PipelineCheck<'a> {
         self.check_steps(&written);
         self.check_promote();
         self.check_retrain_when();
+        if !self.groups.is_empty() {
+            // Members share their step's nodes: a problem each member has
+            // is said once, at the line they were written on.
+            let mut seen = HashSet::new();
+            self.diagnostics.retain(|d| {
+                seen.insert((
+                    d.span.map(|s| (s.offset, s.len)),
+                    d.label.clone(),
+                    d.help.clone(),
+                ))
+            });
+        }
         let mut dag = Dag::new(self.spec().steps.keys().map(String::as_str));
         let mut edge_spans: HashMap<(&str, &str), Span> = HashMap::new();
         for (before, after, reason, span) in std::mem::take(&mut self.edges) {
@@ -464,7 +476,8 @@ impl<'a> PipelineCheck<'a> {
     fn check_outputs(&mut self) -> BTreeMap<String, Written<'a>> {
         let mut written: BTreeMap<String, Written<'a>> = BTreeMap::new();
         let spec = self.spec();
-        for (step_name, step) in &spec.steps {
+        // A fan-out left unexpanded (its problem is reported) has templates for paths.
+        for (step_name, step) in spec.steps.iter().filter(|(_, s)| !s.fans_out()) {
             let outputs = step.outputs.iter().map(|(out, path)| {
                 (
                     vec![
@@ -636,7 +649,7 @@ impl<'a> PipelineCheck<'a> {
                 self.push(d);
             }
         }
-        for (i, dep) in step.deps.iter().enumerate() {
+        for (i, dep) in step.deps.iter().enumerate().filter(|_| !step.fans_out()) {
             let index = i.to_string();
             let at = ["steps", name, "deps", index.as_str()];
             let Some(normal) = self.path(&at, dep) else {
@@ -668,7 +681,7 @@ impl<'a> PipelineCheck<'a> {
                 }
             }
         }
-        if let Some(workdir) = &step.workdir {
+        if let Some(workdir) = step.workdir.as_ref().filter(|_| !step.fans_out()) {
             self.path(&["steps", name, "workdir"], workdir);
         }
         if let Some(timeout) = &step.timeout {
@@ -752,7 +765,7 @@ impl<'a> PipelineCheck<'a> {
     fn step_reference(&mut self, name: &'a str, step: &Step, reference: &Reference) {
         let spec = self.spec();
         let parts: Vec<&str> = reference.path.split('.').collect();
-        let unexpanded = step.foreach.is_some() || step.matrix.is_some();
+        let unexpanded = step.fans_out();
         let problem: Option<(String, String)> = match parts.as_slice() {
             ["params", param, ..] => self.param_problem(param),
             ["item" | "key", ..] if unexpanded => None,
