@@ -330,3 +330,31 @@ fn exports_give_members_valid_names_and_run_them_by_their_own() {
         "runner step p train@model=ridge,alpha=0.25"
     );
 }
+
+#[test]
+fn templated_needs_chain_each_member_to_its_own_upstream_member() {
+    let dir = repo(
+        r#"  prep:
+    foreach: [a, b]
+    run: echo {{ item }} > {{ outputs.data }}
+    outputs: {data: "build/prep-{{ item }}.txt"}
+  use:
+    foreach: [a, b]
+    needs: ["prep@{{ item }}"]
+    run: cp build/prep-{{ item }}.txt {{ outputs.copy }}
+    outputs: {copy: "build/use-{{ item }}.txt"}
+"#,
+        "",
+    );
+    let out = runner(dir.path(), &["graph", "--format", "dot"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.contains(r#""prep@a" -> "use@a""#), "{dot}");
+    assert!(dot.contains(r#""prep@b" -> "use@b""#), "{dot}");
+    assert!(!dot.contains(r#""prep@a" -> "use@b""#), "{dot}");
+    assert_eq!(ran(&run(dir.path(), &[])).len(), 4);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("build/use-b.txt")).unwrap(),
+        "b\n"
+    );
+}

@@ -164,7 +164,8 @@ pub struct Step {
     /// What the step is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Steps that must succeed first (edges are also inferred from templates and deps).
+    /// Steps that must succeed first (edges are also inferred from templates
+    /// and deps). A fan-out step's name means all its members; `STEP@...` one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
     /// Files and directories the step reads, relative to the repo root; their contents key the cache.
