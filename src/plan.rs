@@ -17,11 +17,11 @@ use crate::cache::lock::LockFile;
 use crate::error::Error;
 use crate::spec::expand::{SEPARATOR, group_of};
 use crate::spec::types::{
-    ArtifactStore, Command, Deployment, ExperimentTracker, GitSettings, Promote, Stack, Step,
+    ArtifactStore, Deployment, ExperimentTracker, GitSettings, Promote, Stack, Step,
 };
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
-use crate::template::{Escape, Templates, words};
+use crate::template::{Templates, shell_words};
 
 /// One step, ready to run.
 pub struct PlannedStep {
@@ -156,25 +156,17 @@ impl Plan {
             .as_ref()
             .map_or(Value::from(()), |g| Value::from(Serde(g)));
         let run_value = context! { id => run_id.clone() };
-        let fans_out = spec.steps.values().any(|s| s.member.is_some());
-        // `steps.NAME` of a template: each step's outputs; a fan-out's
-        // every member's (see `words`), and its `members`.
-        let outputs_of = |base: &str, escape: Escape| -> Value {
+        // `steps.NAME` of a template: each step's outputs; for a fan-out,
+        // every member's paths (see `shell_words`) and its `members`.
+        let outputs_of = |base: &str| -> Value {
             let mut steps: IndexMap<&str, Value> = IndexMap::with_capacity(spec.steps.len());
             let mut groups: IndexMap<&str, Vec<(&str, &Step)>> = IndexMap::new();
             for (name, step) in &spec.steps {
-                let outputs: IndexMap<&str, String> = step
-                    .outputs
-                    .iter()
-                    .map(|(k, p)| (k.as_str(), relative_to(base, p)))
-                    .collect();
                 if let Some(member) = &step.member {
                     groups.entry(&member.group).or_default().push((name, step));
                 }
-                steps.insert(
-                    name.as_str(),
-                    context! { outputs => Value::from(Serde(outputs)) },
-                );
+                let outputs = Value::from(Serde(outputs_from(base, step)));
+                steps.insert(name.as_str(), context! { outputs });
             }
             for (group, members) in groups {
                 let Some((_, first)) = members.first() else {
@@ -189,26 +181,18 @@ impl Plan {
                             .filter_map(|(_, m)| m.outputs.get(out))
                             .map(|p| relative_to(base, p))
                             .collect();
-                        (
-                            out.as_str(),
-                            words(paths.iter().map(String::as_str), escape),
-                        )
+                        (out.as_str(), shell_words(paths.iter().map(String::as_str)))
                     })
                     .collect();
                 let listed: Vec<Value> = members
                     .iter()
                     .map(|(name, m)| {
-                        let outputs: IndexMap<&str, String> = m
-                            .outputs
-                            .iter()
-                            .map(|(k, p)| (k.as_str(), relative_to(base, p)))
-                            .collect();
                         let member = m.member.as_ref();
                         context! {
                             name => *name,
                             item => Value::from(Serde(member.map(|m| &m.item))),
                             key => member.and_then(|m| m.key.clone()),
-                            outputs => Value::from(Serde(outputs)),
+                            outputs => Value::from(Serde(outputs_from(base, m))),
                             metrics => m.metrics.as_deref().map(|p| relative_to(base, p)),
                         }
                     })
@@ -220,11 +204,7 @@ impl Plan {
             }
             Value::from(Serde(&steps))
         };
-        let root_outputs = outputs_of("", Escape::Shell);
-        let root_argv_outputs = match fans_out {
-            true => outputs_of("", Escape::Verbatim),
-            false => root_outputs.clone(),
-        };
+        let root_outputs = outputs_of("");
         let index: IndexMap<&str, usize> = spec
             .steps
             .keys()
@@ -245,24 +225,15 @@ impl Plan {
                 .as_deref()
                 .map(normalize_dir)
                 .unwrap_or_default();
-            let escape = match step.run {
-                Command::Shell(_) => Escape::Shell,
-                Command::Argv(_) => Escape::Verbatim,
+            let steps_value = if workdir.is_empty() {
+                root_outputs.clone()
+            } else {
+                outputs_of(&workdir)
             };
-            let steps_value = match (workdir.is_empty(), escape) {
-                (true, Escape::Shell) => root_outputs.clone(),
-                (true, Escape::Verbatim) => root_argv_outputs.clone(),
-                (false, escape) => outputs_of(&workdir, escape),
-            };
-            let own: IndexMap<&str, String> = step
-                .outputs
-                .iter()
-                .map(|(k, p)| (k.as_str(), relative_to(&workdir, p)))
-                .collect();
             let member = step.member.as_ref();
             let ctx = context! {
                 params => params_value.clone(),
-                outputs => Value::from(Serde(own)),
+                outputs => Value::from(Serde(outputs_from(&workdir, step))),
                 steps => steps_value,
                 run => run_value.clone(),
                 git => git_value.clone(),
@@ -605,6 +576,14 @@ fn parse_scalar(text: &str) -> serde_json::Value {
         "false" => false.into(),
         _ => text.into(),
     }
+}
+
+/// A step's outputs by name, as seen from the repo-relative directory `base`.
+fn outputs_from<'s>(base: &str, step: &'s Step) -> IndexMap<&'s str, String> {
+    step.outputs
+        .iter()
+        .map(|(k, p)| (k.as_str(), relative_to(base, p)))
+        .collect()
 }
 
 /// `path` (repo-relative) as seen from the repo-relative directory `base`.

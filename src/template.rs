@@ -207,21 +207,18 @@ fn render_paths(source: &str, escape: Escape, context: &Value) -> Option<String>
     Some(out)
 }
 
-/// Several values as one: in a shell command each is quoted and they are
-/// separated by spaces, so `{{ steps.train.outputs.model }}` of a fan-out
-/// gives every member's path as one argument each; in an argv element or a
-/// path they are joined by spaces as they are.
-pub fn words<'a>(values: impl IntoIterator<Item = &'a str>, escape: Escape) -> Value {
-    match escape {
-        Escape::Shell => Value::from_safe_string(
-            values
-                .into_iter()
-                .map(shell_quote)
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        Escape::Verbatim => Value::from(values.into_iter().collect::<Vec<_>>().join(" ")),
-    }
+/// Several values as one, for a shell command: each quoted, separated by
+/// spaces, so `{{ steps.train.outputs.model }}` of a fan-out gives every
+/// member's path as an argument of its own. Validation keeps it out of argv
+/// commands, where one element cannot hold several arguments.
+pub fn shell_words<'a>(values: impl IntoIterator<Item = &'a str>) -> Value {
+    Value::from_safe_string(
+        values
+            .into_iter()
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Quotes a string for POSIX sh, leaving plain words (paths, numbers) as they are.
@@ -339,12 +336,9 @@ mod tests {
     #[test]
     fn words_are_quoted_one_by_one_in_shell_commands() {
         let t = Templates::new();
-        let ctx = context! { paths => words(["a.json", "b c.json", "x;rm"], Escape::Shell) };
+        let ctx = context! { paths => shell_words(["a.json", "b c.json", "x;rm"]) };
         let out = t.render("cat {{ paths }}", Escape::Shell, &ctx).unwrap();
         assert_eq!(out, "cat a.json 'b c.json' 'x;rm'");
-        let ctx = context! { paths => words(["a.json", "b.json"], Escape::Verbatim) };
-        let out = t.render("{{ paths }}", Escape::Verbatim, &ctx).unwrap();
-        assert_eq!(out, "a.json b.json");
     }
 
     #[test]

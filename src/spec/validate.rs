@@ -600,8 +600,12 @@ impl<'a> PipelineCheck<'a> {
             let span = self.node(&at, false).span;
             let members = self.members(need).map(<[&str]>::to_vec);
             if need == name || need == group_of(name) {
+                let whole = match need == name {
+                    true => String::new(),
+                    false => format!(" (`{need}` is its own fan-out)"),
+                };
                 let d = self
-                    .error(&at, false, format!("step `{name}` needs itself"))
+                    .error(&at, false, format!("step `{name}` needs itself{whole}"))
                     .with_help("remove it from `needs`");
                 self.push(d);
             } else if spec.steps.contains_key(need) {
@@ -782,7 +786,7 @@ impl<'a> PipelineCheck<'a> {
                 None => Some(not_a_member("key")),
             },
             ["steps", other, rest @ ..] if !spec.steps.contains_key(*other) && self.members(other).is_some() => {
-                self.group_reference(name, other, rest, reference)
+                self.group_reference(name, step, other, rest, reference)
             }
             ["outputs", output, ..] if !step.outputs.contains_key(*output) => Some((
                 format!("step `{name}` has no output `{output}`"),
@@ -847,6 +851,7 @@ impl<'a> PipelineCheck<'a> {
     fn group_reference(
         &mut self,
         name: &'a str,
+        step: &Step,
         group: &str,
         rest: &[&str],
         reference: &Reference,
@@ -876,6 +881,17 @@ impl<'a> PipelineCheck<'a> {
                                 .into_iter()
                                 .flat_map(|o| o.keys().map(String::as_str)),
                             NO_OUTPUTS,
+                        ),
+                    ));
+                }
+                if matches!(step.run, Command::Argv(_)) {
+                    return Some((
+                        format!(
+                            "`{}` is every member's path, and a list command takes one argument per element",
+                            reference.path
+                        ),
+                        format!(
+                            "write the command as a string, where each path becomes an argument, or loop over `steps.{group}.members`"
                         ),
                     ));
                 }
