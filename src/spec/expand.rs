@@ -8,6 +8,8 @@
 //! its paths, `needs`, `workdir` and `env` values are rendered here, from
 //! the entry alone, so two members' outputs can be checked for clashes.
 
+use std::collections::HashMap;
+
 use indexmap::IndexMap;
 use minijinja::Value;
 use minijinja::value::Serde;
@@ -80,11 +82,12 @@ fn members(
     name: &str,
     step: &Step,
 ) -> Result<Vec<(String, Step)>, Vec<Diagnostic>> {
-    let at = |rest: &[&str]| {
+    let node = |rest: &[&str], key: bool| {
         let mut path = vec!["steps", name];
         path.extend_from_slice(rest);
-        doc.span(&path, false)
+        doc.span(&path, key)
     };
+    let at = |rest: &[&str]| node(rest, false);
     let mut problems = Vec::new();
     if step.foreach.is_some() && step.matrix.is_some() {
         problems.push(
@@ -100,21 +103,15 @@ fn members(
     let entries = match entries {
         Ok(entries) => entries,
         Err(problem) => {
-            let field = if step.foreach.is_some() {
-                "foreach"
-            } else {
-                "matrix"
-            };
-            let mut path = vec![field];
-            path.extend(problem.at.iter().map(String::as_str));
+            let path: Vec<&str> = problem.at.iter().map(String::as_str).collect();
             problems.push(
-                doc.error(at(&path), problem.message)
+                doc.error(node(&path, problem.key), problem.message)
                     .with_help(problem.help),
             );
             return Err(problems);
         }
     };
-    let mut seen: IndexMap<String, usize> = IndexMap::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let member_name = format!("{name}{SEPARATOR}{}", entry.suffix);
@@ -158,9 +155,11 @@ fn members(
     }
 }
 
-/// A problem with the entries themselves, under the `foreach`/`matrix` node.
+/// A problem with the entries themselves, at a path under the step.
 struct EntryProblem {
     at: Vec<String>,
+    /// Whether the key at `at` is the problem, rather than its value.
+    key: bool,
     message: String,
     help: String,
 }
@@ -173,7 +172,8 @@ fn foreach_entries(foreach: &Foreach) -> Result<Vec<Entry>, EntryProblem> {
             .enumerate()
             .map(|(i, value)| {
                 let problem = |message: String| EntryProblem {
-                    at: vec![i.to_string()],
+                    at: vec!["foreach".to_string(), i.to_string()],
+                    key: false,
                     message,
                     help: named.to_string(),
                 };
@@ -213,7 +213,8 @@ fn foreach_entries(foreach: &Foreach) -> Result<Vec<Entry>, EntryProblem> {
             .iter()
             .map(|(key, value)| {
                 let suffix = name_part(key).map_err(|message| EntryProblem {
-                    at: vec![key.clone()],
+                    at: vec!["foreach".to_string(), key.clone()],
+                    key: true,
                     message,
                     help: "rename the key: it becomes part of the member's name".to_string(),
                 })?;
@@ -237,7 +238,8 @@ fn matrix_entries(
     if total.is_none_or(|n| n > MAX_MEMBERS) {
         let sizes: Vec<String> = matrix.values().map(|a| a.0.len().to_string()).collect();
         return Err(EntryProblem {
-            at: Vec::new(),
+            at: vec!["matrix".to_string()],
+            key: false,
             message: format!(
                 "`matrix` makes {} combinations, more than the {MAX_MEMBERS} runner expands",
                 sizes.join(" x ")
@@ -257,7 +259,8 @@ fn matrix_entries(
                 name_part(&text)
                     .map(|text| (json, text))
                     .map_err(|message| EntryProblem {
-                        at: vec![axis.clone(), i.to_string()],
+                        at: vec!["matrix".to_string(), axis.clone(), i.to_string()],
+                        key: false,
                         message,
                         help: "matrix values name the members: use plain words or numbers, and give longer values to the command through a mapping `foreach`".to_string(),
                     })
