@@ -830,6 +830,15 @@ fn touches(commit: &git2::Commit, path: &str) -> bool {
 
 /// `source.commit` of the Deployment file at `commit` (`None`: no file).
 fn committed_source(repo: &Repository, commit: Oid, path: &str) -> Result<Option<String>, String> {
+    Ok(committed_deployment(repo, commit, path)?.map(|d| d.source.commit))
+}
+
+/// The Deployment file at `commit` (`None`: no file).
+fn committed_deployment(
+    repo: &Repository,
+    commit: Oid,
+    path: &str,
+) -> Result<Option<crate::spec::Deployment>, String> {
     let tree = repo
         .find_commit(commit)
         .and_then(|c| c.tree())
@@ -842,9 +851,78 @@ fn committed_source(repo: &Repository, commit: Oid, path: &str) -> Result<Option
         .and_then(|o| o.peel_to_blob())
         .map_err(|e| e.message().to_string())?;
     let text = std::str::from_utf8(blob.content()).map_err(|_| format!("{path} is not text"))?;
-    let deployment: crate::spec::Deployment =
-        serde_saphyr::from_str(text).map_err(|e| format!("{path}: {}", e.without_snippet()))?;
-    Ok(Some(deployment.source.commit))
+    serde_saphyr::from_str(text)
+        .map(Some)
+        .map_err(|e| format!("{path}: {}", e.without_snippet()))
+}
+
+/// One commit that changed a Deployment file, and the file as it was then.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeploymentVersion {
+    pub commit: String,
+    pub author: String,
+    /// Commit time, RFC 3339 in UTC.
+    pub time: String,
+    pub summary: String,
+    /// The file at that commit; `None` when the commit removed it or it
+    /// cannot be read (`problem` says why).
+    pub deployment: Option<crate::spec::Deployment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// `git log` of a Deployment file from HEAD, newest first, at most `limit`
+/// commits: who promoted which model, when, with which metrics. Looks at
+/// the last 10,000 commits, as the ordering guard does.
+pub fn deployment_history(
+    root: &Path,
+    path: &str,
+    limit: usize,
+) -> Result<Vec<DeploymentVersion>, Error> {
+    let repo = Repository::open(root).map_err(|source| Error::NotAGitRepo {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+        return Ok(Vec::new());
+    };
+    let mut walk = repo.revwalk().map_err(Error::git("walk the history"))?;
+    walk.push(head.id())
+        .map_err(Error::git("walk the history"))?;
+    let mut versions = Vec::new();
+    for oid in walk.take(10_000).flatten() {
+        if versions.len() >= limit {
+            break;
+        }
+        let Ok(commit) = repo.find_commit(oid) else {
+            continue;
+        };
+        if !touches(&commit, path) {
+            continue;
+        }
+        let (deployment, problem) = match committed_deployment(&repo, oid, path) {
+            Ok(deployment) => (deployment, None),
+            Err(problem) => (None, Some(problem)),
+        };
+        let seconds = u64::try_from(commit.time().seconds()).unwrap_or_default();
+        versions.push(DeploymentVersion {
+            commit: oid.to_string(),
+            author: commit.author().name().ok().unwrap_or_default().to_string(),
+            time: humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_secs(seconds),
+            )
+            .to_string(),
+            summary: commit
+                .summary()
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .to_string(),
+            deployment,
+            problem,
+        });
+    }
+    Ok(versions)
 }
 
 /// The guard before deploying: against the remote branch (fetched now)

@@ -23,6 +23,7 @@ pub mod spec;
 pub mod suggest;
 pub mod template;
 pub mod tracking;
+pub mod ui;
 pub mod watch;
 
 pub use error::Error;

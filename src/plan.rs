@@ -6,10 +6,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
-use minijinja::value::Serde;
+use minijinja::value::{Enumerator, Object, Serde};
 use minijinja::{Value, context};
 
 use crate::cache::hash::Digest;
@@ -17,7 +18,7 @@ use crate::cache::lock::LockFile;
 use crate::error::Error;
 use crate::spec::expand::{SEPARATOR, group_of};
 use crate::spec::types::{
-    ArtifactStore, Deployment, ExperimentTracker, GitSettings, Promote, Stack, Step,
+    ArtifactStore, Deployment, ExperimentTracker, GitSettings, Promote, Stack,
 };
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
@@ -156,53 +157,33 @@ impl Plan {
             .as_ref()
             .map_or(Value::from(()), |g| Value::from(Serde(g)));
         let run_value = context! { id => run_id.clone() };
-        // `steps.NAME` of a template: each step's outputs; for a fan-out,
-        // every member's paths (see `shell_words`) and its `members`.
-        let outputs_of = |base: &str| -> Value {
-            let mut steps: IndexMap<&str, Value> = IndexMap::with_capacity(spec.steps.len());
-            let mut groups: IndexMap<&str, Vec<(&str, &Step)>> = IndexMap::new();
-            for (name, step) in &spec.steps {
-                if let Some(member) = &step.member {
-                    groups.entry(&member.group).or_default().push((name, step));
-                }
-                let outputs = Value::from(Serde(outputs_from(base, step)));
-                steps.insert(name.as_str(), context! { outputs });
+        let all_outputs: Arc<IndexMap<String, IndexMap<String, String>>> = Arc::new(
+            spec.steps
+                .iter()
+                .map(|(name, step)| (name.clone(), step.outputs.clone()))
+                .collect(),
+        );
+        let mut groups: IndexMap<String, Vec<GroupMember>> = IndexMap::new();
+        for (name, step) in &spec.steps {
+            if let Some(member) = &step.member {
+                groups
+                    .entry(member.group.clone())
+                    .or_default()
+                    .push(GroupMember {
+                        name: name.clone(),
+                        item: member.item.clone(),
+                        key: member.key.clone(),
+                        metrics: step.metrics.clone(),
+                    });
             }
-            for (group, members) in groups {
-                let Some((_, first)) = members.first() else {
-                    continue;
-                };
-                let outputs: IndexMap<&str, Value> = first
-                    .outputs
-                    .keys()
-                    .map(|out| {
-                        let paths: Vec<String> = members
-                            .iter()
-                            .filter_map(|(_, m)| m.outputs.get(out))
-                            .map(|p| relative_to(base, p))
-                            .collect();
-                        (out.as_str(), shell_words(paths.iter().map(String::as_str)))
-                    })
-                    .collect();
-                let listed: Vec<Value> = members
-                    .iter()
-                    .map(|(name, m)| {
-                        let member = m.member.as_ref();
-                        context! {
-                            name => *name,
-                            item => Value::from(Serde(member.map(|m| &m.item))),
-                            key => member.and_then(|m| m.key.clone()),
-                            outputs => Value::from(Serde(outputs_from(base, m))),
-                            metrics => m.metrics.as_deref().map(|p| relative_to(base, p)),
-                        }
-                    })
-                    .collect();
-                steps.insert(
-                    group,
-                    context! { outputs => Value::from(Serde(outputs)), members => listed },
-                );
-            }
-            Value::from(Serde(&steps))
+        }
+        let groups = Arc::new(groups);
+        let outputs_of = |base: &str| {
+            Value::from_object(StepsContext {
+                outputs: Arc::clone(&all_outputs),
+                groups: Arc::clone(&groups),
+                base: base.to_string(),
+            })
         };
         let root_outputs = outputs_of("");
         let index: IndexMap<&str, usize> = spec
@@ -230,10 +211,15 @@ impl Plan {
             } else {
                 outputs_of(&workdir)
             };
+            let own: IndexMap<&str, String> = step
+                .outputs
+                .iter()
+                .map(|(k, p)| (k.as_str(), relative_to(&workdir, p)))
+                .collect();
             let member = step.member.as_ref();
             let ctx = context! {
                 params => params_value.clone(),
-                outputs => Value::from(Serde(outputs_from(&workdir, step))),
+                outputs => Value::from(Serde(own)),
                 steps => steps_value,
                 run => run_value.clone(),
                 git => git_value.clone(),
@@ -407,6 +393,93 @@ impl Plan {
     }
 }
 
+/// `steps` in a command's template: `steps.NAME.outputs.KEY`, relative to
+/// the step's workdir. Built on lookup: a step's command names one or two
+/// other steps, and a whole map per step would cost a 1,000-step pipeline's
+/// planning more than everything else together. A fan-out's name gives
+/// every member's paths (see `shell_words`) and its `members`.
+#[derive(Debug)]
+struct StepsContext {
+    outputs: Arc<IndexMap<String, IndexMap<String, String>>>,
+    groups: Arc<IndexMap<String, Vec<GroupMember>>>,
+    base: String,
+}
+
+/// What `steps.GROUP.members` says of one member.
+#[derive(Debug)]
+struct GroupMember {
+    name: String,
+    item: serde_json::Value,
+    key: Option<String>,
+    metrics: Option<String>,
+}
+
+impl StepsContext {
+    /// A step's outputs by name, relative to the workdir.
+    fn outputs(&self, step: &str) -> Option<IndexMap<&str, String>> {
+        Some(
+            self.outputs
+                .get(step)?
+                .iter()
+                .map(|(k, p)| (k.as_str(), relative_to(&self.base, p)))
+                .collect(),
+        )
+    }
+
+    /// `steps.GROUP`: `outputs` (each every member's paths) and `members`.
+    fn group(&self, members: &[GroupMember]) -> Value {
+        let per_member: Vec<IndexMap<&str, String>> = members
+            .iter()
+            .map(|m| self.outputs(&m.name).unwrap_or_default())
+            .collect();
+        let names = per_member
+            .first()
+            .map(|o| o.keys().copied().collect::<Vec<_>>());
+        let outputs: IndexMap<&str, Value> = names
+            .unwrap_or_default()
+            .into_iter()
+            .map(|out| {
+                let paths = per_member.iter().filter_map(|o| o.get(out));
+                (out, shell_words(paths.map(String::as_str)))
+            })
+            .collect();
+        let listed: Vec<Value> = members
+            .iter()
+            .zip(&per_member)
+            .map(|(m, outputs)| {
+                context! {
+                    name => m.name.clone(),
+                    item => Value::from(Serde(&m.item)),
+                    key => m.key.clone(),
+                    outputs => Value::from(Serde(outputs)),
+                    metrics => m.metrics.as_deref().map(|p| relative_to(&self.base, p)),
+                }
+            })
+            .collect();
+        context! { outputs => Value::from(Serde(outputs)), members => listed }
+    }
+}
+
+impl Object for StepsContext {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        match self.outputs(name) {
+            Some(outputs) => Some(context! { outputs => Value::from(Serde(outputs)) }),
+            None => Some(self.group(self.groups.get(name)?)),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(
+            self.outputs
+                .keys()
+                .chain(self.groups.keys())
+                .map(|k| Value::from(k.as_str()))
+                .collect(),
+        )
+    }
+}
+
 /// `--stack NAME`; else a stack called `local`, else the only one, else the
 /// built-in local stack (nothing to install).
 pub fn choose_stack<'a>(
@@ -576,14 +649,6 @@ fn parse_scalar(text: &str) -> serde_json::Value {
         "false" => false.into(),
         _ => text.into(),
     }
-}
-
-/// A step's outputs by name, as seen from the repo-relative directory `base`.
-fn outputs_from<'s>(base: &str, step: &'s Step) -> IndexMap<&'s str, String> {
-    step.outputs
-        .iter()
-        .map(|(k, p)| (k.as_str(), relative_to(base, p)))
-        .collect()
 }
 
 /// `path` (repo-relative) as seen from the repo-relative directory `base`.

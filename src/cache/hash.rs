@@ -131,25 +131,30 @@ impl Hasher {
     /// not exist. A directory's digest covers every file's relative path and
     /// content, in sorted order, so it is the same on every machine.
     pub fn digest(&mut self, rel: &str) -> Result<Option<Digest>, Error> {
-        let path = self.root.join(rel);
         let found = match &self.root_dir {
             Some(dir) => nix::sys::stat::fstatat(dir, rel, nix::fcntl::AtFlags::empty())
                 .map(|st| FileInfo::from(&st))
                 .map_err(std::io::Error::from),
-            None => std::fs::metadata(&path).map(|meta| FileInfo::from(&meta)),
+            None => std::fs::metadata(self.root.join(rel)).map(|meta| FileInfo::from(&meta)),
         };
         let info = match found {
             Ok(info) => info,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::Io { path, source }),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: self.root.join(rel),
+                    source,
+                });
+            }
         };
         if !info.is_dir {
-            let hash = self.file_hash(rel, &path, &info)?;
+            let hash = self.file_hash(rel, &info)?;
             return Ok(Some(Digest {
                 hash,
                 size: info.size,
             }));
         }
+        let path = self.root.join(rel);
         let mut files = Vec::new();
         list_files(&path, "", &mut files)?;
         let mut digests = Vec::with_capacity(files.len());
@@ -159,7 +164,7 @@ impl Hasher {
                 path: full.clone(),
                 source,
             })?;
-            let hash = self.file_hash(&format!("{rel}/{file}"), &full, &FileInfo::from(&meta))?;
+            let hash = self.file_hash(&format!("{rel}/{file}"), &FileInfo::from(&meta))?;
             digests.push((
                 file,
                 Digest {
@@ -171,7 +176,7 @@ impl Hasher {
         Ok(Some(directory_digest(digests)))
     }
 
-    fn file_hash(&mut self, rel: &str, path: &Path, info: &FileInfo) -> Result<String, Error> {
+    fn file_hash(&mut self, rel: &str, info: &FileInfo) -> Result<String, Error> {
         let now = Stat {
             size: info.size,
             mtime_ns: info.mtime_ns,
@@ -187,7 +192,7 @@ impl Hasher {
         {
             return Ok(known.hash.clone());
         }
-        let hash = hash_file(path)?;
+        let hash = hash_file(&self.root.join(rel))?;
         self.bytes_read += info.size;
         self.stats.insert(
             rel.to_string(),

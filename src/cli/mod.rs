@@ -8,12 +8,13 @@ mod init;
 pub(crate) mod metrics;
 mod params;
 mod plan;
-mod run;
+pub(crate) mod run;
 mod runs;
 mod schema;
-mod services;
+pub(crate) mod services;
 mod step;
 mod transfer;
+mod ui;
 mod validate;
 mod watch;
 
@@ -86,6 +87,8 @@ enum Command {
     Push(transfer::Args),
     /// Fetch the outputs runner.lock records from the stack's s3 artifact store.
     Pull(transfer::Args),
+    /// Serve a web app of this checkout: pipelines, runs, live logs, deployments, metrics, predict.
+    Ui(ui::Args),
     /// Compile a pipeline for a distributed engine: Argo Workflows or a GitLab child pipeline.
     #[command(subcommand)]
     Export(export::Command),
@@ -100,7 +103,7 @@ pub fn main() -> u8 {
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Command::Run(_) | Command::Step(_) | Command::Watch(_)
+        Command::Run(_) | Command::Step(_) | Command::Watch(_) | Command::Ui(_)
     ) {
         restore_sigpipe();
     }
@@ -127,6 +130,7 @@ pub fn main() -> u8 {
             root().and_then(|root| transfer::run(&root, args, transfer::Direction::Pull))
         }
         Command::Export(command) => root().and_then(|root| export::run(&root, command)),
+        Command::Ui(args) => root().and_then(|root| ui::run(&root, args)),
         Command::Init(args) => init::init(args),
         Command::Demo(args) => init::demo(args),
     };
@@ -140,8 +144,9 @@ pub fn main() -> u8 {
 }
 
 /// Lets `runner runs logs ID | head` end quietly, as any Unix filter does,
-/// instead of failing on a closed pipe. Not for `run` and `watch`: a closed
-/// output must never kill runner while its steps are running.
+/// instead of failing on a closed pipe. Not for `run`, `watch` and `ui`: a closed
+/// output must never kill runner while its steps are running, nor a
+/// browser that closes a connection kill `runner ui`.
 fn restore_sigpipe() {
     use nix::sys::signal::{SigHandler, Signal, signal};
     // SAFETY: called first thing on the main thread, before any other

@@ -350,6 +350,7 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
             }
             if events_rx.is_empty() {
                 events.reporter.flush();
+                events.recorder.flush_logs();
             }
         }
         events.reporter.flush();
@@ -361,6 +362,11 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
     // What finished is in runner.lock, even after a failure or a cancel.
     if let Err(err) = cache.finish(&plan) {
         eprintln!("error: runner.lock was not written: {err}; the next run replays what finished");
+    }
+    if scope == Scope::Pipeline
+        && let Err(err) = sink.recorder.set_metrics(run_metrics(&plan, &cache))
+    {
+        eprintln!("warning: the run record is incomplete: {err}");
     }
     let session = tracking.log_steps(&plan, &cache, status, &mut sink);
     let tracking_failed = matches!(session, Err(()));

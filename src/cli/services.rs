@@ -193,7 +193,7 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
 /// The stack whose deployer manages the services (the local one by
 /// default); the embedded default when the specs cannot be read, so
 /// services stay manageable while a spec is being fixed.
-fn stack_of(root: &Path, stack: Option<&str>) -> Stack {
+pub(crate) fn stack_of(root: &Path, stack: Option<&str>) -> Stack {
     crate::spec::load_work_tree(root)
         .ok()
         .filter(|loaded| loaded.report.is_empty())

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 pub use kubernetes::ManifestDeployer;
 pub use process::ProcessDeployer;
-pub use registry::{Registry, SERVICES_DIR, ServedModel, ServiceRecord, ServiceState};
+pub use registry::{Registry, SERVICES_DIR, ServedModel, ServiceRecord, ServiceState, check_name};
 
 use crate::error::Error;
 use crate::spec::types::{ModelDeployerType, Service, Stack};

@@ -237,7 +237,7 @@ impl Registry {
 
 /// Service names are what the pipeline schema allows (`NAME_PATTERN`), so a
 /// name on the command line can never reach outside `.runner/services/`.
-fn check_name(name: &str) -> Result<(), Error> {
+pub fn check_name(name: &str) -> Result<(), Error> {
     let mut chars = name.chars();
     let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));

@@ -2,8 +2,8 @@
 //! written from the events as they happen, so a run that is killed half way
 //! still says what finished. Everything is masked before it is written.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +50,10 @@ pub struct RunRecord {
     /// The experiment tracker's run (MLflow), when the stack has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking: Option<TrackingRecord>,
+    /// Every step's metrics, by name, once the steps are done: what
+    /// `runner ui` charts over the runs of a pipeline.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// Where the run is in the experiment tracker, and what went wrong there.
@@ -196,6 +200,7 @@ impl Recorder {
             promotion: None,
             write_back: None,
             tracking: None,
+            metrics: BTreeMap::new(),
             git: plan.git.as_ref().map(GitRecord::from),
             steps: plan
                 .steps
@@ -382,6 +387,26 @@ impl Recorder {
             Event::RunStarted { .. } | Event::Deploying { .. } => {}
         }
         Ok(())
+    }
+
+    /// Records the run's metrics (known once its steps are done).
+    pub fn set_metrics(&mut self, metrics: BTreeMap<String, f64>) -> Result<(), Error> {
+        // A run whose steps write no metrics (a no-op of a big pipeline,
+        // often) is not written out a second time.
+        if metrics == self.record.metrics {
+            return Ok(());
+        }
+        self.record.metrics = metrics;
+        self.save()
+    }
+
+    /// Writes out what the logs buffered: called whenever no event is
+    /// waiting, so a log being followed (`runner ui`) is never behind by
+    /// more than the lines still arriving, and a burst costs one write.
+    pub fn flush_logs(&mut self) {
+        for log in self.logs.values_mut() {
+            let _ = log.flush();
+        }
     }
 
     fn log(&mut self, step: &str) -> Result<&mut BufWriter<File>, Error> {

@@ -77,8 +77,10 @@ pub fn reporter(format: Format) -> Box<dyn Reporter> {
 
 /// "1.23s", "2m 5s": short durations for status lines.
 pub fn seconds(ms: u64) -> String {
-    if ms < 60_000 {
-        format!("{:.2}s", ms as f64 / 1000.0)
+    // In integers: a no-op run prints one of these per step.
+    let centis = (ms + 5) / 10;
+    if centis < 6_000 {
+        format!("{}.{:02}s", centis / 100, centis % 100)
     } else {
         format!("{}m {}s", ms / 60_000, (ms % 60_000) / 1000)
     }

@@ -112,11 +112,19 @@ impl Reporter for PlainReporter {
                 };
                 let mut line = format!("{step} ({})", seconds(*duration_ms));
                 if let Some(reason) = reason {
-                    line.push_str(&format!(": {reason}"));
+                    line.push_str(": ");
+                    line.push_str(reason);
                 }
-                let held = self.held.remove(step).unwrap_or_default();
+                // Only CI folding holds output back (and a no-op run
+                // finishes thousands of steps that printed nothing).
+                let held = match self.held.is_empty() {
+                    true => Vec::new(),
+                    false => self.held.remove(step).unwrap_or_default(),
+                };
                 match self.ci {
-                    Ci::None => self.print(&status(label, &line)),
+                    Ci::None => {
+                        let _ = writeln!(self.out, "{label:>9} {line}");
+                    }
                     Ci::GitHub => {
                         self.print(&format!("::group::{} {line}", label.to_lowercase()));
                         held.iter().for_each(|l| self.print(l));

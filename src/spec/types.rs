@@ -330,6 +330,10 @@ pub struct Service {
     /// How long the server may take to answer its health check, e.g. `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_timeout: Option<String>,
+    /// A request the predict path answers: a repo path to a JSON file, or
+    /// the JSON itself. `runner ui` builds its predict form from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<serde_json::Value>,
 }
 
 /// Which components run, store and serve things.

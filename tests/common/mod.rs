@@ -3,6 +3,8 @@
 // Each test file uses some of these helpers, not all.
 #![allow(dead_code)]
 
+pub mod ui;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,0 +1,649 @@
+//! The JSON API under `/api/` and the routes of the pages. Every handler
+//! reads with the library's own readers (run records, plans, Deployment
+//! files and their `git log`, services), on a blocking thread: they touch
+//! the disk, git and the services' HTTP ports.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{TOKEN_HEADER, Ui, assets, logs};
+use crate::deploy::{self, ServiceRecord};
+use crate::error::Error;
+use crate::exec::record::{self, RunRecord};
+use crate::gitops::{DeploymentVersion, deployment_history};
+use crate::promote::deployment_file;
+use crate::spec::{Deployment, Loaded, Pipeline};
+
+/// How many commits of a Deployment file's history the API returns.
+const HISTORY_LIMIT: usize = 200;
+
+pub(super) fn router(ui: Arc<Ui>) -> Router {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/app.js", get(assets::script))
+        .route("/app.css", get(assets::style))
+        .route("/api/info", get(info))
+        .route("/api/pipelines", get(pipelines))
+        .route("/api/pipelines/{name}", get(pipeline))
+        .route("/api/pipelines/{name}/metrics", get(metrics))
+        .route("/api/runs", get(runs).post(start_run))
+        .route("/api/runs/{id}", get(run))
+        .route("/api/runs/{id}/logs/{step}", get(logs::log))
+        .route("/api/runs/{id}/logs/{step}/stream", get(logs::stream))
+        .route("/api/deployments", get(deployments))
+        .route("/api/deployments/{stack}/{service}", get(deployment))
+        .route("/api/services", get(services))
+        .route("/api/services/{name}", get(service))
+        .route("/api/services/{name}/sample", get(sample))
+        .route("/api/services/{name}/predict", post(predict))
+        .route("/api/services/{name}/start", post(start_service))
+        .route("/api/services/{name}/stop", post(stop_service))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(ui.clone(), check_host))
+        .with_state(ui)
+}
+
+/// On a loopback address, only requests that name this machine: a web page
+/// elsewhere cannot point its own host name at 127.0.0.1 (DNS rebinding)
+/// and read the runs through its visitor's browser.
+async fn check_host(State(ui): State<Arc<Ui>>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let local = name == "localhost"
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if ui.loopback && !local {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("runner ui on a loopback address answers requests for localhost, not `{host}`"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// An error answer: a status and a message, as `{"error": MESSAGE}`.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(super) fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// A usage error names something that is not there (a run, a service, a
+/// pipeline): 404. Anything else is the server's problem.
+impl From<Error> for ApiError {
+    fn from(err: Error) -> ApiError {
+        let status = match err {
+            Error::Usage { .. } => StatusCode::NOT_FOUND,
+            Error::Service { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, err.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+pub(super) type Answer<T> = Result<Json<T>, ApiError>;
+
+/// Runs a reader on a blocking thread.
+pub(super) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no page or API endpoint at {}; the API is listed in the README (`runner ui`)",
+        uri.path()
+    ))
+}
+
+/// What the pages need to know about the server itself.
+async fn info(State(ui): State<Arc<Ui>>) -> Json<Value> {
+    Json(json!({
+        "root": ui.root.display().to_string(),
+        "actions": ui.token.is_some(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// The work tree's specs; problems in them are the answer (422).
+fn load(root: &Path) -> Result<Loaded, ApiError> {
+    let loaded = crate::spec::load_work_tree(root)?;
+    if !loaded.report.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the specs have problems (`runner validate` lists them):\n{}",
+                loaded.report.render_text(false)
+            ),
+        ));
+    }
+    Ok(loaded)
+}
+
+fn find_pipeline<'l>(loaded: &'l Loaded, name: &str) -> Result<&'l Pipeline, ApiError> {
+    loaded
+        .specs
+        .pipelines
+        .iter()
+        .map(|d| &d.spec)
+        .find(|p| p.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no pipeline `{name}` in pipelines/")))
+}
+
+#[derive(Serialize)]
+struct PipelineSummary {
+    name: String,
+    description: Option<String>,
+    steps: usize,
+    service: Option<String>,
+    file: String,
+}
+
+async fn pipelines(State(ui): State<Arc<Ui>>) -> Answer<Vec<PipelineSummary>> {
+    blocking(move || {
+        let loaded = load(&ui.root)?;
+        Ok(Json(
+            loaded
+                .specs
+                .pipelines
+                .iter()
+                .map(|doc| PipelineSummary {
+                    name: doc.spec.name.clone(),
+                    description: doc.spec.description.clone(),
+                    steps: doc.spec.steps.len(),
+                    service: doc.spec.promote.as_ref().map(|p| p.service.name.clone()),
+                    file: doc.file.clone(),
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
+
+/// One step of a pipeline's page: its edges, what a run would do now, and
+/// how it did last time.
+#[derive(Serialize)]
+struct StepView {
+    name: String,
+    command: String,
+    upstream: Vec<String>,
+    plan: crate::plan::Decision,
+    last: Option<LastRun>,
+}
+
+#[derive(Serialize)]
+struct LastRun {
+    run: String,
+    status: Option<crate::exec::events::StepStatus>,
+    exit_code: Option<i32>,
+    duration_ms: Option<u64>,
+}
+
+/// A pipeline's DAG and plan for the current work tree ("what would run
+/// and why"), with each step's last recorded status.
+async fn pipeline(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> Answer<Value> {
+    blocking(move || {
+        let loaded = load(&ui.root)?;
+        let spec = find_pipeline(&loaded, &name)?;
+        let args = crate::cli::run::PlanArgs::with(&[name.as_str()]);
+        let (plan, _) = crate::cli::run::plan(&ui.root, &args, false)?.map_err(|_| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the specs have problems; `runner validate` lists them",
+            )
+        })?;
+        let runs: Vec<RunRecord> = record::list_runs(&ui.root)?
+            .into_iter()
+            .filter(|r| r.pipeline == name)
+            .collect();
+        let masker = crate::exec::mask::Masker::new(&plan.secret_values);
+        let steps: Vec<StepView> = plan
+            .steps
+            .iter()
+            .zip(&plan.decisions)
+            .map(|(step, decision)| StepView {
+                name: step.name.clone(),
+                command: masker.mask(&step.command).into_owned(),
+                upstream: step
+                    .upstream
+                    .iter()
+                    .filter_map(|&i| plan.steps.get(i).map(|s| s.name.clone()))
+                    .collect(),
+                plan: decision.clone(),
+                last: runs.iter().find_map(|run| {
+                    let s = run
+                        .steps
+                        .iter()
+                        .find(|s| s.name == step.name && s.status.is_some())?;
+                    Some(LastRun {
+                        run: run.id.clone(),
+                        status: s.status,
+                        exit_code: s.exit_code,
+                        duration_ms: s.duration_ms,
+                    })
+                }),
+            })
+            .collect();
+        Ok(Json(json!({
+            "name": spec.name,
+            "description": spec.description,
+            "stack": plan.stack,
+            "git": plan.git,
+            "steps": steps,
+            "promote": spec.promote.as_ref().map(|p| json!({
+                "model": p.model,
+                "gate": p.gate,
+                "service": p.service.name,
+            })),
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct RunFilter {
+    pipeline: Option<String>,
+    status: Option<String>,
+}
+
+/// Every run, newest first; `?pipeline=P&status=S` filter.
+async fn runs(State(ui): State<Arc<Ui>>, Query(filter): Query<RunFilter>) -> Answer<Vec<Value>> {
+    blocking(move || {
+        let runs = record::list_runs(&ui.root)?;
+        Ok(Json(
+            runs.into_iter()
+                .filter(|r| filter.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
+                .filter(|r| {
+                    filter
+                        .status
+                        .as_ref()
+                        .is_none_or(|s| r.status.as_str() == s)
+                })
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "pipeline": r.pipeline,
+                        "stack": r.stack,
+                        "status": r.status,
+                        "started_at": r.started_at,
+                        "duration_ms": r.duration_ms,
+                        "steps": r.steps.len(),
+                        "commit": r.git.as_ref().map(|g| &g.sha),
+                        "promotion": r.promotion.as_ref().map(|p| p.status),
+                    })
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
+
+/// A run id as the API takes it: what run ids are made of, so an id can
+/// never name a path outside `.runner/runs`.
+pub(super) fn find_run(root: &Path, id: &str) -> Result<RunRecord, ApiError> {
+    let plausible = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        && !id.contains("..");
+    if !plausible {
+        return Err(ApiError::not_found(format!("`{id}` is not a run id")));
+    }
+    Ok(record::find_run(root, id)?)
+}
+
+/// One run: steps, exit codes, durations, gate checks with their values,
+/// the promotion, the write-back commit.
+async fn run(State(ui): State<Arc<Ui>>, UrlPath(id): UrlPath<String>) -> Answer<RunRecord> {
+    blocking(move || find_run(&ui.root, &id).map(Json)).await
+}
+
+#[derive(Deserialize)]
+struct StartRun {
+    pipeline: String,
+}
+
+/// Starts `runner run PIPELINE` in the background (an action: token needed).
+async fn start_run(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    body: Option<Json<StartRun>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&ui, &headers)?;
+    let Some(Json(StartRun { pipeline })) = body else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "send {\"pipeline\": NAME} as JSON",
+        ));
+    };
+    blocking(move || {
+        find_pipeline(&load(&ui.root)?, &pipeline)?;
+        let exe = std::env::current_exe().map_err(|source| Error::Io {
+            path: "runner".into(),
+            source,
+        })?;
+        let mut child = std::process::Command::new(exe)
+            .arg("-C")
+            .arg(&ui.root)
+            .args(["run", pipeline.as_str(), "--format", "plain"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|source| Error::Io {
+                path: ui.root.clone(),
+                source,
+            })?;
+        let pid = child.id();
+        // Reaped when it ends; its record under .runner/runs says how it went.
+        std::thread::spawn(move || child.wait());
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "pipeline": pipeline, "pid": pid })),
+        ))
+    })
+    .await
+}
+
+/// A state-changing request: refused unless actions are on and it carries
+/// the token.
+fn authorize(ui: &Ui, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &ui.token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "actions are off: start `runner ui --allow-actions` to start and stop services and runs",
+        ));
+    };
+    let given = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
+    match given {
+        Some(given) if given == token => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this changes state: send the token `runner ui` printed in the {TOKEN_HEADER} header"
+            ),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct DeploymentSummary {
+    file: String,
+    #[serde(flatten)]
+    deployment: Deployment,
+}
+
+/// Every Deployment file of the work tree.
+async fn deployments(State(ui): State<Arc<Ui>>) -> Answer<Vec<DeploymentSummary>> {
+    blocking(move || {
+        let loaded = load(&ui.root)?;
+        Ok(Json(
+            loaded
+                .specs
+                .deployments
+                .iter()
+                .map(|d| DeploymentSummary {
+                    file: d.file.clone(),
+                    deployment: d.spec.clone(),
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
+
+/// One service on one stack: the committed Deployment, its history (who
+/// promoted what, when, with which metrics) and the service's live status.
+async fn deployment(
+    State(ui): State<Arc<Ui>>,
+    UrlPath((stack, service)): UrlPath<(String, String)>,
+) -> Answer<Value> {
+    blocking(move || {
+        deploy::check_name(&stack)?;
+        deploy::check_name(&service)?;
+        let file = deployment_file(&stack, &service);
+        let history: Vec<DeploymentVersion> = deployment_history(&ui.root, &file, HISTORY_LIMIT)?;
+        let Some(committed) = history.first() else {
+            return Err(ApiError::not_found(format!(
+                "no {file} has been committed; a run whose gate passes writes it"
+            )));
+        };
+        let live = live_status(&ui.root, &service);
+        Ok(Json(json!({
+            "file": file,
+            "stack": stack,
+            "service": service,
+            "commit": committed.commit,
+            "deployment": committed.deployment,
+            "history": history,
+            "live": live,
+        })))
+    })
+    .await
+}
+
+/// The service's state, checked now; what went wrong reading it otherwise.
+fn live_status(root: &Path, name: &str) -> Value {
+    match deployer(root).status(name) {
+        Ok(record) => json!(view(&record)),
+        Err(err) => json!({ "name": name, "state": "unknown", "last_error": err.to_string() }),
+    }
+}
+
+/// The deployer of the services of this checkout (as `runner services`).
+fn deployer(root: &Path) -> Box<dyn deploy::Deployer> {
+    deploy::deployer(&crate::cli::services::stack_of(root, None), root)
+}
+
+/// A service as the API shows it: its record, and its URL.
+fn view(record: &ServiceRecord) -> Value {
+    let mut value = json!(record);
+    if let Value::Object(map) = &mut value {
+        map.insert("url".into(), json!(record.url()));
+    }
+    value
+}
+
+async fn services(State(ui): State<Arc<Ui>>) -> Answer<Vec<Value>> {
+    blocking(move || {
+        Ok(Json(
+            deployer(&ui.root)
+                .list()?
+                .into_iter()
+                .map(|r| match r {
+                    Ok(record) => view(&record),
+                    Err(err) => json!({ "state": "unknown", "last_error": err.to_string() }),
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
+
+async fn service(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> Answer<Value> {
+    blocking(move || Ok(Json(view(&deployer(&ui.root).status(&name)?)))).await
+}
+
+async fn start_service(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> Answer<Value> {
+    authorize(&ui, &headers)?;
+    blocking(move || Ok(Json(view(&deployer(&ui.root).start(&name)?)))).await
+}
+
+async fn stop_service(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> Answer<Value> {
+    authorize(&ui, &headers)?;
+    blocking(move || Ok(Json(view(&deployer(&ui.root).stop(&name)?)))).await
+}
+
+/// The request the predict form starts from: the pipeline's
+/// `promote.service.sample`, a JSON file in the repo or the JSON itself.
+async fn sample(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> Answer<Value> {
+    blocking(move || {
+        let loaded = load(&ui.root)?;
+        let service = loaded
+            .specs
+            .pipelines
+            .iter()
+            .filter_map(|d| d.spec.promote.as_ref())
+            .map(|p| &p.service)
+            .find(|s| s.name == name)
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no pipeline promotes to a service `{name}`"))
+            })?;
+        match &service.sample {
+            None => Err(ApiError::not_found(format!(
+                "service `{name}` has no `sample` in its pipeline's `promote.service`"
+            ))),
+            Some(Value::String(file)) => read_sample(&ui.root, file).map(Json),
+            Some(json) => Ok(Json(json.clone())),
+        }
+    })
+    .await
+}
+
+/// A sample file: a relative path inside the repository, holding JSON.
+fn read_sample(root: &Path, file: &str) -> Result<Value, ApiError> {
+    let rel = Path::new(file);
+    let inside = rel
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside {
+        return Err(ApiError::not_found(format!(
+            "sample `{file}` is not a path inside the repository"
+        )));
+    }
+    let path = root.join(rel);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })?;
+    serde_json::from_str(&text).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("sample {file} is not JSON: {e}"),
+        )
+    })
+}
+
+/// Sends the JSON body to the running service's predict path; its answer.
+/// Reads nothing and changes nothing here, so it needs no token.
+async fn predict(
+    State(ui): State<Arc<Ui>>,
+    UrlPath(name): UrlPath<String>,
+    body: Option<Json<Value>>,
+) -> Answer<Value> {
+    let Some(Json(body)) = body else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "send the request for the service as JSON",
+        ));
+    };
+    blocking(move || {
+        let record = deployer(&ui.root).status(&name)?;
+        if record.state != deploy::ServiceState::Active {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("service `{name}` is {}", record.state.as_str()),
+            ));
+        }
+        let answer = deploy::predict(&record, &body.to_string())?;
+        let answer = serde_json::from_str(&answer).unwrap_or(Value::String(answer));
+        Ok(Json(json!({ "service": name, "answer": answer })))
+    })
+    .await
+}
+
+/// Each metric over the pipeline's runs (oldest first) and over the
+/// history of its deployments.
+async fn metrics(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> Answer<Value> {
+    blocking(move || {
+        let loaded = load(&ui.root)?;
+        let spec = find_pipeline(&loaded, &name)?;
+        let mut runs: Vec<Value> = record::list_runs(&ui.root)?
+            .into_iter()
+            .filter(|r| r.pipeline == name && !r.metrics.is_empty())
+            .map(|r| json!({ "run": r.id, "at": r.started_at, "metrics": r.metrics }))
+            .collect();
+        runs.reverse();
+        let mut deployments = Vec::new();
+        for doc in &loaded.specs.deployments {
+            let d = &doc.spec;
+            let served = spec
+                .promote
+                .as_ref()
+                .is_some_and(|p| p.service.name == d.service);
+            if d.pipeline != name && !served {
+                continue;
+            }
+            let file = deployment_file(&d.stack, &d.service);
+            let mut history = deployment_history(&ui.root, &file, HISTORY_LIMIT)?;
+            history.reverse();
+            deployments.extend(history.into_iter().filter_map(|v| {
+                let deployment = v.deployment?;
+                Some(json!({
+                    "commit": v.commit,
+                    "at": v.time,
+                    "stack": deployment.stack,
+                    "service": deployment.service,
+                    "metrics": deployment.metrics,
+                }))
+            }));
+        }
+        Ok(Json(json!({
+            "pipeline": name,
+            "runs": runs,
+            "deployments": deployments,
+        })))
+    })
+    .await
+}

@@ -1,0 +1,118 @@
+//! `runner ui`: a small web app over the same records the command line
+//! reads (runs, plans, deployments, services, metrics), served from the
+//! binary. Pages are plain HTML, CSS and JS embedded at build time (no CDN,
+//! works offline); they read a JSON API under `/api/` that other tools can
+//! use too. Safe by default: it binds 127.0.0.1, and anything that changes
+//! state is refused unless `--allow-actions` was given, and then needs the
+//! token printed at start-up.
+
+mod api;
+mod assets;
+mod logs;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::Error;
+
+/// How the server is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub bind: IpAddr,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Lets the pages start and stop services and start runs.
+    pub allow_actions: bool,
+}
+
+/// What every request handler shares.
+pub(crate) struct Ui {
+    root: PathBuf,
+    /// The token state-changing requests must carry; `None`: actions are off.
+    token: Option<String>,
+    /// Listening on a loopback address: requests must name this machine.
+    loopback: bool,
+}
+
+/// The header that carries the action token.
+pub const TOKEN_HEADER: &str = "x-runner-token";
+
+/// Serves the UI for the repository at `root` until SIGINT or SIGTERM.
+/// Prints `listening URL` (and `token TOKEN` with actions on) on stdout,
+/// one item a line, for people and for scripts.
+pub fn serve(root: &Path, options: &Options) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: root.to_path_buf(),
+        source,
+    };
+    let token = match options.allow_actions {
+        true => Some(new_token().map_err(io)?),
+        false => None,
+    };
+    let ui = Arc::new(Ui {
+        root: root.to_path_buf(),
+        token,
+        loopback: options.bind.is_loopback(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    runtime.block_on(async move {
+        let addr = SocketAddr::new(options.bind, options.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::usage(format!("cannot listen on {addr}: {source}")))?;
+        let local = listener.local_addr().map_err(io)?;
+        announce(local, ui.token.as_deref());
+        axum::serve(listener, api::router(ui))
+            .with_graceful_shutdown(stop_signal())
+            .await
+            .map_err(io)
+    })
+}
+
+/// The URL (and token) on stdout, flushed: a script waits for this line.
+fn announce(addr: SocketAddr, token: Option<&str>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening http://{addr}/");
+    match token {
+        Some(token) => {
+            let _ = writeln!(out, "token {token}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "actions off: pages only read (--allow-actions lets them start and stop services and runs)"
+            );
+        }
+    }
+    let _ = out.flush();
+}
+
+/// 128 random bits from the kernel, as hex.
+fn new_token() -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
