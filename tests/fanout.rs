@@ -332,7 +332,7 @@ fn exports_give_members_valid_names_and_run_them_by_their_own() {
 }
 
 #[test]
-fn templated_needs_chain_each_member_to_its_own_upstream_member() {
+fn templated_needs_deps_and_env_give_each_member_its_own() {
     let dir = repo(
         r#"  prep:
     foreach: [a, b]
@@ -341,8 +341,13 @@ fn templated_needs_chain_each_member_to_its_own_upstream_member() {
   use:
     foreach: [a, b]
     needs: ["prep@{{ item }}"]
-    run: cp build/prep-{{ item }}.txt {{ outputs.copy }}
+    env: {WHICH: "member {{ item }}"}
+    run: (cat build/prep-{{ item }}.txt; echo "$WHICH") > {{ outputs.copy }}
     outputs: {copy: "build/use-{{ item }}.txt"}
+  audit:
+    foreach: [a, b]
+    deps: ["build/use-{{ item }}.txt"]
+    run: wc -l build/use-{{ item }}.txt
 "#,
         "",
     );
@@ -352,9 +357,12 @@ fn templated_needs_chain_each_member_to_its_own_upstream_member() {
     assert!(dot.contains(r#""prep@a" -> "use@a""#), "{dot}");
     assert!(dot.contains(r#""prep@b" -> "use@b""#), "{dot}");
     assert!(!dot.contains(r#""prep@a" -> "use@b""#), "{dot}");
-    assert_eq!(ran(&run(dir.path(), &[])).len(), 4);
+    // A templated dep that is a member's output is an edge too.
+    assert!(dot.contains(r#""use@b" -> "audit@b""#), "{dot}");
+    assert!(!dot.contains(r#""use@a" -> "audit@b""#), "{dot}");
+    assert_eq!(ran(&run(dir.path(), &[])).len(), 6);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("build/use-b.txt")).unwrap(),
-        "b\n"
+        "b\nmember b\n"
     );
 }
