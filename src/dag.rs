@@ -17,6 +17,8 @@ pub enum EdgeReason {
     Template(String),
     /// A `deps` path is (or is inside, or contains) an output of the earlier step.
     Deps(String),
+    /// A template reads `steps.GROUP.members`, which the earlier step is one of.
+    Members,
 }
 
 impl EdgeReason {
@@ -26,6 +28,7 @@ impl EdgeReason {
             EdgeReason::Needs => "needs".to_string(),
             EdgeReason::Template(output) => format!("reads outputs.{output}"),
             EdgeReason::Deps(path) => format!("deps {path}"),
+            EdgeReason::Members => "reads members".to_string(),
         }
     }
 }

@@ -16,12 +16,13 @@ use minijinja::{Value, context};
 use crate::cache::hash::Digest;
 use crate::cache::lock::LockFile;
 use crate::error::Error;
+use crate::spec::expand::{SEPARATOR, group_of};
 use crate::spec::types::{
     ArtifactStore, Deployment, ExperimentTracker, GitSettings, Promote, Stack,
 };
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
-use crate::template::Templates;
+use crate::template::{Templates, shell_words};
 
 /// One step, ready to run.
 pub struct PlannedStep {
@@ -162,9 +163,25 @@ impl Plan {
                 .map(|(name, step)| (name.clone(), step.outputs.clone()))
                 .collect(),
         );
+        let mut groups: IndexMap<String, Vec<GroupMember>> = IndexMap::new();
+        for (name, step) in &spec.steps {
+            if let Some(member) = &step.member {
+                groups
+                    .entry(member.group.clone())
+                    .or_default()
+                    .push(GroupMember {
+                        name: name.clone(),
+                        item: member.item.clone(),
+                        key: member.key.clone(),
+                        metrics: step.metrics.clone(),
+                    });
+            }
+        }
+        let groups = Arc::new(groups);
         let outputs_of = |base: &str| {
             Value::from_object(StepsContext {
                 outputs: Arc::clone(&all_outputs),
+                groups: Arc::clone(&groups),
                 base: base.to_string(),
             })
         };
@@ -199,6 +216,7 @@ impl Plan {
                 .iter()
                 .map(|(k, p)| (k.as_str(), relative_to(&workdir, p)))
                 .collect();
+            let member = step.member.as_ref();
             let ctx = context! {
                 params => params_value.clone(),
                 outputs => Value::from(Serde(own)),
@@ -206,6 +224,8 @@ impl Plan {
                 run => run_value.clone(),
                 git => git_value.clone(),
                 pipeline => spec.name.clone(),
+                item => member.map(|m| Value::from(Serde(&m.item))),
+                key => member.and_then(|m| m.key.clone()),
             };
             let (argv, command) =
                 templates
@@ -376,28 +396,84 @@ impl Plan {
 /// `steps` in a command's template: `steps.NAME.outputs.KEY`, relative to
 /// the step's workdir. Built on lookup: a step's command names one or two
 /// other steps, and a whole map per step would cost a 1,000-step pipeline's
-/// planning more than everything else together.
+/// planning more than everything else together. A fan-out's name gives
+/// every member's paths (see `shell_words`) and its `members`.
 #[derive(Debug)]
 struct StepsContext {
     outputs: Arc<IndexMap<String, IndexMap<String, String>>>,
+    groups: Arc<IndexMap<String, Vec<GroupMember>>>,
     base: String,
+}
+
+/// What `steps.GROUP.members` says of one member.
+#[derive(Debug)]
+struct GroupMember {
+    name: String,
+    item: serde_json::Value,
+    key: Option<String>,
+    metrics: Option<String>,
+}
+
+impl StepsContext {
+    /// A step's outputs by name, relative to the workdir.
+    fn outputs(&self, step: &str) -> Option<IndexMap<&str, String>> {
+        Some(
+            self.outputs
+                .get(step)?
+                .iter()
+                .map(|(k, p)| (k.as_str(), relative_to(&self.base, p)))
+                .collect(),
+        )
+    }
+
+    /// `steps.GROUP`: `outputs` (each every member's paths) and `members`.
+    fn group(&self, members: &[GroupMember]) -> Value {
+        let per_member: Vec<IndexMap<&str, String>> = members
+            .iter()
+            .map(|m| self.outputs(&m.name).unwrap_or_default())
+            .collect();
+        let names = per_member
+            .first()
+            .map(|o| o.keys().copied().collect::<Vec<_>>());
+        let outputs: IndexMap<&str, Value> = names
+            .unwrap_or_default()
+            .into_iter()
+            .map(|out| {
+                let paths = per_member.iter().filter_map(|o| o.get(out));
+                (out, shell_words(paths.map(String::as_str)))
+            })
+            .collect();
+        let listed: Vec<Value> = members
+            .iter()
+            .zip(&per_member)
+            .map(|(m, outputs)| {
+                context! {
+                    name => m.name.clone(),
+                    item => Value::from(Serde(&m.item)),
+                    key => m.key.clone(),
+                    outputs => Value::from(Serde(outputs)),
+                    metrics => m.metrics.as_deref().map(|p| relative_to(&self.base, p)),
+                }
+            })
+            .collect();
+        context! { outputs => Value::from(Serde(outputs)), members => listed }
+    }
 }
 
 impl Object for StepsContext {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let outputs: IndexMap<&str, String> = self
-            .outputs
-            .get(key.as_str()?)?
-            .iter()
-            .map(|(k, p)| (k.as_str(), relative_to(&self.base, p)))
-            .collect();
-        Some(context! { outputs => Value::from(Serde(outputs)) })
+        let name = key.as_str()?;
+        match self.outputs(name) {
+            Some(outputs) => Some(context! { outputs => Value::from(Serde(outputs)) }),
+            None => Some(self.group(self.groups.get(name)?)),
+        }
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::Values(
             self.outputs
                 .keys()
+                .chain(self.groups.keys())
                 .map(|k| Value::from(k.as_str()))
                 .collect(),
         )
@@ -847,33 +923,39 @@ impl Plan {
         if selection.only.is_empty() && selection.downstream.is_empty() {
             return Ok(vec![true; n]);
         }
-        let index = |name: &str| {
-            self.steps
-                .iter()
-                .position(|s| s.name == name)
-                .ok_or_else(|| {
+        // A step, or every member of a fan-out by the step's name.
+        let indexes = |name: &str| {
+            let found: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    let step = &self.steps[i].name;
+                    step == name || (!name.contains(SEPARATOR) && group_of(step) == name)
+                })
+                .collect();
+            match found.is_empty() {
+                false => Ok(found),
+                true => {
                     let help = hint(name, self.steps.iter().map(|s| s.name.as_str()), "-");
-                    Error::usage(format!(
+                    Err(Error::usage(format!(
                         "pipeline `{}` has no step `{name}`; {help}",
                         self.pipeline
-                    ))
-                })
+                    )))
+                }
+            }
         };
         let mut selected = vec![false; n];
         for name in &selection.only {
-            selected[index(name)?] = true;
+            for i in indexes(name)? {
+                selected[i] = true;
+            }
         }
         let mut stack = Vec::new();
+        let mut starts = Vec::new();
         for name in &selection.downstream {
-            stack.push(index(name)?);
+            starts.extend(indexes(name)?);
         }
+        stack.extend(starts.iter().copied());
         while let Some(i) = stack.pop() {
-            if !selected[i]
-                || selection
-                    .downstream
-                    .iter()
-                    .any(|d| *d == self.steps[i].name)
-            {
+            if !selected[i] || starts.contains(&i) {
                 selected[i] = true;
                 stack.extend(
                     (0..n).filter(|&d| self.steps[d].upstream.contains(&i) && !selected[d]),

@@ -18,6 +18,7 @@ use crate::exec::events::{Event, PromotionStatus, WriteBackStatus};
 use crate::gate::{self, Check, GateInput};
 use crate::gitops;
 use crate::plan::{Plan, PlannedPromotion};
+use crate::spec::expand::SEPARATOR;
 use crate::spec::types::{
     ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, GateRecord,
     MlflowDeployment, ModelDeployer, ModelDeployerType, Promote, Service,
@@ -601,11 +602,13 @@ fn commit_message(
 }
 
 /// Every metric the pipeline's steps recorded in `runner.lock`, by name;
-/// an error when two steps report one name with different values.
+/// an error when two steps report one name with different values. Fan-out
+/// members are left out: each measured one candidate, and the step that
+/// picks among them reports the metrics of the one it chose.
 pub fn run_metrics(plan: &Plan, lock: &LockFile) -> Result<BTreeMap<String, f64>, String> {
     let mut metrics = BTreeMap::new();
     let mut reported_by: BTreeMap<String, &str> = BTreeMap::new();
-    for step in &plan.steps {
+    for step in plan.steps.iter().filter(|s| !s.name.contains(SEPARATOR)) {
         let Some(entry) = lock.step(&plan.pipeline, &step.name) else {
             continue;
         };

@@ -198,13 +198,27 @@ fn render_paths(source: &str, escape: Escape, context: &Value) -> Option<String>
         })?;
         let text = value.to_string();
         match escape {
-            Escape::Shell => out.push_str(&shell_quote(&text)),
-            Escape::Verbatim => out.push_str(&text),
+            Escape::Shell if !value.is_safe() => out.push_str(&shell_quote(&text)),
+            Escape::Shell | Escape::Verbatim => out.push_str(&text),
         }
         rest = &after[close + 2..];
     }
     out.push_str(rest);
     Some(out)
+}
+
+/// Several values as one, for a shell command: each quoted, separated by
+/// spaces, so `{{ steps.train.outputs.model }}` of a fan-out gives every
+/// member's path as an argument of its own. Validation keeps it out of argv
+/// commands, where one element cannot hold several arguments.
+pub fn shell_words<'a>(values: impl IntoIterator<Item = &'a str>) -> Value {
+    Value::from_safe_string(
+        values
+            .into_iter()
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Quotes a string for POSIX sh, leaving plain words (paths, numbers) as they are.
@@ -227,7 +241,10 @@ mod tests {
         let ctx = minijinja::context! {
             params => minijinja::context! { alpha => 0.1, n => 3, big => 1e21, tiny => 1e-7, on => true, name => "it's a test", empty => "", none => () },
             outputs => minijinja::context! { model => "build/model.json", spaced => "build/my model.json" },
-            steps => minijinja::context! { train => minijinja::context! { outputs => minijinja::context! { model => "build/m.json" } } },
+            steps => minijinja::context! {
+                train => minijinja::context! { outputs => minijinja::context! { model => "build/m.json" } },
+                fan => minijinja::context! { outputs => minijinja::context! { model => Value::from_safe_string("a.json 'b c.json'".into()) } },
+            },
         };
         let sources = [
             "python3 train.py --alpha {{ params.alpha }} --out {{ outputs.model }}",
@@ -235,6 +252,7 @@ mod tests {
             "echo {{ params.name }} > {{ outputs.spaced }}\n",
             "a {{ params.empty }} b {{ params.none }}\r\n",
             "cat {{ steps.train.outputs.model }}\r",
+            "cat {{ steps.fan.outputs.model }}",
             "no references at all\n\n",
             "{{ params.alpha }}",
             "braces } and { alone, }} too",
@@ -313,6 +331,14 @@ mod tests {
         let t = Templates::new();
         let ctx = context! { params => context! {} };
         assert!(t.render("{{ params.nope }}", Escape::Shell, &ctx).is_err());
+    }
+
+    #[test]
+    fn words_are_quoted_one_by_one_in_shell_commands() {
+        let t = Templates::new();
+        let ctx = context! { paths => shell_words(["a.json", "b c.json", "x;rm"]) };
+        let out = t.render("cat {{ paths }}", Escape::Shell, &ctx).unwrap();
+        assert_eq!(out, "cat a.json 'b c.json' 'x;rm'");
     }
 
     #[test]

@@ -8,33 +8,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{runner, text};
+use common::{check, runner, schema, text, yaml};
 
 fn manifest_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn schema(file: &str) -> serde_json::Value {
-    let path = manifest_root().join("schemas/third-party").join(file);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn yaml(text: &str) -> serde_json::Value {
-    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
-}
-
-/// Draft 7, as the other third-party schemas are checked (tests/ci_files.rs).
-fn check(schema: &serde_json::Value, instance: &serde_json::Value, what: &str) {
-    let validator = jsonschema::draft7::new(schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{what} does not validate:\n{}\n{instance:#}",
-        errors.join("\n")
-    );
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {

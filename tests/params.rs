@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{git, runner, text};
+use common::{git, ran, runner, text};
 
 const PIPELINE: &str = "apiVersion: runner/v1
 kind: Pipeline
@@ -22,15 +22,6 @@ steps:
     params: [train.l1]
     outputs: {out: l1.txt}
 ";
-
-fn ran(out: &std::process::Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "step_finished" && e["status"] == "succeeded")
-        .map(|e| e["step"].as_str().unwrap().to_string())
-        .collect()
-}
 
 #[test]
 fn params_files_merge_over_inline_under_overrides_and_invalidate_only_listed_keys() {

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Export, to_yaml};
 use crate::error::Error;
+use crate::template::shell_quote;
 
 /// Top-level keys GitLab reserves: a step with one of these names gets a
 /// job named `NAME-step`.
@@ -42,7 +43,12 @@ pub fn render(export: &Export) -> Result<Value, Error> {
     root.insert("default".into(), json!({"image": export.image}));
     for (step, upstream) in export.steps() {
         let mut job = json!({
-            "script": [export.command(step).join(" ")],
+            "script": [export
+                .command(step)
+                .iter()
+                .map(|arg| shell_quote(arg))
+                .collect::<Vec<_>>()
+                .join(" ")],
             "needs": upstream.iter().map(|u| job_name(u)).collect::<Vec<_>>(),
         });
         let retries = export.pipeline.steps.get(step).map_or(0, |s| s.retries);

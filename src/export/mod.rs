@@ -86,13 +86,15 @@ pub fn kube_name(name: &str) -> String {
             _ => '-',
         })
         .collect();
-    while out.ends_with('-') {
-        out.pop();
-    }
     if !out.starts_with(|c: char| c.is_ascii_lowercase()) {
         out.insert_str(0, "s-");
     }
+    // Cut to the 63 characters a name may have, then end on a letter or
+    // digit (a long fan-out member's name is cut anywhere).
     out.truncate(63);
+    while out.ends_with('-') {
+        out.pop();
+    }
     out
 }
 
@@ -116,5 +118,11 @@ mod tests {
         assert_eq!(kube_name("_x_"), "s--x");
         assert_eq!(kube_name("2nd"), "s-2nd");
         assert!(kube_name(&"a".repeat(100)).len() <= 63);
+        assert_eq!(
+            kube_name("train@model=ridge,alpha=0.1"),
+            "train-model-ridge-alpha-0-1"
+        );
+        let long = kube_name(&format!("train@{}=1,b=2", "a".repeat(55)));
+        assert!(long.len() <= 63 && !long.ends_with('-'), "{long}");
     }
 }

@@ -1,5 +1,6 @@
 //! Spec files: their types, where they are read from, and how they are checked.
 
+pub mod expand;
 pub mod load;
 pub mod paths;
 pub mod schema;
@@ -154,7 +155,8 @@ fn read_params_files(source: &Source, loaded: &mut Loaded) {
 }
 
 fn check(files: &[load::SpecFile], mut report: Report) -> Loaded {
-    let specs = load::parse(files, &mut report);
+    let mut specs = load::parse(files, &mut report);
+    expand::expand(&mut specs, &mut report);
     let dags = validate::check(&specs, &mut report);
     report.sort();
     Loaded {

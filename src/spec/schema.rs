@@ -249,7 +249,10 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
             at.push(&name);
             let key = doc.locate(&at, true);
             let mut p = problem(key.span, format!("`{name}` is not a valid name in {here}"));
-            p.help = Some(name_help(&segments));
+            p.help = Some(match name.contains('@') && segments.last() == Some(&"steps") {
+                true => "runner names fan-out members `STEP@...` itself: name the step `STEP` and give it `foreach:` or `matrix:`".to_string(),
+                false => name_help(&segments),
+            });
             p.removable = None;
             out.push(p);
         }
@@ -358,6 +361,10 @@ const REFERENCED: &[&str] = &[
 /// What to drop from a document with a problem at `segments` so the rest can
 /// still be checked: the field (the whole list, for a list item).
 fn removable_path(segments: &[&str]) -> Option<Vec<String>> {
+    // Without its `foreach` or `matrix`, a step's `item` would be reported too.
+    if let ["steps", _, "foreach" | "matrix", ..] = segments {
+        return None;
+    }
     let mut path: Vec<&str> = segments.to_vec();
     if path.last().is_some_and(|s| s.parse::<usize>().is_ok()) {
         path.pop();

@@ -149,9 +149,32 @@ mod tests {
 
     #[test]
     fn a_snapshot_reads_back_the_same_specs_and_graphs() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("example-repo");
+        round_trip(&Path::new(env!("CARGO_MANIFEST_DIR")).join("example-repo"));
+    }
+
+    #[test]
+    fn a_snapshot_keeps_each_fan_out_member_and_its_entry() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(repo.path().join("pipelines")).unwrap();
+        std::fs::write(
+            repo.path().join("pipelines/p.yaml"),
+            "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  train:\n    foreach: {small: {alpha: 0.1}}\n    run: echo {{ key }} {{ item.alpha }} > {{ outputs.m }}\n    outputs: {m: \"build/{{ key }}.txt\"}\n  pick:\n    run: cat {{ steps.train.outputs.m }}\n",
+        )
+        .unwrap();
+        let specs = round_trip(repo.path());
+        let member = &specs.pipelines[0].spec.steps["train@small"];
+        assert_eq!(member.outputs["m"], "build/small.txt");
+        assert_eq!(
+            member.member.as_ref().and_then(|m| m.key.as_deref()),
+            Some("small")
+        );
+    }
+
+    /// Writes and reads back the snapshot of the repository at `root`,
+    /// checks it holds what a full load found, and returns it.
+    fn round_trip(root: &Path) -> Specs {
         let mut report = crate::diagnostic::Report::default();
-        let files = load::read(&Source::work_tree(&root), &mut report).unwrap();
+        let files = load::read(&Source::work_tree(root), &mut report).unwrap();
         let loaded = super::super::check(&files, report);
         assert!(loaded.report.is_empty() && !loaded.specs.pipelines.is_empty());
 
@@ -193,5 +216,6 @@ mod tests {
         // Positions come from parsing the text again, on demand.
         let (fresh, full) = (&specs.pipelines[0], &loaded.specs.pipelines[0]);
         assert_eq!(fresh.span(&["steps"], true), full.span(&["steps"], true));
+        specs
     }
 }

@@ -25,24 +25,35 @@ pub const ENV_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 /// An environment variable's value: YAML `2` or `true` is meant as the text
 /// `2` or `true`, as in GitHub Actions' `env:`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(from = "EnvScalar", into = "String")]
-#[schemars(with = "EnvScalar")]
+#[serde(from = "Scalar", into = "String")]
+#[schemars(with = "Scalar")]
 pub struct EnvValue(pub String);
 
-#[derive(Deserialize, JsonSchema)]
+/// A text, number or boolean: an `env` value, or one value of a `matrix` axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
-enum EnvScalar {
+pub enum Scalar {
     Text(String),
     Number(serde_json::Number),
     Bool(bool),
 }
 
-impl From<EnvScalar> for EnvValue {
-    fn from(scalar: EnvScalar) -> Self {
+impl From<Scalar> for serde_json::Value {
+    fn from(scalar: Scalar) -> Self {
+        match scalar {
+            Scalar::Text(s) => s.into(),
+            Scalar::Number(n) => n.into(),
+            Scalar::Bool(b) => b.into(),
+        }
+    }
+}
+
+impl From<Scalar> for EnvValue {
+    fn from(scalar: Scalar) -> Self {
         EnvValue(match scalar {
-            EnvScalar::Text(s) => s,
-            EnvScalar::Number(n) => n.to_string(),
-            EnvScalar::Bool(b) => b.to_string(),
+            Scalar::Text(s) => s,
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
         })
     }
 }
@@ -153,7 +164,8 @@ pub struct Step {
     /// What the step is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Steps that must succeed first (edges are also inferred from templates and deps).
+    /// Steps that must succeed first (edges are also inferred from templates
+    /// and deps). A fan-out step's name means all its members; `STEP@...` one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
     /// Files and directories the step reads, relative to the repo root; their contents key the cache.
@@ -194,6 +206,59 @@ pub struct Step {
     /// `false` runs the step every time, whatever the cache says.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub cache: bool,
+    /// Fan-out, as DVC's `foreach`: one member step per entry, each with
+    /// its own cache entry, reading the entry as `{{ item }}`. A list names
+    /// members by value (`train@0.1`, or `train@lr=0.1,depth=3` for a list
+    /// of mappings); a mapping names them by key (`train@small`) and also
+    /// gives `{{ key }}`. `run`, `outputs`, `metrics`, `deps`, `needs`,
+    /// `workdir` and `env` values may read `item`; outputs must differ per member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreach: Option<Foreach>,
+    /// Fan-out over every combination of named lists, e.g.
+    /// `{model: [ridge, lasso], alpha: [0.1, 1]}` gives four members named
+    /// `train@model=ridge,alpha=0.1` ..., each reading `{{ item.model }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("propertyNames" = {"pattern": IDENT_PATTERN}), extend("minProperties" = 1))]
+    pub matrix: Option<IndexMap<String, MatrixAxis>>,
+    /// Set by runner on each member of a fan-out: never written in a spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub member: Option<Member>,
+}
+
+/// The entries a `foreach` fans out over.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Foreach {
+    /// One member per value, named by the value (`train@0.1`) or, for a
+    /// mapping, by its keys and values (`train@lr=0.1,depth=3`).
+    List(#[schemars(length(min = 1))] Vec<serde_json::Value>),
+    /// One member per key, named by the key (`train@small`); `item` is the value.
+    Map(#[schemars(extend("minProperties" = 1))] IndexMap<String, serde_json::Value>),
+}
+
+/// The values of one `matrix` axis.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct MatrixAxis(#[schemars(length(min = 1))] pub Vec<Scalar>);
+
+/// What makes a step one member of a fan-out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// The step it was expanded from: `train` for `train@alpha=0.1`.
+    pub group: String,
+    /// The entry, read in templates as `item`.
+    pub item: serde_json::Value,
+    /// The entry's key when `foreach` is a mapping, read as `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Step {
+    /// Whether the step still has to be expanded into members (`foreach`, `matrix`).
+    pub fn fans_out(&self) -> bool {
+        self.foreach.is_some() || self.matrix.is_some()
+    }
 }
 
 /// What starts a pipeline without a human.

@@ -2,10 +2,11 @@
 //! templates, expressions, durations, cron, unique names and the DAG itself.
 //! Every problem becomes a diagnostic placed on the YAML node it concerns.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use croner::parser::{CronParser, Seconds, Year};
 
+use super::expand::group_of;
 use super::load::{DEPLOYMENTS_DIR, Document, Specs};
 use super::paths::{self, normalize};
 use super::types::{ArtifactStoreType, Command, ModelDeployerType, Pipeline, Stack, Step};
@@ -31,7 +32,8 @@ pub fn check(specs: &Specs, report: &mut Report) -> Vec<Option<Dag>> {
     );
     for doc in &specs.stacks {
         if let Some(path) = &doc.spec.artifact_store.path
-            && let Err(diagnostic) = check_path(doc, &["artifact_store", "path"], path)
+            && let Err(diagnostic) =
+                check_path(doc, doc.span(&["artifact_store", "path"], false), path)
         {
             report.push(*diagnostic);
         }
@@ -201,7 +203,11 @@ fn stack_components(doc: &Document<Stack>, report: &mut Report) {
         return;
     }
     if let Some(dir) = &deployer.manifests_dir
-        && let Err(diagnostic) = check_path(doc, &["model_deployer", "manifests_dir"], dir)
+        && let Err(diagnostic) = check_path(
+            doc,
+            doc.span(&["model_deployer", "manifests_dir"], false),
+            dir,
+        )
     {
         report.push(*diagnostic);
     }
@@ -222,14 +228,11 @@ fn stack_components(doc: &Document<Stack>, report: &mut Report) {
     }
 }
 
-fn check_path<T>(doc: &Document<T>, at: &[&str], path: &str) -> Result<String, Box<Diagnostic>> {
+fn check_path<T>(doc: &Document<T>, span: Span, path: &str) -> Result<String, Box<Diagnostic>> {
     normalize(path).map_err(|problem| {
         Box::new(
-            doc.error(
-                doc.span(at, false),
-                format!("path `{path}` {}", problem.message()),
-            )
-            .with_help("paths are relative to the repository root and must stay inside it"),
+            doc.error(span, format!("path `{path}` {}", problem.message()))
+                .with_help("paths are relative to the repository root and must stay inside it"),
         )
     })
 }
@@ -253,8 +256,11 @@ struct PipelineCheck<'a> {
     diagnostics: Vec<Diagnostic>,
     edges: Vec<Edge<'a>>,
     /// Each step's key and value nodes: finding a node under `steps` must not
-    /// scan thousands of siblings.
+    /// scan thousands of siblings. A fan-out member has the nodes of the
+    /// step it was expanded from.
     step_nodes: HashMap<&'a str, (&'a Node, &'a Node)>,
+    /// The members of each fan-out step, in order, by the step's name.
+    groups: HashMap<&'a str, Vec<&'a str>>,
 }
 
 const NO_PARAMS: &str = "declare it under `params:` at the top of the pipeline";
@@ -268,19 +274,36 @@ const PARALLEL_STEPS: usize = 512;
 
 impl<'a> PipelineCheck<'a> {
     fn new(doc: &'a Document<Pipeline>, templates: &'a Templates) -> Self {
-        PipelineCheck {
-            doc,
-            templates,
-            diagnostics: Vec::new(),
-            edges: Vec::new(),
-            step_nodes: match doc.node().get("steps").map(|n| &n.value) {
+        let mut step_nodes: HashMap<&'a str, (&'a Node, &'a Node)> =
+            match doc.node().get("steps").map(|n| &n.value) {
                 Some(super::yaml::Value::Map(entries)) => entries
                     .iter()
                     .filter_map(|(k, v)| Some((k.as_str()?, (k, v))))
                     .collect(),
                 _ => HashMap::new(),
-            },
+            };
+        let mut groups: HashMap<&'a str, Vec<&'a str>> = HashMap::new();
+        for (name, step) in &doc.spec.steps {
+            if let Some(member) = &step.member {
+                groups.entry(&member.group).or_default().push(name);
+                if let Some(&nodes) = step_nodes.get(member.group.as_str()) {
+                    step_nodes.insert(name, nodes);
+                }
+            }
         }
+        PipelineCheck {
+            doc,
+            templates,
+            diagnostics: Vec::new(),
+            edges: Vec::new(),
+            step_nodes,
+            groups,
+        }
+    }
+
+    /// The members of the fan-out step `name`, if it is one.
+    fn members(&self, name: &str) -> Option<&[&'a str]> {
+        self.groups.get(name).map(Vec::as_slice)
     }
 
     /// The node at `at` (see `Node::locate`), found through the step index.
@@ -314,6 +337,18 @@ impl<'a> PipelineCheck<'a> {
         self.check_steps(&written);
         self.check_promote();
         self.check_retrain_when();
+        if !self.groups.is_empty() {
+            // Members share their step's nodes: a problem each member has
+            // is said once, at the line they were written on.
+            let mut seen = HashSet::new();
+            self.diagnostics.retain(|d| {
+                seen.insert((
+                    d.span.map(|s| (s.offset, s.len)),
+                    d.label.clone(),
+                    d.help.clone(),
+                ))
+            });
+        }
         let mut dag = Dag::new(self.spec().steps.keys().map(String::as_str));
         let mut edge_spans: HashMap<(&str, &str), Span> = HashMap::new();
         for (before, after, reason, span) in std::mem::take(&mut self.edges) {
@@ -441,7 +476,8 @@ impl<'a> PipelineCheck<'a> {
     fn check_outputs(&mut self) -> BTreeMap<String, Written<'a>> {
         let mut written: BTreeMap<String, Written<'a>> = BTreeMap::new();
         let spec = self.spec();
-        for (step_name, step) in &spec.steps {
+        // A fan-out left unexpanded (its problem is reported) has templates for paths.
+        for (step_name, step) in spec.steps.iter().filter(|(_, s)| !s.fans_out()) {
             let outputs = step.outputs.iter().map(|(out, path)| {
                 (
                     vec![
@@ -483,7 +519,23 @@ impl<'a> PipelineCheck<'a> {
                     continue;
                 }
                 if let Some(other) = clash {
-                    let message = if other.path == normal {
+                    let other_group = spec
+                        .steps
+                        .get(other.step)
+                        .and_then(|o| o.member.as_ref())
+                        .map(|m| m.group.as_str());
+                    let group = step
+                        .member
+                        .as_ref()
+                        .map(|m| m.group.as_str())
+                        .filter(|g| Some(*g) == other_group);
+                    let siblings = group.is_some();
+                    let message = if let Some(group) = group {
+                        format!(
+                            "`{}` is written by two members of step `{group}`: `{}` and `{step_name}`",
+                            other.path, other.step
+                        )
+                    } else if other.path == normal {
                         format!(
                             "`{path}` is written by two steps: `{}` and `{step_name}`",
                             other.step
@@ -495,19 +547,23 @@ impl<'a> PipelineCheck<'a> {
                         )
                     };
                     let other_line = self
-                        .doc
-                        .span(
+                        .node(
                             &other.at.iter().map(String::as_str).collect::<Vec<_>>(),
                             false,
                         )
+                        .span
                         .line;
+                    let help = match siblings {
+                        true => "template the path with the member's entry so each member writes its own, e.g. `build/{{ item }}/model.json`".to_string(),
+                        false => format!(
+                            "the other is at {}:{other_line}; give each step its own output paths",
+                            self.doc.file
+                        ),
+                    };
                     let d = self
                         .error(&at_refs, false, message)
                         .with_label("written again here")
-                        .with_help(format!(
-                            "the other is at {}:{other_line}; give each step its own output paths",
-                            self.doc.file
-                        ));
+                        .with_help(help);
                     self.push(d);
                     continue;
                 }
@@ -525,7 +581,7 @@ impl<'a> PipelineCheck<'a> {
     }
 
     fn path(&mut self, at: &[&str], path: &str) -> Option<String> {
-        check_path(self.doc, at, path)
+        check_path(self.doc, self.node(at, false).span, path)
             .map_err(|d| self.push(*d))
             .ok()
     }
@@ -541,13 +597,39 @@ impl<'a> PipelineCheck<'a> {
         for (i, need) in step.needs.iter().enumerate() {
             let index = i.to_string();
             let at = ["steps", name, "needs", index.as_str()];
-            if need == name {
+            let span = self.node(&at, false).span;
+            let members = self.members(need).map(<[&str]>::to_vec);
+            if need == name || need == group_of(name) {
+                let whole = match need == name {
+                    true => String::new(),
+                    false => format!(" (`{need}` is its own fan-out)"),
+                };
                 let d = self
-                    .error(&at, false, format!("step `{name}` needs itself"))
+                    .error(&at, false, format!("step `{name}` needs itself{whole}"))
                     .with_help("remove it from `needs`");
                 self.push(d);
             } else if spec.steps.contains_key(need) {
-                self.add_edge(need, name, EdgeReason::Needs, self.node(&at, false).span);
+                self.add_edge(need, name, EdgeReason::Needs, span);
+            } else if let Some(members) = members {
+                for member in members {
+                    self.add_edge(member, name, EdgeReason::Needs, span);
+                }
+            } else if let Some(help) = self
+                .members(group_of(need))
+                .map(|members| hint(need, members.iter().copied(), "-"))
+            {
+                let d = self
+                    .error(
+                        &at,
+                        false,
+                        format!(
+                            "step `{name}` needs `{need}`, which is not a member of step `{}`",
+                            group_of(need)
+                        ),
+                    )
+                    .with_label("no such member")
+                    .with_help(help);
+                self.push(d);
             } else {
                 let d = self
                     .error(
@@ -571,7 +653,7 @@ impl<'a> PipelineCheck<'a> {
                 self.push(d);
             }
         }
-        for (i, dep) in step.deps.iter().enumerate() {
+        for (i, dep) in step.deps.iter().enumerate().filter(|_| !step.fans_out()) {
             let index = i.to_string();
             let at = ["steps", name, "deps", index.as_str()];
             let Some(normal) = self.path(&at, dep) else {
@@ -603,7 +685,7 @@ impl<'a> PipelineCheck<'a> {
                 }
             }
         }
-        if let Some(workdir) = &step.workdir {
+        if let Some(workdir) = step.workdir.as_ref().filter(|_| !step.fans_out()) {
             self.path(&["steps", name, "workdir"], workdir);
         }
         if let Some(timeout) = &step.timeout {
@@ -687,8 +769,25 @@ impl<'a> PipelineCheck<'a> {
     fn step_reference(&mut self, name: &'a str, step: &Step, reference: &Reference) {
         let spec = self.spec();
         let parts: Vec<&str> = reference.path.split('.').collect();
+        let unexpanded = step.fans_out();
         let problem: Option<(String, String)> = match parts.as_slice() {
             ["params", param, ..] => self.param_problem(param),
+            ["item" | "key", ..] if unexpanded => None,
+            ["item", rest @ ..] => match &step.member {
+                Some(member) => item_problem(name, &member.item, rest),
+                None => Some(not_a_member("item")),
+            },
+            ["key", ..] => match &step.member {
+                Some(member) if member.key.is_some() => None,
+                Some(_) => Some((
+                    format!("member `{name}` has no `key`"),
+                    "`key` is set when `foreach` is a mapping (`foreach: {small: ..., large: ...}`); read the entry as `item`".to_string(),
+                )),
+                None => Some(not_a_member("key")),
+            },
+            ["steps", other, rest @ ..] if !spec.steps.contains_key(*other) && self.members(other).is_some() => {
+                self.group_reference(name, step, other, rest, reference)
+            }
             ["outputs", output, ..] if !step.outputs.contains_key(*output) => Some((
                 format!("step `{name}` has no output `{output}`"),
                 hint(output, step.outputs.keys().map(String::as_str), NO_OUTPUTS),
@@ -745,6 +844,72 @@ impl<'a> PipelineCheck<'a> {
             let d = self.doc.error(reference.span, message).with_help(help);
             self.push(d);
         }
+    }
+
+    /// `steps.GROUP.outputs.NAME` (every member's path) or
+    /// `steps.GROUP.members` read by step `name`: an edge from every member.
+    fn group_reference(
+        &mut self,
+        name: &'a str,
+        step: &Step,
+        group: &str,
+        rest: &[&str],
+        reference: &Reference,
+    ) -> Option<(String, String)> {
+        let members = self
+            .members(group)
+            .map(<[&str]>::to_vec)
+            .unwrap_or_default();
+        if group == group_of(name) {
+            return Some((
+                format!("member `{name}` reads its own fan-out through `steps.{group}`"),
+                "use `outputs.NAME` for the member's own outputs and `item` for its entry"
+                    .to_string(),
+            ));
+        }
+        let reason = match rest {
+            ["members", ..] => EdgeReason::Members,
+            ["outputs", output, ..] => {
+                let first = members.first().and_then(|m| self.spec().steps.get(*m));
+                let outputs = first.map(|s| &s.outputs);
+                if !outputs.is_some_and(|o| o.contains_key(*output)) {
+                    return Some((
+                        format!("step `{group}` has no output `{output}`"),
+                        hint(
+                            output,
+                            outputs
+                                .into_iter()
+                                .flat_map(|o| o.keys().map(String::as_str)),
+                            NO_OUTPUTS,
+                        ),
+                    ));
+                }
+                if matches!(step.run, Command::Argv(_)) {
+                    return Some((
+                        format!(
+                            "`{}` is every member's path, and a list command takes one argument per element",
+                            reference.path
+                        ),
+                        format!(
+                            "write the command as a string, where each path becomes an argument, or loop over `steps.{group}.members`"
+                        ),
+                    ));
+                }
+                EdgeReason::Template((*output).to_string())
+            }
+            _ => {
+                return Some((
+                    format!("`{}` is not something a template can read", reference.path),
+                    format!(
+                        "`{group}` fans out: read every member's path as `steps.{group}.outputs.NAME`, or loop over `steps.{group}.members` (each with `name`, `item`, `outputs` and `metrics`)"
+                    ),
+                ));
+            }
+        };
+        for member in members {
+            self.add_edge(member, name, reason.clone(), reference.span);
+        }
+        None
     }
 
     fn param_problem(&self, param: &str) -> Option<(String, String)> {
@@ -868,6 +1033,14 @@ impl<'a> PipelineCheck<'a> {
         let spec = self.spec();
         if let Some((step_name, output)) = promote.model.split_once('.') {
             let problem = match spec.steps.get(step_name) {
+                None if self.members(step_name).is_some() => Some((
+                    format!(
+                        "`promote.model` names step `{step_name}`, which fans out into several models"
+                    ),
+                    format!(
+                        "add a step with `needs: [{step_name}]` that reads `steps.{step_name}.members`, copies the best member's model (by its metrics) to its own output, and promote that output"
+                    ),
+                )),
                 None => Some((
                     format!(
                         "`promote.model` names step `{step_name}`, which is not a step of this pipeline"
@@ -970,6 +1143,43 @@ impl<'a> PipelineCheck<'a> {
     fn add_edge(&mut self, before: &'a str, after: &'a str, reason: EdgeReason, span: Span) {
         self.edges.push((before, after, reason, span));
     }
+}
+
+/// `item` or `key` read by a step that does not fan out.
+fn not_a_member(root: &str) -> (String, String) {
+    (
+        format!("unknown variable `{root}`"),
+        format!(
+            "`{root}` is the entry of a fan-out member: add `foreach:` or `matrix:` to the step"
+        ),
+    )
+}
+
+/// `item.A.B` read by member `name`: the entry must have it, or every run
+/// of the member would fail to render.
+fn item_problem(name: &str, item: &serde_json::Value, path: &[&str]) -> Option<(String, String)> {
+    let mut value = item;
+    for (depth, part) in path.iter().enumerate() {
+        match value.get(part) {
+            Some(inner) => value = inner,
+            None => {
+                let read = path[..=depth].join(".");
+                let keys: Vec<&str> = value
+                    .as_object()
+                    .map(|m| m.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                let help = match keys.is_empty() {
+                    true => "this entry is a single value: read it as `{{ item }}`".to_string(),
+                    false => hint(part, keys.iter().copied(), "-"),
+                };
+                return Some((
+                    format!("member `{name}` has no `item.{read}` in its entry"),
+                    help,
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// A variable path a template reads, and where it is written.

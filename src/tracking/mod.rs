@@ -18,6 +18,7 @@ use crate::exec::events::RunStatus;
 use crate::exec::mask::Masker;
 use crate::exec::record::RunRecord;
 use crate::plan::{Plan, PlannedPromotion};
+use crate::spec::expand::SEPARATOR;
 use crate::spec::types::{
     ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, ExperimentTracker,
     MlflowDeployment,
@@ -145,9 +146,16 @@ impl Session {
             let Some(entry) = lock.step(&plan.pipeline, &step.name) else {
                 continue;
             };
+            // A fan-out member's metrics are one candidate's: named after
+            // the member, so members do not overwrite one another.
+            let member = step.name.contains(SEPARATOR);
             for (name, value) in &entry.metrics {
                 if value.is_finite() {
-                    metric_values.push((key(name), *value));
+                    let name = match member {
+                        true => key(&format!("{}.{name}", step.name)),
+                        false => key(name),
+                    };
+                    metric_values.push((name, *value));
                 }
             }
         }

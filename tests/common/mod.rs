@@ -59,3 +59,39 @@ pub fn alive(pid: i32) -> bool {
         })
         .is_some_and(|rest| !rest.starts_with('Z'))
 }
+
+/// The steps that ran and succeeded, from `--format json` events, in order.
+pub fn ran(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step_finished" && e["status"] == "succeeded")
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A third-party schema copied into schemas/third-party/.
+pub fn schema(file: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/third-party")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn yaml(text: &str) -> serde_json::Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
+}
+
+/// Draft 7, as the other third-party schemas are checked (tests/ci_files.rs).
+pub fn check(schema: &serde_json::Value, instance: &serde_json::Value, what: &str) {
+    let validator = jsonschema::draft7::new(schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not validate:\n{}\n{instance:#}",
+        errors.join("\n")
+    );
+}
