@@ -4,29 +4,16 @@
 
 use std::path::Path;
 
+mod common;
+use common::yaml;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn yaml(text: &str) -> serde_json::Value {
-    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
-}
-
+/// A third-party schema (schemas/third-party/FILE) checks `instance`.
 fn check(schema: &str, instance: &serde_json::Value, what: &str) {
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("schemas/third-party").join(schema)).unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::draft7::new(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{what} does not validate:\n{}",
-        errors.join("\n")
-    );
+    common::check(&common::schema(schema), instance, what);
 }
 
 #[test]
