@@ -436,3 +436,27 @@ fn a_step_log_streams_live_while_the_step_runs() {
     let log = ui.get(&format!("/api/runs/{id}/logs/wait")).1;
     assert_eq!(log, Value::String("first line\nsecond line\n".into()));
 }
+
+#[test]
+fn sigterm_stops_the_server_while_a_live_log_is_open() {
+    let example = Example::new();
+    let mut ui = Server::start(&example.dir, &[]);
+    let mut run = example.start_slow();
+    let id = wait_for("the slow run's record", 30, || {
+        let (_, runs) = ui.get("/api/runs?pipeline=slow&status=running");
+        runs[0]["id"].as_str().map(str::to_string)
+    });
+    let stream = client()
+        .get(format!("{}/api/runs/{id}/logs/wait/stream", ui.url))
+        .send()
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    while !lines.next().unwrap().unwrap().contains("first line") {}
+    let started = std::time::Instant::now();
+    assert!(ui.terminate(10).success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The stream was ended, not cut mid-event.
+    assert!(lines.all(|line| line.is_ok()));
+    example.release();
+    assert!(run.wait().unwrap().success());
+}

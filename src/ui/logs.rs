@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 
 use super::Ui;
 use super::api::{ApiError, blocking, find_run};
@@ -122,6 +122,8 @@ pub(super) async fn stream(
             tokio::time::sleep(POLL).await;
         }
     });
+    // A running run's stream never ends by itself: it ends when the server stops.
+    let events = events.take_until(async move { ui.stopping().await });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
