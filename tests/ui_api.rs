@@ -460,3 +460,42 @@ fn sigterm_stops_the_server_while_a_live_log_is_open() {
     example.release();
     assert!(run.wait().unwrap().success());
 }
+
+#[test]
+fn a_run_killed_with_sigkill_is_interrupted_and_its_stream_ends() {
+    let example = Example::new();
+    let ui = Server::start(&example.dir, &[]);
+    let mut run = example.start_slow();
+    let id = wait_for("the slow run's record", 30, || {
+        let (_, runs) = ui.get("/api/runs?pipeline=slow&status=running");
+        runs[0]["id"].as_str().map(str::to_string)
+    });
+    let stream = client()
+        .get(format!("{}/api/runs/{id}/logs/wait/stream", ui.url))
+        .send()
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    while !lines.next().unwrap().unwrap().contains("first line") {}
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // The record still says `running`; the server knows better.
+    let record = example.dir.join(".runner/runs").join(&id).join("run.json");
+    assert!(
+        std::fs::read_to_string(record)
+            .unwrap()
+            .contains("\"running\"")
+    );
+    assert!(lines.any(|line| line.unwrap() == "event: end"));
+    assert_eq!(
+        ui.get(&format!("/api/runs/{id}")).1["status"],
+        "interrupted"
+    );
+    let (_, listed) = ui.get("/api/runs?status=interrupted");
+    assert_eq!(listed[0]["id"], id.as_str());
+    let out = common::runner(&example.dir, &["runs", "list"]);
+    assert!(
+        common::text(&out).contains("interrupted"),
+        "{}",
+        common::text(&out)
+    );
+}

@@ -392,7 +392,7 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
             (state_only_head, session),
             &mut sink,
         ),
-        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Cancelled | RunStatus::Interrupted => exit::CANCELLED,
         RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
     };
     if let Some(session) = session {

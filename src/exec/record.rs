@@ -54,6 +54,51 @@ pub struct RunRecord {
     /// `runner ui` charts over the runs of a pipeline.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// The runner process writing the record; absent in records of older
+    /// versions, which are taken at their word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// A process by pid and start time (clock ticks since boot): the start
+/// time tells it from an unrelated process that reused the pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    pub start_ticks: u64,
+}
+
+impl Owner {
+    /// This process; `None` where /proc does not say when it started.
+    fn me() -> Option<Owner> {
+        let pid = std::process::id();
+        let start_ticks = crate::deploy::process::start_ticks(pid)?;
+        Some(Owner { pid, start_ticks })
+    }
+
+    fn alive(self) -> bool {
+        crate::deploy::process::start_ticks(self.pid) == Some(self.start_ticks)
+    }
+}
+
+impl RunRecord {
+    /// A `running` record whose owner is gone is interrupted: its process
+    /// can no longer say so, and readers would wait for it forever.
+    fn settle(mut self) -> RunRecord {
+        if self.status == RunStatus::Running && self.owner.is_some_and(|o| !o.alive()) {
+            self.status = RunStatus::Interrupted;
+        }
+        self
+    }
+}
+
+/// The record in `run.json` at `path`, settled (see [`RunRecord::settle`]);
+/// `None` when it is missing or unreadable.
+pub fn read_run(path: &Path) -> Option<RunRecord> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str::<RunRecord>(&text)
+        .ok()
+        .map(RunRecord::settle)
 }
 
 /// Where the run is in the experiment tracker, and what went wrong there.
@@ -201,6 +246,7 @@ impl Recorder {
             write_back: None,
             tracking: None,
             metrics: BTreeMap::new(),
+            owner: Owner::me(),
             git: plan.git.as_ref().map(GitRecord::from),
             steps: plan
                 .steps
@@ -456,8 +502,7 @@ pub fn list_runs(root: &Path) -> Result<Vec<RunRecord>, Error> {
     };
     let mut runs: Vec<RunRecord> = entries
         .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("run.json")).ok())
-        .filter_map(|text| serde_json::from_str(&text).ok())
+        .filter_map(|e| read_run(&e.path().join("run.json")))
         .collect();
     runs.sort_by(|a, b| b.id.cmp(&a.id));
     Ok(runs)

@@ -17,7 +17,7 @@ use super::Ui;
 use super::api::{ApiError, blocking, find_run};
 use crate::exec::events::RunStatus;
 use crate::exec::mask::Masker;
-use crate::exec::record::{RUNS_DIR, RunRecord};
+use crate::exec::record::{RUNS_DIR, read_run};
 
 /// How often a followed log is checked for new lines.
 const POLL: Duration = Duration::from_millis(200);
@@ -134,10 +134,7 @@ impl Follow {
         // Read the status first: lines written before the run ended are
         // then surely in the file when it is read below.
         let record = self.root.join(RUNS_DIR).join(&self.run).join("run.json");
-        let finished = std::fs::read(record)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<RunRecord>(&bytes).ok())
-            .is_none_or(|r| r.status != RunStatus::Running);
+        let finished = read_run(&record).is_none_or(|r| r.status != RunStatus::Running);
         let mut bytes = Vec::new();
         if let Ok(mut file) = std::fs::File::open(&self.path)
             && file.seek(SeekFrom::Start(self.offset)).is_ok()

@@ -133,7 +133,7 @@ async function runsPage(params) {
   main.innerHTML = `<h1>Runs</h1>
     <div class="filters">
       <label>pipeline <select id="filter-pipeline">${["", ...pipelines.map((p) => p.name)].map((p) => option(p, pipeline)).join("")}</select></label>
-      <label>status <select id="filter-status">${["", "running", "succeeded", "failed", "cancelled"].map((s) => option(s, status)).join("")}</select></label>
+      <label>status <select id="filter-status">${["", "running", "succeeded", "failed", "cancelled", "interrupted"].map((s) => option(s, status)).join("")}</select></label>
     </div>
     ${runs.length === 0 ? `<p class="muted">no runs${pipeline || status ? " match" : " yet: start one with <code>runner run</code>"}</p>` : `
     <table id="runs-table"><thead><tr><th>run</th><th>pipeline</th><th>status</th><th>started</th><th>duration</th><th>steps</th><th>commit</th><th>promotion</th></tr></thead><tbody>
