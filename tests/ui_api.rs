@@ -499,3 +499,37 @@ fn a_run_killed_with_sigkill_is_interrupted_and_its_stream_ends() {
         common::text(&out)
     );
 }
+
+#[test]
+fn service_names_cannot_leave_the_deployments_on_a_kserve_stack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("stacks")).unwrap();
+    std::fs::write(
+        dir.join("stacks/prod.yaml"),
+        "apiVersion: runner/v1
+kind: Stack
+name: prod
+model_deployer: {type: kserve, namespace: ml}
+",
+    )
+    .unwrap();
+    // What `deployments/prod/../../x.yaml` would read.
+    std::fs::write(dir.join("x.yaml"), "not-for-you: hunter2\n").unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "A kserve stack"]);
+    let ui = Server::start(dir, &[]);
+    for path in [
+        "/api/services/..%2F..%2Fx",
+        "/api/services/..%2F..%2Fx/predict",
+    ] {
+        let (status, body) = match path.ends_with("predict") {
+            true => ui.post(path, Some(&json!({})), None),
+            false => ui.get(path),
+        };
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.to_string().contains("hunter2"), "{body}");
+        assert!(!body.to_string().contains("x.yaml"), "{body}");
+    }
+}

@@ -507,7 +507,11 @@ async fn services(State(ui): State<Arc<Ui>>) -> Answer<Vec<Value>> {
 }
 
 async fn service(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> Answer<Value> {
-    blocking(move || Ok(Json(view(&deployer(&ui.root).status(&name)?)))).await
+    blocking(move || {
+        deploy::check_name(&name)?;
+        Ok(Json(view(&deployer(&ui.root).status(&name)?)))
+    })
+    .await
 }
 
 async fn start_service(
@@ -516,7 +520,11 @@ async fn start_service(
     UrlPath(name): UrlPath<String>,
 ) -> Answer<Value> {
     authorize(&ui, &headers)?;
-    blocking(move || Ok(Json(view(&deployer(&ui.root).start(&name)?)))).await
+    blocking(move || {
+        deploy::check_name(&name)?;
+        Ok(Json(view(&deployer(&ui.root).start(&name)?)))
+    })
+    .await
 }
 
 async fn stop_service(
@@ -525,7 +533,11 @@ async fn stop_service(
     UrlPath(name): UrlPath<String>,
 ) -> Answer<Value> {
     authorize(&ui, &headers)?;
-    blocking(move || Ok(Json(view(&deployer(&ui.root).stop(&name)?)))).await
+    blocking(move || {
+        deploy::check_name(&name)?;
+        Ok(Json(view(&deployer(&ui.root).stop(&name)?)))
+    })
+    .await
 }
 
 /// The request the predict form starts from: the pipeline's
@@ -589,6 +601,7 @@ async fn predict(
         ));
     };
     blocking(move || {
+        deploy::check_name(&name)?;
         let record = deployer(&ui.root).status(&name)?;
         if record.state != deploy::ServiceState::Active {
             return Err(ApiError::new(
