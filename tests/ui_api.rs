@@ -333,6 +333,21 @@ steps:
         stream.contains("old: ***") && !stream.contains("hunter2"),
         "{stream}"
     );
+
+    // A record naming a pipeline that reads like an option (clap would
+    // print the version and exit the server).
+    let record = dir.join(".runner/runs").join(&id).join("run.json");
+    let mut value: Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    value["pipeline"] = json!("--version");
+    std::fs::write(&record, value.to_string()).unwrap();
+    assert_eq!(ui.get("/api/runs/last").1["pipeline"], "--version");
+    let (status, served) = ui.get(&format!("/api/runs/{id}/logs/leak"));
+    assert_eq!(
+        (status, served),
+        (200, Value::String("old: hunter2-very-secret\n".into()))
+    );
+    assert_eq!(ui.get("/api/info").0, 200);
 }
 
 #[test]

@@ -17,10 +17,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{TOKEN_HEADER, Ui, assets, logs};
+use crate::cache::Cache;
 use crate::deploy::{self, ServiceRecord};
 use crate::error::Error;
 use crate::exec::record::{self, RunRecord};
 use crate::gitops::{DeploymentVersion, deployment_history};
+use crate::plan::{Plan, PlanOptions, Selection};
 use crate::promote::deployment_file;
 use crate::spec::{Deployment, Loaded, Pipeline};
 
@@ -231,13 +233,10 @@ async fn pipeline(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> 
     blocking(move || {
         let loaded = load(&ui.root)?;
         let spec = find_pipeline(&loaded, &name)?;
-        let args = crate::cli::run::PlanArgs::with(&[name.as_str()]);
-        let (plan, _) = crate::cli::run::plan(&ui.root, &args, false)?.map_err(|_| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the specs have problems; `runner validate` lists them",
-            )
-        })?;
+        // What `runner plan NAME` shows, from the specs loaded above.
+        let mut plan = Plan::build(&loaded, &ui.root, Some(&name), &PlanOptions::default())?;
+        let cache = Cache::open(&ui.root, false)?.with_store(&ui.root, plan.store_dir.as_deref());
+        plan.decide(&cache, &Selection::default())?;
         let runs: Vec<RunRecord> = record::list_runs(&ui.root)?
             .into_iter()
             .filter(|r| r.pipeline == name)

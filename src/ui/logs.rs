@@ -17,7 +17,8 @@ use super::Ui;
 use super::api::{ApiError, blocking, find_run};
 use crate::exec::events::RunStatus;
 use crate::exec::mask::Masker;
-use crate::exec::record::{RUNS_DIR, read_run};
+use crate::exec::record::{RUNS_DIR, RunRecord, read_run};
+use crate::plan::pipeline_secret_values;
 
 /// How often a followed log is checked for new lines.
 const POLL: Duration = Duration::from_millis(200);
@@ -40,17 +41,19 @@ fn locate(root: &Path, id: &str, step: &str) -> Result<(PathBuf, Masker, String)
         .filter(|n| Path::new(n) == Path::new(&s.log))
         .ok_or_else(|| ApiError::not_found(format!("step `{step}` has no log file")))?;
     let path = root.join(RUNS_DIR).join(&run.id).join(name);
-    Ok((path, masker(root, &run.pipeline), run.id))
+    Ok((path, masker(root, &run), run.id))
 }
 
-/// The secrets a run of `pipeline` would get from this environment.
-fn masker(root: &Path, pipeline: &str) -> Masker {
-    let args = crate::cli::run::PlanArgs::with(&[pipeline]);
-    match crate::cli::run::plan(root, &args, false) {
-        Ok(Ok((plan, _))) => Masker::new(&plan.secret_values),
-        // The log was masked when it was written; nothing more is known.
-        _ => Masker::default(),
-    }
+/// The secrets a run of the pipeline on its stack would get from this
+/// environment: read from the specs, with no plan (nothing is decided).
+fn masker(root: &Path, run: &RunRecord) -> Masker {
+    let values = crate::spec::load_work_tree(root).ok().and_then(|loaded| {
+        pipeline_secret_values(&loaded, &run.pipeline, Some(&run.stack))
+            .or_else(|_| pipeline_secret_values(&loaded, &run.pipeline, None))
+            .ok()
+    });
+    // Without them: the log was masked when it was written.
+    values.map_or_else(Masker::default, |values| Masker::new(&values))
 }
 
 /// `GET /api/runs/{id}/logs/{step}`: the log as text (empty while the step
