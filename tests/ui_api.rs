@@ -548,3 +548,59 @@ model_deployer: {type: kserve, namespace: ml}
         assert!(!body.to_string().contains("x.yaml"), "{body}");
     }
 }
+
+#[test]
+fn a_long_log_is_served_from_its_end_and_a_stream_resumes_where_it_left_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("pipelines")).unwrap();
+    std::fs::write(
+        dir.join("pipelines/p.yaml"),
+        "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  s:\n    run: echo hi\n    cache: false\n",
+    )
+    .unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "One step"]);
+    let out = common::runner(dir, &["run", "p", "--format", "plain"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let ui = Server::start(dir, &[]);
+    let id = ui.get("/api/runs/last").1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // 5 MiB of numbered 16-byte lines.
+    let log: String = (0..5 * 65536).map(|i| format!("line {i:010}\n")).collect();
+    std::fs::write(dir.join(".runner/runs").join(&id).join("s.log"), &log).unwrap();
+
+    let (status, served) = ui.get(&format!("/api/runs/{id}/logs/s"));
+    assert_eq!(status, 200);
+    let served = served.as_str().unwrap();
+    assert!(served.len() <= 4 * 1024 * 1024 + 100, "{}", served.len());
+    assert!(served.starts_with("[runner ui: the first 1048576 bytes of this log are not shown]\n"));
+    assert!(served.ends_with(&format!("line {:010}\n", 5 * 65536 - 1)));
+    assert!(!served.contains("line 0000000000"));
+
+    let stream = |last: Option<u64>| {
+        let mut request = client().get(format!("{}/api/runs/{id}/logs/s/stream", ui.url));
+        if let Some(last) = last {
+            request = request.header("last-event-id", last.to_string());
+        }
+        request.send().unwrap().text().unwrap()
+    };
+    let whole = stream(None);
+    assert!(whole.contains("are not shown"), "{}", &whole[..200]);
+    assert!(whole.contains(&format!("id: {}\n", log.len())));
+    // A reconnect after the last two lines but two gets those two only.
+    let resumed = stream(Some(log.len() as u64 - 32));
+    let texts: String = resumed
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        texts,
+        format!("line {:010}\nline {:010}\n", 5 * 65536 - 2, 5 * 65536 - 1)
+    );
+}

@@ -210,7 +210,8 @@ async function runPage(id) {
     source = new EventSource(`/api/runs/${encodeURIComponent(run.id)}/logs/${encodeURIComponent(step)}/stream`);
     source.addEventListener("log", (e) => {
       const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-      log.textContent += JSON.parse(e.data).text;
+      // A text node per event: `textContent +=` copies the whole log each time.
+      log.appendChild(document.createTextNode(JSON.parse(e.data).text));
       if (atEnd) log.scrollTop = log.scrollHeight;
     });
     source.addEventListener("end", () => { log.dataset.state = "ended"; source.close(); });
