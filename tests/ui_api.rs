@@ -373,7 +373,7 @@ fn state_changing_requests_need_actions_on_and_the_token() {
     let token = ui.token.clone().unwrap();
     assert_eq!(token.len(), 32);
     assert_eq!(ui.get("/api/info").1["actions"], true);
-    let stop = format!("/api/services/{P}/stop");
+    let stop = format!("/api/services/{P}/stop?stack=local");
     assert_eq!(ui.post(&stop, None, None).0, 403);
     assert_eq!(ui.post(&stop, None, Some("wrong")).0, 403);
     assert_eq!(ui.get(&format!("/api/services/{P}")).1["state"], "active");
@@ -386,8 +386,13 @@ fn state_changing_requests_need_actions_on_and_the_token() {
         None,
     );
     assert_eq!(status, 409, "{body}");
-    let start = format!("/api/services/{P}/start");
+    let start = format!("/api/services/{P}/start?stack=local");
     assert_eq!(ui.post(&start, None, None).0, 403);
+    // Another stack's services are not the default stack's.
+    let elsewhere = format!("/api/services/{P}/start?stack=no-such-stack");
+    let (status, body) = ui.post(&elsewhere, None, Some(&token));
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(ui.get(&format!("/api/services/{P}")).1["state"], "inactive");
     let (status, started) = ui.post(&start, None, Some(&token));
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["state"], "active");

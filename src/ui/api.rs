@@ -453,7 +453,7 @@ async fn deployment(
                 "no {file} has been committed; a run whose gate passes writes it"
             )));
         };
-        let live = live_status(&ui.root, &service);
+        let live = live_status(&ui.root, &stack, &service);
         Ok(Json(json!({
             "file": file,
             "stack": stack,
@@ -467,17 +467,30 @@ async fn deployment(
     .await
 }
 
-/// The service's state, checked now; what went wrong reading it otherwise.
-fn live_status(root: &Path, name: &str) -> Value {
-    match deployer(root).status(name) {
+/// The service's state on `stack`, checked now; what went wrong reading
+/// it otherwise.
+fn live_status(root: &Path, stack: &str, name: &str) -> Value {
+    match deployer(root, Some(stack)).and_then(|d| Ok(d.status(name)?)) {
         Ok(record) => json!(view(&record)),
-        Err(err) => json!({ "name": name, "state": "unknown", "last_error": err.to_string() }),
+        Err(err) => json!({ "name": name, "state": "unknown", "last_error": err.message }),
     }
 }
 
-/// The deployer of the services of this checkout (as `runner services`).
-fn deployer(root: &Path) -> Box<dyn deploy::Deployer> {
-    deploy::deployer(&crate::cli::services::stack_of(root, None), root)
+/// The deployer of the services on `stack`, or of this checkout's default
+/// stack (as `runner services`). A stack that is not there is 404: its
+/// services are not another stack's.
+fn deployer(root: &Path, stack: Option<&str>) -> Result<Box<dyn deploy::Deployer>, ApiError> {
+    let stack = match stack {
+        None => crate::cli::services::stack_of(root, None),
+        Some(name) => crate::plan::choose_stack(&load(root)?, Some(name))?.into_owned(),
+    };
+    Ok(deploy::deployer(&stack, root))
+}
+
+/// `?stack=NAME`: the stack a service is on (default: as `runner services`).
+#[derive(Deserialize)]
+struct OnStack {
+    stack: Option<String>,
 }
 
 /// A service as the API shows it: its record, and its URL.
@@ -492,7 +505,7 @@ fn view(record: &ServiceRecord) -> Value {
 async fn services(State(ui): State<Arc<Ui>>) -> Answer<Vec<Value>> {
     blocking(move || {
         Ok(Json(
-            deployer(&ui.root)
+            deployer(&ui.root, None)?
                 .list()?
                 .into_iter()
                 .map(|r| match r {
@@ -505,10 +518,15 @@ async fn services(State(ui): State<Arc<Ui>>) -> Answer<Vec<Value>> {
     .await
 }
 
-async fn service(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> Answer<Value> {
+async fn service(
+    State(ui): State<Arc<Ui>>,
+    UrlPath(name): UrlPath<String>,
+    Query(on): Query<OnStack>,
+) -> Answer<Value> {
     blocking(move || {
         deploy::check_name(&name)?;
-        Ok(Json(view(&deployer(&ui.root).status(&name)?)))
+        let deployer = deployer(&ui.root, on.stack.as_deref())?;
+        Ok(Json(view(&deployer.status(&name)?)))
     })
     .await
 }
@@ -517,11 +535,13 @@ async fn start_service(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     UrlPath(name): UrlPath<String>,
+    Query(on): Query<OnStack>,
 ) -> Answer<Value> {
     authorize(&ui, &headers)?;
     blocking(move || {
         deploy::check_name(&name)?;
-        Ok(Json(view(&deployer(&ui.root).start(&name)?)))
+        let deployer = deployer(&ui.root, on.stack.as_deref())?;
+        Ok(Json(view(&deployer.start(&name)?)))
     })
     .await
 }
@@ -530,11 +550,13 @@ async fn stop_service(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     UrlPath(name): UrlPath<String>,
+    Query(on): Query<OnStack>,
 ) -> Answer<Value> {
     authorize(&ui, &headers)?;
     blocking(move || {
         deploy::check_name(&name)?;
-        Ok(Json(view(&deployer(&ui.root).stop(&name)?)))
+        let deployer = deployer(&ui.root, on.stack.as_deref())?;
+        Ok(Json(view(&deployer.stop(&name)?)))
     })
     .await
 }
@@ -601,7 +623,7 @@ async fn predict(
     };
     blocking(move || {
         deploy::check_name(&name)?;
-        let record = deployer(&ui.root).status(&name)?;
+        let record = deployer(&ui.root, None)?.status(&name)?;
         if record.state != deploy::ServiceState::Active {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

@@ -285,7 +285,7 @@ async function deploymentPage(stack, service) {
     button.addEventListener("click", async () => {
       const msg = document.getElementById("svc-msg");
       msg.textContent = `${action}…`;
-      try { await api(`/api/services/${encodeURIComponent(service)}/${action}`, { method: "POST" }); route(); }
+      try { await api(`/api/services/${encodeURIComponent(service)}/${action}?stack=${encodeURIComponent(stack)}`, { method: "POST" }); route(); }
       catch (err) { msg.innerHTML = `<span class="error">${esc(err.message)}</span>`; }
     });
   }
