@@ -412,10 +412,56 @@ fn state_changing_requests_need_actions_on_and_the_token() {
     assert_eq!(status, 404);
     let (status, started) = ui.post("/api/runs", Some(&body), Some(&token));
     assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap();
     wait_for("the run the API started", 60, || {
-        let (_, runs) = ui.get("/api/runs?status=succeeded");
-        (runs.as_array()?.len() == 2).then_some(())
+        let (_, run) = ui.get(&format!("/api/runs/{id}"));
+        (run["status"] == "succeeded").then_some(())
     });
+    assert_eq!(
+        ui.get("/api/runs?status=succeeded")
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn a_run_started_by_the_api_that_fails_early_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("pipelines")).unwrap();
+    std::fs::write(
+        dir.join("pipelines/secret.yaml"),
+        "apiVersion: runner/v1\nkind: Pipeline\nname: secret\nsteps:\n  s:\n    run: echo hi\n    secrets: [UI_TEST_UNSET_SECRET]\n",
+    )
+    .unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "A step that needs a secret"]);
+    let ui = Server::start(dir, &["--allow-actions"]);
+    let token = ui.token.clone().unwrap();
+    let (status, started) = ui.post(
+        "/api/runs",
+        Some(&json!({"pipeline": "secret"})),
+        Some(&token),
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap();
+    let run = wait_for("the run to fail", 30, || {
+        let (status, run) = ui.get(&format!("/api/runs/{id}"));
+        (status == 200 && run["status"] == "failed").then_some(run)
+    });
+    assert_eq!(run["id"], id);
+    assert!(
+        run["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("UI_TEST_UNSET_SECRET"),
+        "{run}"
+    );
+    assert_ne!(run["exit_code"], 0, "{run}");
 }
 
 #[test]

@@ -93,12 +93,28 @@ impl RunRecord {
 }
 
 /// The record in `run.json` at `path`, settled (see [`RunRecord::settle`]);
-/// `None` when it is missing or unreadable.
+/// `None` when it is missing or unreadable, or its id could name a path
+/// outside [`RUNS_DIR`] (readers join it to paths).
 pub fn read_run(path: &Path) -> Option<RunRecord> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str::<RunRecord>(&text)
         .ok()
+        .filter(|r| check_run_id(&r.id).is_ok())
         .map(RunRecord::settle)
+}
+
+/// A run id is made of letters, digits, `-`, `_`, `.` and `:`, without
+/// `..`: one can never name a path outside [`RUNS_DIR`].
+pub fn check_run_id(id: &str) -> Result<(), Error> {
+    let plausible = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        && !id.contains("..");
+    match plausible {
+        true => Ok(()),
+        false => Err(Error::usage(format!("`{id}` is not a run id"))),
+    }
 }
 
 /// Where the run is in the experiment tracker, and what went wrong there.

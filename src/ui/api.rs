@@ -326,21 +326,47 @@ async fn runs(State(ui): State<Arc<Ui>>, Query(filter): Query<RunFilter>) -> Ans
 /// A run id as the API takes it: what run ids are made of, so an id can
 /// never name a path outside `.runner/runs`.
 pub(super) fn find_run(root: &Path, id: &str) -> Result<RunRecord, ApiError> {
-    let plausible = !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-        && !id.contains("..");
-    if !plausible {
-        return Err(ApiError::not_found(format!("`{id}` is not a run id")));
-    }
+    record::check_run_id(id)?;
     Ok(record::find_run(root, id)?)
 }
 
+/// Where `POST /api/runs` keeps each started run's stderr (`ID.stderr`)
+/// and, once it has ended, its exit code (`ID.exit`).
+const LAUNCHED_DIR: &str = ".runner/ui/runs";
+
+/// The most of a started run's stderr the API returns.
+const STDERR_SHOWN: u64 = 64 * 1024;
+
 /// One run: steps, exit codes, durations, gate checks with their values,
-/// the promotion, the write-back commit.
-async fn run(State(ui): State<Arc<Ui>>, UrlPath(id): UrlPath<String>) -> Answer<RunRecord> {
-    blocking(move || find_run(&ui.root, &id).map(Json)).await
+/// the promotion, the write-back commit. A run the API started that has
+/// no record yet is `starting`, or `failed` with its stderr when it ended
+/// before writing one.
+async fn run(State(ui): State<Arc<Ui>>, UrlPath(id): UrlPath<String>) -> Answer<Value> {
+    blocking(move || match find_run(&ui.root, &id) {
+        Ok(record) => Ok(Json(json!(record))),
+        Err(err) => launched(&ui.root, &id).map(Json).ok_or(err),
+    })
+    .await
+}
+
+/// A run `POST /api/runs` started, as far as its launch files tell.
+fn launched(root: &Path, id: &str) -> Option<Value> {
+    use std::io::Read as _;
+    record::check_run_id(id).ok()?;
+    let dir = root.join(LAUNCHED_DIR);
+    let mut stderr = Vec::new();
+    std::fs::File::open(dir.join(format!("{id}.stderr")))
+        .ok()?
+        .take(STDERR_SHOWN)
+        .read_to_end(&mut stderr)
+        .ok()?;
+    let exit = std::fs::read_to_string(dir.join(format!("{id}.exit"))).ok();
+    Some(json!({
+        "id": id,
+        "status": if exit.is_some() { "failed" } else { "starting" },
+        "exit_code": exit.and_then(|code| code.trim().parse::<i32>().ok()),
+        "stderr": String::from_utf8_lossy(&stderr),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -367,24 +393,42 @@ async fn start_run(
             path: "runner".into(),
             source,
         })?;
+        // Named here, so the answer names the run even if it fails before
+        // writing its record; its stderr then says why.
+        let id = crate::plan::new_run_id();
+        let dir = ui.root.join(LAUNCHED_DIR);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let stderr_file = dir.join(format!("{id}.stderr"));
+        let stderr = std::fs::File::create(&stderr_file).map_err(io(&stderr_file))?;
         let mut child = std::process::Command::new(exe)
             .arg("-C")
             .arg(&ui.root)
-            .args(["run", pipeline.as_str(), "--format", "plain"])
+            .args(["run", "--format", "plain", "--run-id", id.as_str(), "--"])
+            .arg(&pipeline)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
-            .map_err(|source| Error::Io {
-                path: ui.root.clone(),
-                source,
-            })?;
+            .map_err(io(&ui.root))?;
         let pid = child.id();
-        // Reaped when it ends; its record under .runner/runs says how it went.
-        std::thread::spawn(move || child.wait());
+        // Reaped when it ends; its record under .runner/runs says how it
+        // went, and the exit code whether it got that far.
+        let exit_file = dir.join(format!("{id}.exit"));
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let code = status
+                    .code()
+                    .map_or("signal".to_string(), |c| c.to_string());
+                let _ = std::fs::write(exit_file, code);
+            }
+        });
         Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "pipeline": pipeline, "pid": pid })),
+            Json(json!({ "id": id, "pipeline": pipeline, "pid": pid })),
         ))
     })
     .await
