@@ -655,3 +655,38 @@ fn a_long_log_is_served_from_its_end_and_a_stream_resumes_where_it_left_off() {
         format!("line {:010}\nline {:010}\n", 5 * 65536 - 2, 5 * 65536 - 1)
     );
 }
+
+#[test]
+fn the_committed_deployment_is_the_one_at_head_whatever_the_commit_dates() {
+    let example = Example::new();
+    let file = example.dir.join(DEPLOYMENT);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (before, after) = text.split_once("deployed_at: ").unwrap();
+    let rest = after.split_once('\n').map_or("", |(_, rest)| rest);
+    std::fs::write(
+        &file,
+        format!("{before}deployed_at: 2001-01-01T00:00:00Z\n{rest}"),
+    )
+    .unwrap();
+    git(&example.dir, &["add", DEPLOYMENT]);
+    // A hand edit whose dates are older than the deployment it follows.
+    let out = std::process::Command::new("git")
+        .current_dir(&example.dir)
+        .args(["commit", "-qm", "Hand edit"])
+        .env("GIT_AUTHOR_DATE", "2001-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2001-01-01T00:00:00Z")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let head = git(&example.dir, &["rev-parse", "HEAD"]);
+    let ui = Server::start(&example.dir, &[]);
+    let (status, deployment) = ui.get(&format!("/api/deployments/local/{P}"));
+    assert_eq!(status, 200, "{deployment}");
+    assert_eq!(
+        deployment["deployment"]["deployed_at"],
+        "2001-01-01T00:00:00Z"
+    );
+    assert_eq!(deployment["commit"], head.as_str());
+    assert_eq!(deployment["history"][0]["commit"], head.as_str());
+    assert_eq!(deployment["history"].as_array().unwrap().len(), 2);
+}

@@ -21,7 +21,7 @@ use crate::cache::Cache;
 use crate::deploy::{self, ServiceRecord};
 use crate::error::Error;
 use crate::exec::record::{self, RunRecord};
-use crate::gitops::{DeploymentVersion, deployment_history};
+use crate::gitops::{DeploymentVersion, deployment_at_head, deployment_history};
 use crate::plan::{Plan, PlanOptions, Selection};
 use crate::promote::deployment_file;
 use crate::spec::{Deployment, Loaded, Pipeline};
@@ -491,19 +491,20 @@ async fn deployment(
         deploy::check_name(&stack)?;
         deploy::check_name(&service)?;
         let file = deployment_file(&stack, &service);
-        let history: Vec<DeploymentVersion> = deployment_history(&ui.root, &file, HISTORY_LIMIT)?;
-        let Some(committed) = history.first() else {
+        let Some(committed) = deployment_at_head(&ui.root, &file)? else {
             return Err(ApiError::not_found(format!(
                 "no {file} has been committed; a run whose gate passes writes it"
             )));
         };
+        let history: Vec<DeploymentVersion> = deployment_history(&ui.root, &file, HISTORY_LIMIT)?;
         let live = live_status(&ui.root, &stack, &service);
         Ok(Json(json!({
             "file": file,
             "stack": stack,
             "service": service,
-            "commit": committed.commit,
-            "deployment": committed.deployment,
+            // The commit that last changed it.
+            "commit": history.first().map(|v| &v.commit),
+            "deployment": committed,
             "history": history,
             "live": live,
         })))
