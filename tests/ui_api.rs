@@ -252,8 +252,21 @@ fn unknown_paths_and_bad_ids_are_404_with_a_message() {
     );
     assert_eq!(status, 404, "{body}");
     // A body that is not JSON is refused, not a crash.
-    let (status, _) = ui.post(&format!("/api/services/{P}/predict"), None, None);
+    let (status, body) = ui.post(&format!("/api/services/{P}/predict"), None, None);
     assert!((400..500).contains(&status), "{status}");
+    assert!(
+        body["error"].as_str().unwrap().contains("as JSON"),
+        "{body}"
+    );
+    let response = client()
+        .post(format!("{}/api/services/{P}/predict", ui.url))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+    assert!(body["error"].is_string(), "{body}");
     // Still serving after all of that.
     assert_eq!(ui.get("/api/info").0, 200);
     // A page elsewhere that points its host name here (DNS rebinding) is
@@ -417,13 +430,20 @@ fn state_changing_requests_need_actions_on_and_the_token() {
         let (_, run) = ui.get(&format!("/api/runs/{id}"));
         (run["status"] == "succeeded").then_some(())
     });
-    assert_eq!(
-        ui.get("/api/runs?status=succeeded")
-            .1
-            .as_array()
-            .unwrap()
-            .len(),
-        2
+    let runs = ui.get("/api/runs?status=succeeded").1;
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    // A prefix of both: the request is ambiguous (400), not a missing run.
+    let other = runs[1]["id"].as_str().unwrap();
+    let common = id
+        .chars()
+        .zip(other.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (status, body) = ui.get(&format!("/api/runs/{}", &id[..common]));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("matches 2 runs"),
+        "{body}"
     );
 }
 

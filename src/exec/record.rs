@@ -524,18 +524,34 @@ pub fn list_runs(root: &Path) -> Result<Vec<RunRecord>, Error> {
     Ok(runs)
 }
 
+/// Whether `id` is `last` (or `latest`): the newest run.
+fn is_last(id: &str) -> bool {
+    id == "last" || id == "latest"
+}
+
+/// The runs `id` names: the newest for `last`, else those whose id starts
+/// with it (more than one: the prefix is ambiguous).
+pub fn runs_named(root: &Path, id: &str) -> Result<Vec<RunRecord>, Error> {
+    let runs = list_runs(root)?.into_iter();
+    Ok(match is_last(id) {
+        true => runs.take(1).collect(),
+        false => runs.filter(|r| r.id.starts_with(id)).collect(),
+    })
+}
+
 /// The run `id`: a full id, a unique prefix of one, or `last`.
 pub fn find_run(root: &Path, id: &str) -> Result<RunRecord, Error> {
-    let runs = list_runs(root)?;
-    if id == "last" || id == "latest" {
-        return runs
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::usage("no runs recorded yet: start one with `runner run`"));
-    }
-    let mut matches: Vec<RunRecord> = runs.into_iter().filter(|r| r.id.starts_with(id)).collect();
+    pick_run(id, runs_named(root, id)?)
+}
+
+/// The one run of the [`runs_named`] `id`; none or several is an error
+/// that says so.
+pub fn pick_run(id: &str, mut matches: Vec<RunRecord>) -> Result<RunRecord, Error> {
     match matches.len() {
         1 => Ok(matches.remove(0)),
+        0 if is_last(id) => Err(Error::usage(
+            "no runs recorded yet: start one with `runner run`",
+        )),
         0 => Err(Error::usage(format!(
             "no run `{id}`; `runner runs list` shows them"
         ))),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::Next;
@@ -117,6 +118,13 @@ impl From<Error> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, err.to_string())
+    }
+}
+
+/// A query string that does not parse: 400, said as JSON.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::new(rejection.status(), rejection.body_text())
     }
 }
 
@@ -292,7 +300,11 @@ struct RunFilter {
 }
 
 /// Every run, newest first; `?pipeline=P&status=S` filter.
-async fn runs(State(ui): State<Arc<Ui>>, Query(filter): Query<RunFilter>) -> Answer<Vec<Value>> {
+async fn runs(
+    State(ui): State<Arc<Ui>>,
+    filter: Result<Query<RunFilter>, QueryRejection>,
+) -> Answer<Vec<Value>> {
+    let Query(filter) = filter?;
     blocking(move || {
         let runs = record::list_runs(&ui.root)?;
         Ok(Json(
@@ -327,7 +339,13 @@ async fn runs(State(ui): State<Arc<Ui>>, Query(filter): Query<RunFilter>) -> Ans
 /// never name a path outside `.runner/runs`.
 pub(super) fn find_run(root: &Path, id: &str) -> Result<RunRecord, ApiError> {
     record::check_run_id(id)?;
-    Ok(record::find_run(root, id)?)
+    let runs = record::runs_named(root, id)?;
+    // An ambiguous prefix is the request's fault, not a missing run.
+    let ambiguous = runs.len() > 1;
+    record::pick_run(id, runs).map_err(|err| match ambiguous {
+        true => ApiError::new(StatusCode::BAD_REQUEST, err.to_string()),
+        false => err.into(),
+    })
 }
 
 /// Where `POST /api/runs` keeps each started run's stderr (`ID.stderr`)
@@ -378,15 +396,18 @@ struct StartRun {
 async fn start_run(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
-    body: Option<Json<StartRun>>,
+    body: Result<Json<StartRun>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&ui, &headers)?;
-    let Some(Json(StartRun { pipeline })) = body else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "send {\"pipeline\": NAME} as JSON",
-        ));
-    };
+    let Json(StartRun { pipeline }) = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            format!(
+                "send {{\"pipeline\": NAME}} as JSON: {}",
+                rejection.body_text()
+            ),
+        )
+    })?;
     blocking(move || {
         find_pipeline(&load(&ui.root)?, &pipeline)?;
         let exe = std::env::current_exe().map_err(|source| Error::Io {
@@ -443,9 +464,9 @@ fn authorize(ui: &Ui, headers: &HeaderMap) -> Result<(), ApiError> {
             "actions are off: start `runner ui --allow-actions` to start and stop services and runs",
         ));
     };
-    let given = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
+    let given = headers.get(TOKEN_HEADER).map(|v| v.as_bytes());
     match given {
-        Some(given) if given == token => Ok(()),
+        Some(given) if same_token(given, token.as_bytes()) => Ok(()),
         _ => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
@@ -453,6 +474,17 @@ fn authorize(ui: &Ui, headers: &HeaderMap) -> Result<(), ApiError> {
             ),
         )),
     }
+}
+
+/// Equal, in a time that depends on the lengths only: how fast a wrong
+/// token is refused says nothing about how much of it was right.
+fn same_token(given: &[u8], token: &[u8]) -> bool {
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
 }
 
 #[derive(Serialize)]
@@ -566,8 +598,9 @@ async fn services(State(ui): State<Arc<Ui>>) -> Answer<Vec<Value>> {
 async fn service(
     State(ui): State<Arc<Ui>>,
     UrlPath(name): UrlPath<String>,
-    Query(on): Query<OnStack>,
+    on: Result<Query<OnStack>, QueryRejection>,
 ) -> Answer<Value> {
+    let Query(on) = on?;
     blocking(move || {
         deploy::check_name(&name)?;
         let deployer = deployer(&ui.root, on.stack.as_deref())?;
@@ -580,8 +613,9 @@ async fn start_service(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     UrlPath(name): UrlPath<String>,
-    Query(on): Query<OnStack>,
+    on: Result<Query<OnStack>, QueryRejection>,
 ) -> Answer<Value> {
+    let Query(on) = on?;
     authorize(&ui, &headers)?;
     blocking(move || {
         deploy::check_name(&name)?;
@@ -595,8 +629,9 @@ async fn stop_service(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     UrlPath(name): UrlPath<String>,
-    Query(on): Query<OnStack>,
+    on: Result<Query<OnStack>, QueryRejection>,
 ) -> Answer<Value> {
+    let Query(on) = on?;
     authorize(&ui, &headers)?;
     blocking(move || {
         deploy::check_name(&name)?;
@@ -658,14 +693,17 @@ fn read_sample(root: &Path, file: &str) -> Result<Value, ApiError> {
 async fn predict(
     State(ui): State<Arc<Ui>>,
     UrlPath(name): UrlPath<String>,
-    body: Option<Json<Value>>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Answer<Value> {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "send the request for the service as JSON",
-        ));
-    };
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            format!(
+                "send the request for the service as JSON: {}",
+                rejection.body_text()
+            ),
+        )
+    })?;
     blocking(move || {
         deploy::check_name(&name)?;
         let record = deployer(&ui.root, None)?.status(&name)?;
@@ -725,4 +763,17 @@ async fn metrics(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> A
         })))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn tokens_are_equal_only_when_every_byte_is() {
+        assert!(same_token(b"abc123", b"abc123"));
+        assert!(!same_token(b"abc124", b"abc123"));
+        assert!(!same_token(b"abc12", b"abc123"));
+        assert!(!same_token(b"", b"abc123"));
+    }
 }

@@ -128,9 +128,8 @@ fn announce(addr: SocketAddr, token: Option<&str>) {
 
 /// 128 random bits from the kernel, as hex.
 fn new_token() -> std::io::Result<String> {
-    use std::io::Read as _;
     let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    crate::random::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -13,6 +13,8 @@ const esc = (value) => String(value ?? "").replace(/[&<>"']/g, (c) =>
   ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const short = (sha) => (sha ? String(sha).replace("blake3:", "").slice(0, 12) : "");
 const seconds = (ms) => (ms == null ? "" : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
+// Only web addresses become links: a record's `javascript:` URL must not run here.
+const webUrl = (url) => typeof url === "string" && /^https?:\/\//i.test(url);
 const badge = (status) => status ? `<span class="status ${esc(status)}">${esc(String(status).replace(/_/g, " "))}</span>` : "";
 
 async function api(path, options = {}) {
@@ -174,7 +176,7 @@ async function runPage(id) {
       <dt>started</dt><dd>${esc(run.started_at)}${run.duration_ms != null ? ` · took ${seconds(run.duration_ms)}` : ""}</dd>
       <dt>commit</dt><dd><code id="run-commit">${esc(commit)}</code> ${esc(run.git?.branch || "")}</dd>
       ${Object.keys(run.metrics || {}).length ? `<dt>metrics</dt><dd>${Object.entries(run.metrics).map(([k, v]) => `${esc(k)} <b>${esc(+v.toFixed(4))}</b>`).join(" · ")}</dd>` : ""}
-      ${run.tracking?.url ? `<dt>MLflow</dt><dd><a href="${esc(run.tracking.url)}">${esc(run.tracking.run_id)}</a></dd>` : ""}
+      ${run.tracking?.url ? `<dt>MLflow</dt><dd>${webUrl(run.tracking.url) ? `<a href="${esc(run.tracking.url)}">${esc(run.tracking.run_id)}</a>` : `${esc(run.tracking.run_id)} <code>${esc(run.tracking.url)}</code>`}</dd>` : ""}
     </dl>`;
     document.getElementById("run-steps").innerHTML = `<table id="steps"><thead><tr><th>step</th><th>status</th><th>exit</th><th>duration</th><th>attempts</th><th>note</th></tr></thead><tbody>
       ${run.steps.map((s) => `<tr data-step="${esc(s.name)}"><td><code>${esc(s.name)}</code></td>
@@ -376,8 +378,10 @@ async function predictPage(params) {
     try {
       let body;
       if (row) {
-        const edited = Object.fromEntries(fields.map(([k]) => {
-          const input = e.target.elements[k];
+        // By position: `elements[name]` is the form's own property for names like `length`.
+        const inputs = e.target.querySelectorAll(".fields input");
+        const edited = Object.fromEntries(fields.map(([k], i) => {
+          const input = inputs[i];
           const n = Number(input.value);
           return [k, input.dataset.type === "number" && input.value.trim() !== "" && !Number.isNaN(n) ? n : input.value];
         }));
