@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use git2::{Oid, Repository, Signature};
+use git2::{Oid, Repository, Signature, Sort};
 
 use crate::cache::lock::LOCK_FILE;
 use crate::error::Error;
@@ -802,7 +802,7 @@ fn guard(repo: &Repository, at: Oid, path: &str, ours: &str) -> Result<Option<Re
         .map_err(|e| unreadable(e.message().to_string()))?;
     walk.push(at)
         .map_err(|e| unreadable(e.message().to_string()))?;
-    for oid in walk.take(10_000).flatten() {
+    for oid in walk.take(HISTORY_DEPTH).flatten() {
         let Ok(commit) = repo.find_commit(oid) else {
             continue;
         };
@@ -871,9 +871,31 @@ pub struct DeploymentVersion {
     pub problem: Option<String>,
 }
 
-/// `git log` of a Deployment file from HEAD, newest first, at most `limit`
-/// commits: who promoted which model, when, with which metrics. Looks at
-/// the last 10,000 commits, as the ordering guard does.
+/// How many commits back the ordering guard and a Deployment file's
+/// history look: a long history costs bounded time.
+const HISTORY_DEPTH: usize = 10_000;
+
+/// The Deployment file `path` as committed at HEAD; `None` when HEAD has
+/// no such file (or there is no commit yet).
+pub fn deployment_at_head(
+    root: &Path,
+    path: &str,
+) -> Result<Option<crate::spec::Deployment>, Error> {
+    let repo = Repository::open(root).map_err(|source| Error::NotAGitRepo {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+        return Ok(None);
+    };
+    committed_deployment(&repo, head.id(), path)
+        .map_err(|problem| Error::usage(format!("{problem}; `runner validate` says more")))
+}
+
+/// `git log` of a Deployment file from HEAD, newest first (parents after
+/// their children, then by time), at most `limit` commits: who promoted
+/// which model, when, with which metrics. Looks at the last
+/// [`HISTORY_DEPTH`] commits, as the ordering guard does.
 pub fn deployment_history(
     root: &Path,
     path: &str,
@@ -887,10 +909,12 @@ pub fn deployment_history(
         return Ok(Vec::new());
     };
     let mut walk = repo.revwalk().map_err(Error::git("walk the history"))?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)
+        .map_err(Error::git("walk the history"))?;
     walk.push(head.id())
         .map_err(Error::git("walk the history"))?;
     let mut versions = Vec::new();
-    for oid in walk.take(10_000).flatten() {
+    for oid in walk.take(HISTORY_DEPTH).flatten() {
         if versions.len() >= limit {
             break;
         }

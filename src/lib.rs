@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod plan;
 pub mod preview;
 pub mod promote;
+mod random;
 pub mod report;
 pub mod spec;
 pub mod suggest;

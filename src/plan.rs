@@ -198,7 +198,7 @@ impl Plan {
             .iter()
             .map(|s| ("stack", s.0.as_str()))
             .collect();
-        let mut secret_values = Vec::new();
+        let secret_values = secret_values(&stack, spec);
         let mut steps = Vec::with_capacity(spec.steps.len());
         for (name, step) in &spec.steps {
             let workdir = step
@@ -248,9 +248,7 @@ impl Plan {
                 if let Some(value) = std::env::var_os(&secret.0) {
                     // A value that is not UTF-8 is masked in its lossy form,
                     // which is how it appears in output.
-                    let text = value.to_string_lossy().into_owned();
-                    env.push((secret.0.clone(), text.clone()));
-                    secret_values.push(text);
+                    env.push((secret.0.clone(), value.to_string_lossy().into_owned()));
                 }
             }
             let upstream_names = dag.upstream(name);
@@ -336,11 +334,6 @@ impl Plan {
                 missing.join(", ")
             )));
         }
-        if let Some(tracker) = &stack.experiment_tracker {
-            secret_values.extend(crate::tracking::credential_values(&tracker.tracking_uri));
-        }
-        secret_values.sort();
-        secret_values.dedup();
         // The display command is what runner.lock and every log record: a
         // secret interpolated through a param never reaches them.
         let masker = crate::exec::mask::Masker::new(&secret_values);
@@ -755,6 +748,41 @@ pub enum OutputState {
     Restorable,
     Missing,
     Changed,
+}
+
+/// The values of the secrets a run of `spec` on `stack` gets from this
+/// environment (the stack's and the steps' `secrets` that are set, and the
+/// tracker's credentials), sorted and without repeats: what everything
+/// runner shows is masked with.
+pub fn secret_values(stack: &Stack, spec: &Pipeline) -> Vec<String> {
+    let names = stack
+        .secrets
+        .iter()
+        .chain(spec.steps.values().flat_map(|step| &step.secrets));
+    // A value that is not UTF-8 is masked in its lossy form, which is how
+    // it appears in output.
+    let mut values: Vec<String> = names
+        .filter_map(|secret| std::env::var_os(&secret.0))
+        .map(|value| value.to_string_lossy().into_owned())
+        .collect();
+    if let Some(tracker) = &stack.experiment_tracker {
+        values.extend(crate::tracking::credential_values(&tracker.tracking_uri));
+    }
+    values.sort();
+    values.dedup();
+    values
+}
+
+/// [`secret_values`] of a pipeline on the named stack (the default one
+/// without a name), with no plan: no command is rendered, nothing decided.
+pub fn pipeline_secret_values(
+    loaded: &Loaded,
+    pipeline: &str,
+    stack: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    let (doc, _) = loaded.pipeline(Some(pipeline))?;
+    let stack = choose_stack(loaded, stack)?;
+    Ok(secret_values(&stack, &doc.spec))
 }
 
 /// Which steps a run covers and whether to ignore the cache.

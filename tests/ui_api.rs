@@ -252,8 +252,21 @@ fn unknown_paths_and_bad_ids_are_404_with_a_message() {
     );
     assert_eq!(status, 404, "{body}");
     // A body that is not JSON is refused, not a crash.
-    let (status, _) = ui.post(&format!("/api/services/{P}/predict"), None, None);
+    let (status, body) = ui.post(&format!("/api/services/{P}/predict"), None, None);
     assert!((400..500).contains(&status), "{status}");
+    assert!(
+        body["error"].as_str().unwrap().contains("as JSON"),
+        "{body}"
+    );
+    let response = client()
+        .post(format!("{}/api/services/{P}/predict", ui.url))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+    assert!(body["error"].is_string(), "{body}");
     // Still serving after all of that.
     assert_eq!(ui.get("/api/info").0, 200);
     // A page elsewhere that points its host name here (DNS rebinding) is
@@ -333,6 +346,21 @@ steps:
         stream.contains("old: ***") && !stream.contains("hunter2"),
         "{stream}"
     );
+
+    // A record naming a pipeline that reads like an option (clap would
+    // print the version and exit the server).
+    let record = dir.join(".runner/runs").join(&id).join("run.json");
+    let mut value: Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    value["pipeline"] = json!("--version");
+    std::fs::write(&record, value.to_string()).unwrap();
+    assert_eq!(ui.get("/api/runs/last").1["pipeline"], "--version");
+    let (status, served) = ui.get(&format!("/api/runs/{id}/logs/leak"));
+    assert_eq!(
+        (status, served),
+        (200, Value::String("old: hunter2-very-secret\n".into()))
+    );
+    assert_eq!(ui.get("/api/info").0, 200);
 }
 
 #[test]
@@ -358,7 +386,7 @@ fn state_changing_requests_need_actions_on_and_the_token() {
     let token = ui.token.clone().unwrap();
     assert_eq!(token.len(), 32);
     assert_eq!(ui.get("/api/info").1["actions"], true);
-    let stop = format!("/api/services/{P}/stop");
+    let stop = format!("/api/services/{P}/stop?stack=local");
     assert_eq!(ui.post(&stop, None, None).0, 403);
     assert_eq!(ui.post(&stop, None, Some("wrong")).0, 403);
     assert_eq!(ui.get(&format!("/api/services/{P}")).1["state"], "active");
@@ -371,8 +399,13 @@ fn state_changing_requests_need_actions_on_and_the_token() {
         None,
     );
     assert_eq!(status, 409, "{body}");
-    let start = format!("/api/services/{P}/start");
+    let start = format!("/api/services/{P}/start?stack=local");
     assert_eq!(ui.post(&start, None, None).0, 403);
+    // Another stack's services are not the default stack's.
+    let elsewhere = format!("/api/services/{P}/start?stack=no-such-stack");
+    let (status, body) = ui.post(&elsewhere, None, Some(&token));
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(ui.get(&format!("/api/services/{P}")).1["state"], "inactive");
     let (status, started) = ui.post(&start, None, Some(&token));
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["state"], "active");
@@ -392,10 +425,63 @@ fn state_changing_requests_need_actions_on_and_the_token() {
     assert_eq!(status, 404);
     let (status, started) = ui.post("/api/runs", Some(&body), Some(&token));
     assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap();
     wait_for("the run the API started", 60, || {
-        let (_, runs) = ui.get("/api/runs?status=succeeded");
-        (runs.as_array()?.len() == 2).then_some(())
+        let (_, run) = ui.get(&format!("/api/runs/{id}"));
+        (run["status"] == "succeeded").then_some(())
     });
+    let runs = ui.get("/api/runs?status=succeeded").1;
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    // A prefix of both: the request is ambiguous (400), not a missing run.
+    let other = runs[1]["id"].as_str().unwrap();
+    let common = id
+        .chars()
+        .zip(other.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (status, body) = ui.get(&format!("/api/runs/{}", &id[..common]));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("matches 2 runs"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_run_started_by_the_api_that_fails_early_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("pipelines")).unwrap();
+    std::fs::write(
+        dir.join("pipelines/secret.yaml"),
+        "apiVersion: runner/v1\nkind: Pipeline\nname: secret\nsteps:\n  s:\n    run: echo hi\n    secrets: [UI_TEST_UNSET_SECRET]\n",
+    )
+    .unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "A step that needs a secret"]);
+    let ui = Server::start(dir, &["--allow-actions"]);
+    let token = ui.token.clone().unwrap();
+    let (status, started) = ui.post(
+        "/api/runs",
+        Some(&json!({"pipeline": "secret"})),
+        Some(&token),
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap();
+    let run = wait_for("the run to fail", 30, || {
+        let (status, run) = ui.get(&format!("/api/runs/{id}"));
+        (status == 200 && run["status"] == "failed").then_some(run)
+    });
+    assert_eq!(run["id"], id);
+    assert!(
+        run["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("UI_TEST_UNSET_SECRET"),
+        "{run}"
+    );
+    assert_ne!(run["exit_code"], 0, "{run}");
 }
 
 #[test]
@@ -435,4 +521,192 @@ fn a_step_log_streams_live_while_the_step_runs() {
     assert_eq!(ui.get(&format!("/api/runs/{id}")).1["status"], "succeeded");
     let log = ui.get(&format!("/api/runs/{id}/logs/wait")).1;
     assert_eq!(log, Value::String("first line\nsecond line\n".into()));
+}
+
+#[test]
+fn sigterm_stops_the_server_while_a_live_log_is_open() {
+    let example = Example::new();
+    let mut ui = Server::start(&example.dir, &[]);
+    let mut run = example.start_slow();
+    let id = wait_for("the slow run's record", 30, || {
+        let (_, runs) = ui.get("/api/runs?pipeline=slow&status=running");
+        runs[0]["id"].as_str().map(str::to_string)
+    });
+    let stream = client()
+        .get(format!("{}/api/runs/{id}/logs/wait/stream", ui.url))
+        .send()
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    while !lines.next().unwrap().unwrap().contains("first line") {}
+    let started = std::time::Instant::now();
+    assert!(ui.terminate(10).success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The stream was ended, not cut mid-event.
+    assert!(lines.all(|line| line.is_ok()));
+    example.release();
+    assert!(run.wait().unwrap().success());
+}
+
+#[test]
+fn a_run_killed_with_sigkill_is_interrupted_and_its_stream_ends() {
+    let example = Example::new();
+    let ui = Server::start(&example.dir, &[]);
+    let mut run = example.start_slow();
+    let id = wait_for("the slow run's record", 30, || {
+        let (_, runs) = ui.get("/api/runs?pipeline=slow&status=running");
+        runs[0]["id"].as_str().map(str::to_string)
+    });
+    let stream = client()
+        .get(format!("{}/api/runs/{id}/logs/wait/stream", ui.url))
+        .send()
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    while !lines.next().unwrap().unwrap().contains("first line") {}
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // The record still says `running`; the server knows better.
+    let record = example.dir.join(".runner/runs").join(&id).join("run.json");
+    assert!(
+        std::fs::read_to_string(record)
+            .unwrap()
+            .contains("\"running\"")
+    );
+    assert!(lines.any(|line| line.unwrap() == "event: end"));
+    assert_eq!(
+        ui.get(&format!("/api/runs/{id}")).1["status"],
+        "interrupted"
+    );
+    let (_, listed) = ui.get("/api/runs?status=interrupted");
+    assert_eq!(listed[0]["id"], id.as_str());
+    let out = common::runner(&example.dir, &["runs", "list"]);
+    assert!(
+        common::text(&out).contains("interrupted"),
+        "{}",
+        common::text(&out)
+    );
+}
+
+#[test]
+fn service_names_cannot_leave_the_deployments_on_a_kserve_stack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("stacks")).unwrap();
+    std::fs::write(
+        dir.join("stacks/prod.yaml"),
+        "apiVersion: runner/v1
+kind: Stack
+name: prod
+model_deployer: {type: kserve, namespace: ml}
+",
+    )
+    .unwrap();
+    // What `deployments/prod/../../x.yaml` would read.
+    std::fs::write(dir.join("x.yaml"), "not-for-you: hunter2\n").unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "A kserve stack"]);
+    let ui = Server::start(dir, &[]);
+    for path in [
+        "/api/services/..%2F..%2Fx",
+        "/api/services/..%2F..%2Fx/predict",
+    ] {
+        let (status, body) = match path.ends_with("predict") {
+            true => ui.post(path, Some(&json!({})), None),
+            false => ui.get(path),
+        };
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.to_string().contains("hunter2"), "{body}");
+        assert!(!body.to_string().contains("x.yaml"), "{body}");
+    }
+}
+
+#[test]
+fn a_long_log_is_served_from_its_end_and_a_stream_resumes_where_it_left_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("pipelines")).unwrap();
+    std::fs::write(
+        dir.join("pipelines/p.yaml"),
+        "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  s:\n    run: echo hi\n    cache: false\n",
+    )
+    .unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "One step"]);
+    let out = common::runner(dir, &["run", "p", "--format", "plain"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let ui = Server::start(dir, &[]);
+    let id = ui.get("/api/runs/last").1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // 5 MiB of numbered 16-byte lines.
+    let log: String = (0..5 * 65536).map(|i| format!("line {i:010}\n")).collect();
+    std::fs::write(dir.join(".runner/runs").join(&id).join("s.log"), &log).unwrap();
+
+    let (status, served) = ui.get(&format!("/api/runs/{id}/logs/s"));
+    assert_eq!(status, 200);
+    let served = served.as_str().unwrap();
+    assert!(served.len() <= 4 * 1024 * 1024 + 100, "{}", served.len());
+    assert!(served.starts_with("[runner ui: the first 1048576 bytes of this log are not shown]\n"));
+    assert!(served.ends_with(&format!("line {:010}\n", 5 * 65536 - 1)));
+    assert!(!served.contains("line 0000000000"));
+
+    let stream = |last: Option<u64>| {
+        let mut request = client().get(format!("{}/api/runs/{id}/logs/s/stream", ui.url));
+        if let Some(last) = last {
+            request = request.header("last-event-id", last.to_string());
+        }
+        request.send().unwrap().text().unwrap()
+    };
+    let whole = stream(None);
+    assert!(whole.contains("are not shown"), "{}", &whole[..200]);
+    assert!(whole.contains(&format!("id: {}\n", log.len())));
+    // A reconnect after the last two lines but two gets those two only.
+    let resumed = stream(Some(log.len() as u64 - 32));
+    let texts: String = resumed
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        texts,
+        format!("line {:010}\nline {:010}\n", 5 * 65536 - 2, 5 * 65536 - 1)
+    );
+}
+
+#[test]
+fn the_committed_deployment_is_the_one_at_head_whatever_the_commit_dates() {
+    let example = Example::new();
+    let file = example.dir.join(DEPLOYMENT);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (before, after) = text.split_once("deployed_at: ").unwrap();
+    let rest = after.split_once('\n').map_or("", |(_, rest)| rest);
+    std::fs::write(
+        &file,
+        format!("{before}deployed_at: 2001-01-01T00:00:00Z\n{rest}"),
+    )
+    .unwrap();
+    git(&example.dir, &["add", DEPLOYMENT]);
+    // A hand edit whose dates are older than the deployment it follows.
+    let out = std::process::Command::new("git")
+        .current_dir(&example.dir)
+        .args(["commit", "-qm", "Hand edit"])
+        .env("GIT_AUTHOR_DATE", "2001-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2001-01-01T00:00:00Z")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let head = git(&example.dir, &["rev-parse", "HEAD"]);
+    let ui = Server::start(&example.dir, &[]);
+    let (status, deployment) = ui.get(&format!("/api/deployments/local/{P}"));
+    assert_eq!(status, 200, "{deployment}");
+    assert_eq!(
+        deployment["deployment"]["deployed_at"],
+        "2001-01-01T00:00:00Z"
+    );
+    assert_eq!(deployment["commit"], head.as_str());
+    assert_eq!(deployment["history"][0]["commit"], head.as_str());
+    assert_eq!(deployment["history"].as_array().unwrap().len(), 2);
 }

@@ -44,6 +44,15 @@ pub struct PlanArgs {
     /// This step and every step after it (repeatable).
     #[arg(long, value_name = "STEP")]
     downstream: Vec<String>,
+    /// The run's id, chosen by the caller: `runner ui` names the run it
+    /// starts before the run has written anything.
+    #[arg(long, hide = true, value_parser = parse_run_id)]
+    run_id: Option<String>,
+}
+
+fn parse_run_id(id: &str) -> Result<String, Error> {
+    crate::exec::record::check_run_id(id)?;
+    Ok(id.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,7 +119,7 @@ impl PlanArgs {
             jobs: self.jobs.map(|j| j as usize),
             require_secrets: executes,
             git: None,
-            run_id: None,
+            run_id: self.run_id.clone(),
         }
     }
 
@@ -392,7 +401,7 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
             (state_only_head, session),
             &mut sink,
         ),
-        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Cancelled | RunStatus::Interrupted => exit::CANCELLED,
         RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
     };
     if let Some(session) = session {

@@ -104,6 +104,8 @@ impl ManifestDeployer {
 
     /// The committed Deployment of a service on this stack, as the work tree has it.
     fn deployment(&self, name: &str) -> Result<Option<Deployment>, Error> {
+        // The name becomes a path: `../` must not read files elsewhere.
+        super::check_name(name)?;
         let path = self.root.join(deployment_file(&self.stack, name));
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,

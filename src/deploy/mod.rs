@@ -5,7 +5,7 @@
 mod kubernetes;
 pub mod manifest;
 pub mod mlflow;
-mod process;
+pub(crate) mod process;
 mod registry;
 
 use std::path::{Path, PathBuf};

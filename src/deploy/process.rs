@@ -635,7 +635,7 @@ fn recorded(record: &ServiceRecord) -> Option<Process> {
 
 /// When the process started, in clock ticks since boot (`/proc/PID/stat`
 /// field 22); `None` when there is no such process or it is a zombie.
-fn start_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces.
     let rest = stat.get(stat.rfind(')')? + 2..)?;

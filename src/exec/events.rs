@@ -45,6 +45,10 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Only read, never written: a `running` record whose runner process
+    /// is gone (killed with SIGKILL, the machine restarted), so nothing
+    /// will ever finish it.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -54,6 +58,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }

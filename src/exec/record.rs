@@ -54,6 +54,67 @@ pub struct RunRecord {
     /// `runner ui` charts over the runs of a pipeline.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// The runner process writing the record; absent in records of older
+    /// versions, which are taken at their word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// A process by pid and start time (clock ticks since boot): the start
+/// time tells it from an unrelated process that reused the pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    pub start_ticks: u64,
+}
+
+impl Owner {
+    /// This process; `None` where /proc does not say when it started.
+    fn me() -> Option<Owner> {
+        let pid = std::process::id();
+        let start_ticks = crate::deploy::process::start_ticks(pid)?;
+        Some(Owner { pid, start_ticks })
+    }
+
+    fn alive(self) -> bool {
+        crate::deploy::process::start_ticks(self.pid) == Some(self.start_ticks)
+    }
+}
+
+impl RunRecord {
+    /// A `running` record whose owner is gone is interrupted: its process
+    /// can no longer say so, and readers would wait for it forever.
+    fn settle(mut self) -> RunRecord {
+        if self.status == RunStatus::Running && self.owner.is_some_and(|o| !o.alive()) {
+            self.status = RunStatus::Interrupted;
+        }
+        self
+    }
+}
+
+/// The record in `run.json` at `path`, settled (see [`RunRecord::settle`]);
+/// `None` when it is missing or unreadable, or its id could name a path
+/// outside [`RUNS_DIR`] (readers join it to paths).
+pub fn read_run(path: &Path) -> Option<RunRecord> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str::<RunRecord>(&text)
+        .ok()
+        .filter(|r| check_run_id(&r.id).is_ok())
+        .map(RunRecord::settle)
+}
+
+/// A run id is made of letters, digits, `-`, `_`, `.` and `:`, without
+/// `..`: one can never name a path outside [`RUNS_DIR`].
+pub fn check_run_id(id: &str) -> Result<(), Error> {
+    let plausible = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        && !id.contains("..");
+    match plausible {
+        true => Ok(()),
+        false => Err(Error::usage(format!("`{id}` is not a run id"))),
+    }
 }
 
 /// Where the run is in the experiment tracker, and what went wrong there.
@@ -201,6 +262,7 @@ impl Recorder {
             write_back: None,
             tracking: None,
             metrics: BTreeMap::new(),
+            owner: Owner::me(),
             git: plan.git.as_ref().map(GitRecord::from),
             steps: plan
                 .steps
@@ -456,25 +518,40 @@ pub fn list_runs(root: &Path) -> Result<Vec<RunRecord>, Error> {
     };
     let mut runs: Vec<RunRecord> = entries
         .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("run.json")).ok())
-        .filter_map(|text| serde_json::from_str(&text).ok())
+        .filter_map(|e| read_run(&e.path().join("run.json")))
         .collect();
     runs.sort_by(|a, b| b.id.cmp(&a.id));
     Ok(runs)
 }
 
+/// Whether `id` is `last` (or `latest`): the newest run.
+fn is_last(id: &str) -> bool {
+    id == "last" || id == "latest"
+}
+
+/// The runs `id` names: the newest for `last`, else those whose id starts
+/// with it (more than one: the prefix is ambiguous).
+pub fn runs_named(root: &Path, id: &str) -> Result<Vec<RunRecord>, Error> {
+    let runs = list_runs(root)?.into_iter();
+    Ok(match is_last(id) {
+        true => runs.take(1).collect(),
+        false => runs.filter(|r| r.id.starts_with(id)).collect(),
+    })
+}
+
 /// The run `id`: a full id, a unique prefix of one, or `last`.
 pub fn find_run(root: &Path, id: &str) -> Result<RunRecord, Error> {
-    let runs = list_runs(root)?;
-    if id == "last" || id == "latest" {
-        return runs
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::usage("no runs recorded yet: start one with `runner run`"));
-    }
-    let mut matches: Vec<RunRecord> = runs.into_iter().filter(|r| r.id.starts_with(id)).collect();
+    pick_run(id, runs_named(root, id)?)
+}
+
+/// The one run of the [`runs_named`] `id`; none or several is an error
+/// that says so.
+pub fn pick_run(id: &str, mut matches: Vec<RunRecord>) -> Result<RunRecord, Error> {
     match matches.len() {
         1 => Ok(matches.remove(0)),
+        0 if is_last(id) => Err(Error::usage(
+            "no runs recorded yet: start one with `runner run`",
+        )),
         0 => Err(Error::usage(format!(
             "no run `{id}`; `runner runs list` shows them"
         ))),

@@ -125,10 +125,7 @@ pub fn write_summary(path: &Path, summary: &str) -> std::io::Result<()> {
 /// A random number from the OS (the delimiter must not be guessable).
 fn random() -> u64 {
     let mut bytes = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_err()
-    {
+    if crate::random::fill(&mut bytes).is_err() {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);

@@ -257,6 +257,7 @@ impl Reporter for PlainReporter {
                     RunStatus::Succeeded => "SUCCEEDED",
                     RunStatus::Failed => "FAILED",
                     RunStatus::Cancelled => "CANCELLED",
+                    RunStatus::Interrupted => "INTERRUPTED",
                     RunStatus::Running => "RUNNING",
                 };
                 self.print(&status(

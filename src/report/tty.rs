@@ -214,6 +214,7 @@ impl Reporter for TtyReporter {
                     RunStatus::Succeeded => "\x1b[32msucceeded\x1b[0m",
                     RunStatus::Failed => "\x1b[31mfailed\x1b[0m",
                     RunStatus::Cancelled => "\x1b[33mcancelled\x1b[0m",
+                    RunStatus::Interrupted => "\x1b[33minterrupted\x1b[0m",
                     RunStatus::Running => "running",
                 };
                 self.line(format!(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::Next;
@@ -17,10 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{TOKEN_HEADER, Ui, assets, logs};
+use crate::cache::Cache;
 use crate::deploy::{self, ServiceRecord};
 use crate::error::Error;
 use crate::exec::record::{self, RunRecord};
-use crate::gitops::{DeploymentVersion, deployment_history};
+use crate::gitops::{DeploymentVersion, deployment_at_head, deployment_history};
+use crate::plan::{Plan, PlanOptions, Selection};
 use crate::promote::deployment_file;
 use crate::spec::{Deployment, Loaded, Pipeline};
 
@@ -115,6 +118,13 @@ impl From<Error> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, err.to_string())
+    }
+}
+
+/// A query string that does not parse: 400, said as JSON.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::new(rejection.status(), rejection.body_text())
     }
 }
 
@@ -231,13 +241,10 @@ async fn pipeline(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> 
     blocking(move || {
         let loaded = load(&ui.root)?;
         let spec = find_pipeline(&loaded, &name)?;
-        let args = crate::cli::run::PlanArgs::with(&[name.as_str()]);
-        let (plan, _) = crate::cli::run::plan(&ui.root, &args, false)?.map_err(|_| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the specs have problems; `runner validate` lists them",
-            )
-        })?;
+        // What `runner plan NAME` shows, from the specs loaded above.
+        let mut plan = Plan::build(&loaded, &ui.root, Some(&name), &PlanOptions::default())?;
+        let cache = Cache::open(&ui.root, false)?.with_store(&ui.root, plan.store_dir.as_deref());
+        plan.decide(&cache, &Selection::default())?;
         let runs: Vec<RunRecord> = record::list_runs(&ui.root)?
             .into_iter()
             .filter(|r| r.pipeline == name)
@@ -293,7 +300,11 @@ struct RunFilter {
 }
 
 /// Every run, newest first; `?pipeline=P&status=S` filter.
-async fn runs(State(ui): State<Arc<Ui>>, Query(filter): Query<RunFilter>) -> Answer<Vec<Value>> {
+async fn runs(
+    State(ui): State<Arc<Ui>>,
+    filter: Result<Query<RunFilter>, QueryRejection>,
+) -> Answer<Vec<Value>> {
+    let Query(filter) = filter?;
     blocking(move || {
         let runs = record::list_runs(&ui.root)?;
         Ok(Json(
@@ -327,21 +338,53 @@ async fn runs(State(ui): State<Arc<Ui>>, Query(filter): Query<RunFilter>) -> Ans
 /// A run id as the API takes it: what run ids are made of, so an id can
 /// never name a path outside `.runner/runs`.
 pub(super) fn find_run(root: &Path, id: &str) -> Result<RunRecord, ApiError> {
-    let plausible = !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-        && !id.contains("..");
-    if !plausible {
-        return Err(ApiError::not_found(format!("`{id}` is not a run id")));
-    }
-    Ok(record::find_run(root, id)?)
+    record::check_run_id(id)?;
+    let runs = record::runs_named(root, id)?;
+    // An ambiguous prefix is the request's fault, not a missing run.
+    let ambiguous = runs.len() > 1;
+    record::pick_run(id, runs).map_err(|err| match ambiguous {
+        true => ApiError::new(StatusCode::BAD_REQUEST, err.to_string()),
+        false => err.into(),
+    })
 }
 
+/// Where `POST /api/runs` keeps each started run's stderr (`ID.stderr`)
+/// and, once it has ended, its exit code (`ID.exit`).
+const LAUNCHED_DIR: &str = ".runner/ui/runs";
+
+/// The most of a started run's stderr the API returns.
+const STDERR_SHOWN: u64 = 64 * 1024;
+
 /// One run: steps, exit codes, durations, gate checks with their values,
-/// the promotion, the write-back commit.
-async fn run(State(ui): State<Arc<Ui>>, UrlPath(id): UrlPath<String>) -> Answer<RunRecord> {
-    blocking(move || find_run(&ui.root, &id).map(Json)).await
+/// the promotion, the write-back commit. A run the API started that has
+/// no record yet is `starting`, or `failed` with its stderr when it ended
+/// before writing one.
+async fn run(State(ui): State<Arc<Ui>>, UrlPath(id): UrlPath<String>) -> Answer<Value> {
+    blocking(move || match find_run(&ui.root, &id) {
+        Ok(record) => Ok(Json(json!(record))),
+        Err(err) => launched(&ui.root, &id).map(Json).ok_or(err),
+    })
+    .await
+}
+
+/// A run `POST /api/runs` started, as far as its launch files tell.
+fn launched(root: &Path, id: &str) -> Option<Value> {
+    use std::io::Read as _;
+    record::check_run_id(id).ok()?;
+    let dir = root.join(LAUNCHED_DIR);
+    let mut stderr = Vec::new();
+    std::fs::File::open(dir.join(format!("{id}.stderr")))
+        .ok()?
+        .take(STDERR_SHOWN)
+        .read_to_end(&mut stderr)
+        .ok()?;
+    let exit = std::fs::read_to_string(dir.join(format!("{id}.exit"))).ok();
+    Some(json!({
+        "id": id,
+        "status": if exit.is_some() { "failed" } else { "starting" },
+        "exit_code": exit.and_then(|code| code.trim().parse::<i32>().ok()),
+        "stderr": String::from_utf8_lossy(&stderr),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -353,39 +396,60 @@ struct StartRun {
 async fn start_run(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
-    body: Option<Json<StartRun>>,
+    body: Result<Json<StartRun>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&ui, &headers)?;
-    let Some(Json(StartRun { pipeline })) = body else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "send {\"pipeline\": NAME} as JSON",
-        ));
-    };
+    let Json(StartRun { pipeline }) = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            format!(
+                "send {{\"pipeline\": NAME}} as JSON: {}",
+                rejection.body_text()
+            ),
+        )
+    })?;
     blocking(move || {
         find_pipeline(&load(&ui.root)?, &pipeline)?;
         let exe = std::env::current_exe().map_err(|source| Error::Io {
             path: "runner".into(),
             source,
         })?;
+        // Named here, so the answer names the run even if it fails before
+        // writing its record; its stderr then says why.
+        let id = crate::plan::new_run_id();
+        let dir = ui.root.join(LAUNCHED_DIR);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let stderr_file = dir.join(format!("{id}.stderr"));
+        let stderr = std::fs::File::create(&stderr_file).map_err(io(&stderr_file))?;
         let mut child = std::process::Command::new(exe)
             .arg("-C")
             .arg(&ui.root)
-            .args(["run", pipeline.as_str(), "--format", "plain"])
+            .args(["run", "--format", "plain", "--run-id", id.as_str(), "--"])
+            .arg(&pipeline)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
-            .map_err(|source| Error::Io {
-                path: ui.root.clone(),
-                source,
-            })?;
+            .map_err(io(&ui.root))?;
         let pid = child.id();
-        // Reaped when it ends; its record under .runner/runs says how it went.
-        std::thread::spawn(move || child.wait());
+        // Reaped when it ends; its record under .runner/runs says how it
+        // went, and the exit code whether it got that far.
+        let exit_file = dir.join(format!("{id}.exit"));
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let code = status
+                    .code()
+                    .map_or("signal".to_string(), |c| c.to_string());
+                let _ = std::fs::write(exit_file, code);
+            }
+        });
         Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "pipeline": pipeline, "pid": pid })),
+            Json(json!({ "id": id, "pipeline": pipeline, "pid": pid })),
         ))
     })
     .await
@@ -400,9 +464,9 @@ fn authorize(ui: &Ui, headers: &HeaderMap) -> Result<(), ApiError> {
             "actions are off: start `runner ui --allow-actions` to start and stop services and runs",
         ));
     };
-    let given = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
+    let given = headers.get(TOKEN_HEADER).map(|v| v.as_bytes());
     match given {
-        Some(given) if given == token => Ok(()),
+        Some(given) if same_token(given, token.as_bytes()) => Ok(()),
         _ => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
@@ -410,6 +474,17 @@ fn authorize(ui: &Ui, headers: &HeaderMap) -> Result<(), ApiError> {
             ),
         )),
     }
+}
+
+/// Equal, in a time that depends on the lengths only: how fast a wrong
+/// token is refused says nothing about how much of it was right.
+fn same_token(given: &[u8], token: &[u8]) -> bool {
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
 }
 
 #[derive(Serialize)]
@@ -448,19 +523,20 @@ async fn deployment(
         deploy::check_name(&stack)?;
         deploy::check_name(&service)?;
         let file = deployment_file(&stack, &service);
-        let history: Vec<DeploymentVersion> = deployment_history(&ui.root, &file, HISTORY_LIMIT)?;
-        let Some(committed) = history.first() else {
+        let Some(committed) = deployment_at_head(&ui.root, &file)? else {
             return Err(ApiError::not_found(format!(
                 "no {file} has been committed; a run whose gate passes writes it"
             )));
         };
-        let live = live_status(&ui.root, &service);
+        let history: Vec<DeploymentVersion> = deployment_history(&ui.root, &file, HISTORY_LIMIT)?;
+        let live = live_status(&ui.root, &stack, &service);
         Ok(Json(json!({
             "file": file,
             "stack": stack,
             "service": service,
-            "commit": committed.commit,
-            "deployment": committed.deployment,
+            // The commit that last changed it.
+            "commit": history.first().map(|v| &v.commit),
+            "deployment": committed,
             "history": history,
             "live": live,
         })))
@@ -468,17 +544,30 @@ async fn deployment(
     .await
 }
 
-/// The service's state, checked now; what went wrong reading it otherwise.
-fn live_status(root: &Path, name: &str) -> Value {
-    match deployer(root).status(name) {
+/// The service's state on `stack`, checked now; what went wrong reading
+/// it otherwise.
+fn live_status(root: &Path, stack: &str, name: &str) -> Value {
+    match deployer(root, Some(stack)).and_then(|d| Ok(d.status(name)?)) {
         Ok(record) => json!(view(&record)),
-        Err(err) => json!({ "name": name, "state": "unknown", "last_error": err.to_string() }),
+        Err(err) => json!({ "name": name, "state": "unknown", "last_error": err.message }),
     }
 }
 
-/// The deployer of the services of this checkout (as `runner services`).
-fn deployer(root: &Path) -> Box<dyn deploy::Deployer> {
-    deploy::deployer(&crate::cli::services::stack_of(root, None), root)
+/// The deployer of the services on `stack`, or of this checkout's default
+/// stack (as `runner services`). A stack that is not there is 404: its
+/// services are not another stack's.
+fn deployer(root: &Path, stack: Option<&str>) -> Result<Box<dyn deploy::Deployer>, ApiError> {
+    let stack = match stack {
+        None => crate::cli::services::stack_of(root, None),
+        Some(name) => crate::plan::choose_stack(&load(root)?, Some(name))?.into_owned(),
+    };
+    Ok(deploy::deployer(&stack, root))
+}
+
+/// `?stack=NAME`: the stack a service is on (default: as `runner services`).
+#[derive(Deserialize)]
+struct OnStack {
+    stack: Option<String>,
 }
 
 /// A service as the API shows it: its record, and its URL.
@@ -493,7 +582,7 @@ fn view(record: &ServiceRecord) -> Value {
 async fn services(State(ui): State<Arc<Ui>>) -> Answer<Vec<Value>> {
     blocking(move || {
         Ok(Json(
-            deployer(&ui.root)
+            deployer(&ui.root, None)?
                 .list()?
                 .into_iter()
                 .map(|r| match r {
@@ -506,26 +595,50 @@ async fn services(State(ui): State<Arc<Ui>>) -> Answer<Vec<Value>> {
     .await
 }
 
-async fn service(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> Answer<Value> {
-    blocking(move || Ok(Json(view(&deployer(&ui.root).status(&name)?)))).await
+async fn service(
+    State(ui): State<Arc<Ui>>,
+    UrlPath(name): UrlPath<String>,
+    on: Result<Query<OnStack>, QueryRejection>,
+) -> Answer<Value> {
+    let Query(on) = on?;
+    blocking(move || {
+        deploy::check_name(&name)?;
+        let deployer = deployer(&ui.root, on.stack.as_deref())?;
+        Ok(Json(view(&deployer.status(&name)?)))
+    })
+    .await
 }
 
 async fn start_service(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     UrlPath(name): UrlPath<String>,
+    on: Result<Query<OnStack>, QueryRejection>,
 ) -> Answer<Value> {
+    let Query(on) = on?;
     authorize(&ui, &headers)?;
-    blocking(move || Ok(Json(view(&deployer(&ui.root).start(&name)?)))).await
+    blocking(move || {
+        deploy::check_name(&name)?;
+        let deployer = deployer(&ui.root, on.stack.as_deref())?;
+        Ok(Json(view(&deployer.start(&name)?)))
+    })
+    .await
 }
 
 async fn stop_service(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     UrlPath(name): UrlPath<String>,
+    on: Result<Query<OnStack>, QueryRejection>,
 ) -> Answer<Value> {
+    let Query(on) = on?;
     authorize(&ui, &headers)?;
-    blocking(move || Ok(Json(view(&deployer(&ui.root).stop(&name)?)))).await
+    blocking(move || {
+        deploy::check_name(&name)?;
+        let deployer = deployer(&ui.root, on.stack.as_deref())?;
+        Ok(Json(view(&deployer.stop(&name)?)))
+    })
+    .await
 }
 
 /// The request the predict form starts from: the pipeline's
@@ -580,16 +693,20 @@ fn read_sample(root: &Path, file: &str) -> Result<Value, ApiError> {
 async fn predict(
     State(ui): State<Arc<Ui>>,
     UrlPath(name): UrlPath<String>,
-    body: Option<Json<Value>>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Answer<Value> {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "send the request for the service as JSON",
-        ));
-    };
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            format!(
+                "send the request for the service as JSON: {}",
+                rejection.body_text()
+            ),
+        )
+    })?;
     blocking(move || {
-        let record = deployer(&ui.root).status(&name)?;
+        deploy::check_name(&name)?;
+        let record = deployer(&ui.root, None)?.status(&name)?;
         if record.state != deploy::ServiceState::Active {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -646,4 +763,17 @@ async fn metrics(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> A
         })))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn tokens_are_equal_only_when_every_byte_is() {
+        assert!(same_token(b"abc123", b"abc123"));
+        assert!(!same_token(b"abc124", b"abc123"));
+        assert!(!same_token(b"abc12", b"abc123"));
+        assert!(!same_token(b"", b"abc123"));
+    }
 }

@@ -13,6 +13,9 @@ mod logs;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::error::Error;
 
@@ -33,7 +36,21 @@ pub(crate) struct Ui {
     token: Option<String>,
     /// Listening on a loopback address: requests must name this machine.
     loopback: bool,
+    /// Becomes `true` on SIGINT or SIGTERM: live log streams never end by
+    /// themselves, and graceful shutdown waits for every open connection.
+    shutdown: watch::Receiver<bool>,
 }
+
+impl Ui {
+    /// Resolves once the server is stopping (or can no longer be told so).
+    pub(crate) async fn stopping(&self) {
+        let mut shutdown = self.shutdown.clone();
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+}
+
+/// How long open connections get to finish once the server is stopping.
+const GRACE: Duration = Duration::from_secs(2);
 
 /// The header that carries the action token.
 pub const TOKEN_HEADER: &str = "x-runner-token";
@@ -50,28 +67,44 @@ pub fn serve(root: &Path, options: &Options) -> Result<(), Error> {
         true => Some(new_token().map_err(io)?),
         false => None,
     };
+    let (stop, shutdown) = watch::channel(false);
     let ui = Arc::new(Ui {
         root: root.to_path_buf(),
         token,
         loopback: options.bind.is_loopback(),
+        shutdown,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(io)?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let addr = SocketAddr::new(options.bind, options.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::usage(format!("cannot listen on {addr}: {source}")))?;
         let local = listener.local_addr().map_err(io)?;
         announce(local, ui.token.as_deref());
-        axum::serve(listener, api::router(ui))
-            .with_graceful_shutdown(stop_signal())
-            .await
-            .map_err(io)
-    })
+        let server =
+            axum::serve(listener, api::router(ui.clone())).with_graceful_shutdown(async move {
+                stop_signal().await;
+                let _ = stop.send(true);
+            });
+        // Streams end when told, but a slow client may still hold its
+        // connection: stopping is bounded.
+        tokio::select! {
+            served = server => served.map_err(io),
+            () = async {
+                ui.stopping().await;
+                tokio::time::sleep(GRACE).await;
+            } => Ok(()),
+        }
+    });
+    // A reader still busy on a blocking thread (git, a service's port) is
+    // not waited for.
+    runtime.shutdown_timeout(GRACE);
+    served
 }
 
 /// The URL (and token) on stdout, flushed: a script waits for this line.
@@ -95,9 +128,8 @@ fn announce(addr: SocketAddr, token: Option<&str>) {
 
 /// 128 random bits from the kernel, as hex.
 fn new_token() -> std::io::Result<String> {
-    use std::io::Read as _;
     let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    crate::random::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

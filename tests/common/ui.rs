@@ -106,6 +106,14 @@ impl Server {
         Server { child, url, token }
     }
 
+    /// Sends SIGTERM and waits at most `secs` seconds for the server to exit.
+    pub fn terminate(&mut self, secs: u64) -> std::process::ExitStatus {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid touches no memory.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        wait_for("runner ui to exit", secs, || self.child.try_wait().unwrap())
+    }
+
     /// GET a path: the status and the body as JSON (or a JSON string of the text).
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
         answer(client().get(format!("{}{path}", self.url)).send().unwrap())

@@ -13,6 +13,8 @@ const esc = (value) => String(value ?? "").replace(/[&<>"']/g, (c) =>
   ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const short = (sha) => (sha ? String(sha).replace("blake3:", "").slice(0, 12) : "");
 const seconds = (ms) => (ms == null ? "" : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
+// Only web addresses become links: a record's `javascript:` URL must not run here.
+const webUrl = (url) => typeof url === "string" && /^https?:\/\//i.test(url);
 const badge = (status) => status ? `<span class="status ${esc(status)}">${esc(String(status).replace(/_/g, " "))}</span>` : "";
 
 async function api(path, options = {}) {
@@ -133,7 +135,7 @@ async function runsPage(params) {
   main.innerHTML = `<h1>Runs</h1>
     <div class="filters">
       <label>pipeline <select id="filter-pipeline">${["", ...pipelines.map((p) => p.name)].map((p) => option(p, pipeline)).join("")}</select></label>
-      <label>status <select id="filter-status">${["", "running", "succeeded", "failed", "cancelled"].map((s) => option(s, status)).join("")}</select></label>
+      <label>status <select id="filter-status">${["", "running", "succeeded", "failed", "cancelled", "interrupted"].map((s) => option(s, status)).join("")}</select></label>
     </div>
     ${runs.length === 0 ? `<p class="muted">no runs${pipeline || status ? " match" : " yet: start one with <code>runner run</code>"}</p>` : `
     <table id="runs-table"><thead><tr><th>run</th><th>pipeline</th><th>status</th><th>started</th><th>duration</th><th>steps</th><th>commit</th><th>promotion</th></tr></thead><tbody>
@@ -174,7 +176,7 @@ async function runPage(id) {
       <dt>started</dt><dd>${esc(run.started_at)}${run.duration_ms != null ? ` · took ${seconds(run.duration_ms)}` : ""}</dd>
       <dt>commit</dt><dd><code id="run-commit">${esc(commit)}</code> ${esc(run.git?.branch || "")}</dd>
       ${Object.keys(run.metrics || {}).length ? `<dt>metrics</dt><dd>${Object.entries(run.metrics).map(([k, v]) => `${esc(k)} <b>${esc(+v.toFixed(4))}</b>`).join(" · ")}</dd>` : ""}
-      ${run.tracking?.url ? `<dt>MLflow</dt><dd><a href="${esc(run.tracking.url)}">${esc(run.tracking.run_id)}</a></dd>` : ""}
+      ${run.tracking?.url ? `<dt>MLflow</dt><dd>${webUrl(run.tracking.url) ? `<a href="${esc(run.tracking.url)}">${esc(run.tracking.run_id)}</a>` : `${esc(run.tracking.run_id)} <code>${esc(run.tracking.url)}</code>`}</dd>` : ""}
     </dl>`;
     document.getElementById("run-steps").innerHTML = `<table id="steps"><thead><tr><th>step</th><th>status</th><th>exit</th><th>duration</th><th>attempts</th><th>note</th></tr></thead><tbody>
       ${run.steps.map((s) => `<tr data-step="${esc(s.name)}"><td><code>${esc(s.name)}</code></td>
@@ -210,7 +212,8 @@ async function runPage(id) {
     source = new EventSource(`/api/runs/${encodeURIComponent(run.id)}/logs/${encodeURIComponent(step)}/stream`);
     source.addEventListener("log", (e) => {
       const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-      log.textContent += JSON.parse(e.data).text;
+      // A text node per event: `textContent +=` copies the whole log each time.
+      log.appendChild(document.createTextNode(JSON.parse(e.data).text));
       if (atEnd) log.scrollTop = log.scrollHeight;
     });
     source.addEventListener("end", () => { log.dataset.state = "ended"; source.close(); });
@@ -284,7 +287,7 @@ async function deploymentPage(stack, service) {
     button.addEventListener("click", async () => {
       const msg = document.getElementById("svc-msg");
       msg.textContent = `${action}…`;
-      try { await api(`/api/services/${encodeURIComponent(service)}/${action}`, { method: "POST" }); route(); }
+      try { await api(`/api/services/${encodeURIComponent(service)}/${action}?stack=${encodeURIComponent(stack)}`, { method: "POST" }); route(); }
       catch (err) { msg.innerHTML = `<span class="error">${esc(err.message)}</span>`; }
     });
   }
@@ -375,8 +378,10 @@ async function predictPage(params) {
     try {
       let body;
       if (row) {
-        const edited = Object.fromEntries(fields.map(([k]) => {
-          const input = e.target.elements[k];
+        // By position: `elements[name]` is the form's own property for names like `length`.
+        const inputs = e.target.querySelectorAll(".fields input");
+        const edited = Object.fromEntries(fields.map(([k], i) => {
+          const input = inputs[i];
           const n = Number(input.value);
           return [k, input.dataset.type === "number" && input.value.trim() !== "" && !Number.isNaN(n) ? n : input.value];
         }));
