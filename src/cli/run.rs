@@ -814,8 +814,9 @@ impl Sink {
     }
 }
 
-/// Ctrl-C, or SIGTERM (what CI systems send on a cancelled job).
-async fn wait_for_stop_signal() {
+/// Ctrl-C, or SIGTERM (what CI systems send on a cancelled job, and
+/// service managers on a stop).
+pub(crate) async fn wait_for_stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

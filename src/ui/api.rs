@@ -601,12 +601,7 @@ async fn service(
     on: Result<Query<OnStack>, QueryRejection>,
 ) -> Answer<Value> {
     let Query(on) = on?;
-    blocking(move || {
-        deploy::check_name(&name)?;
-        let deployer = deployer(&ui.root, on.stack.as_deref())?;
-        Ok(Json(view(&deployer.status(&name)?)))
-    })
-    .await
+    on_service(ui, name, on, |deployer, name| deployer.status(name)).await
 }
 
 async fn start_service(
@@ -617,12 +612,7 @@ async fn start_service(
 ) -> Answer<Value> {
     let Query(on) = on?;
     authorize(&ui, &headers)?;
-    blocking(move || {
-        deploy::check_name(&name)?;
-        let deployer = deployer(&ui.root, on.stack.as_deref())?;
-        Ok(Json(view(&deployer.start(&name)?)))
-    })
-    .await
+    on_service(ui, name, on, |deployer, name| deployer.start(name)).await
 }
 
 async fn stop_service(
@@ -633,10 +623,23 @@ async fn stop_service(
 ) -> Answer<Value> {
     let Query(on) = on?;
     authorize(&ui, &headers)?;
+    on_service(ui, name, on, |deployer, name| deployer.stop(name)).await
+}
+
+/// Does `act` to the service `name` on the stack asked for (off the async
+/// threads: deployers wait on processes and files), answering its record.
+async fn on_service(
+    ui: Arc<Ui>,
+    name: String,
+    on: OnStack,
+    act: impl FnOnce(&dyn deploy::Deployer, &str) -> Result<ServiceRecord, crate::Error>
+    + Send
+    + 'static,
+) -> Answer<Value> {
     blocking(move || {
         deploy::check_name(&name)?;
         let deployer = deployer(&ui.root, on.stack.as_deref())?;
-        Ok(Json(view(&deployer.stop(&name)?)))
+        Ok(Json(view(&act(deployer.as_ref(), &name)?)))
     })
     .await
 }

@@ -88,7 +88,7 @@ pub fn serve(root: &Path, options: &Options) -> Result<(), Error> {
         announce(local, ui.token.as_deref());
         let server =
             axum::serve(listener, api::router(ui.clone())).with_graceful_shutdown(async move {
-                stop_signal().await;
+                crate::cli::run::wait_for_stop_signal().await;
                 let _ = stop.send(true);
             });
         // Streams end when told, but a slow client may still hold its
@@ -131,20 +131,4 @@ fn new_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
     crate::random::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
