@@ -1,6 +1,6 @@
 //! The step graph of one pipeline: which step must finish before which, and why.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
 use petgraph::Direction;
@@ -38,6 +38,9 @@ impl EdgeReason {
 pub struct Dag {
     graph: DiGraph<String, EdgeReason>,
     index: HashMap<String, NodeIndex>,
+    /// The pairs with an edge: `find_edge` walks a node's edge list, and a
+    /// step 1,000 others read from would make building the graph quadratic.
+    pairs: HashSet<(NodeIndex, NodeIndex)>,
 }
 
 impl Dag {
@@ -57,7 +60,7 @@ impl Dag {
         let (Some(&from), Some(&to)) = (self.index.get(before), self.index.get(after)) else {
             return;
         };
-        if self.graph.find_edge(from, to).is_none() {
+        if self.pairs.insert((from, to)) {
             self.graph.add_edge(from, to, reason);
         }
     }

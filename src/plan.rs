@@ -4,7 +4,7 @@
 //! through a run.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -40,7 +40,7 @@ pub struct PlannedStep {
     /// Indexes (into `Plan::steps`) of the steps that must succeed first.
     pub upstream: Vec<usize>,
     /// What keys the cache: declared deps and upstream outputs (normalised
-    /// repo paths), the listed params' values, the declared env.
+    /// repo paths, sorted), the listed params' values, the declared env.
     pub deps: Vec<String>,
     pub params: BTreeMap<String, serde_json::Value>,
     pub key_env: BTreeMap<String, String>,
@@ -847,7 +847,7 @@ impl Plan {
             for &u in &rerunning {
                 reasons.push(format!("upstream {} reruns", self.steps[u].name));
             }
-            let rerun_outputs: Vec<&str> = rerunning
+            let rerun_outputs: HashSet<&str> = rerunning
                 .iter()
                 .flat_map(|&u| self.steps[u].outputs.iter().map(|(_, p)| p.as_str()))
                 .collect();
@@ -883,7 +883,13 @@ impl Plan {
                             _ => {}
                         }
                     }
-                    for path in entry.deps.keys().filter(|p| !step.deps.contains(p)) {
+                    // `step.deps` is sorted: a sink of 1,000 deps is not a
+                    // million comparisons.
+                    for path in entry
+                        .deps
+                        .keys()
+                        .filter(|p| step.deps.binary_search(p).is_err())
+                    {
                         reasons.push(format!("dep {path} removed"));
                     }
                     if reasons.is_empty() {
