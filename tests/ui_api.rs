@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-
 use common::git;
-use common::ui::{Example, Server, client, wait_for};
+use common::ui::{Example, Server, client, slow_run_with_live_log, wait_for};
 use serde_json::{Value, json};
 
 const P: &str = "customer-satisfaction";
@@ -488,16 +486,7 @@ fn a_run_started_by_the_api_that_fails_early_says_why() {
 fn a_step_log_streams_live_while_the_step_runs() {
     let example = Example::new();
     let ui = Server::start(&example.dir, &[]);
-    let mut run = example.start_slow();
-    let id = wait_for("the slow run's record", 30, || {
-        let (_, runs) = ui.get("/api/runs?pipeline=slow&status=running");
-        runs[0]["id"].as_str().map(str::to_string)
-    });
-    let stream = client()
-        .get(format!("{}/api/runs/{id}/logs/wait/stream", ui.url))
-        .send()
-        .unwrap();
-    let mut lines = BufReader::new(stream).lines();
+    let (mut run, id, mut lines) = slow_run_with_live_log(&example, &ui);
     let mut seen = String::new();
     // The first line arrives while the step is still waiting.
     while !seen.contains("first line") {
@@ -527,16 +516,7 @@ fn a_step_log_streams_live_while_the_step_runs() {
 fn sigterm_stops_the_server_while_a_live_log_is_open() {
     let example = Example::new();
     let mut ui = Server::start(&example.dir, &[]);
-    let mut run = example.start_slow();
-    let id = wait_for("the slow run's record", 30, || {
-        let (_, runs) = ui.get("/api/runs?pipeline=slow&status=running");
-        runs[0]["id"].as_str().map(str::to_string)
-    });
-    let stream = client()
-        .get(format!("{}/api/runs/{id}/logs/wait/stream", ui.url))
-        .send()
-        .unwrap();
-    let mut lines = BufReader::new(stream).lines();
+    let (mut run, _, mut lines) = slow_run_with_live_log(&example, &ui);
     while !lines.next().unwrap().unwrap().contains("first line") {}
     let started = std::time::Instant::now();
     assert!(ui.terminate(10).success());
@@ -551,16 +531,7 @@ fn sigterm_stops_the_server_while_a_live_log_is_open() {
 fn a_run_killed_with_sigkill_is_interrupted_and_its_stream_ends() {
     let example = Example::new();
     let ui = Server::start(&example.dir, &[]);
-    let mut run = example.start_slow();
-    let id = wait_for("the slow run's record", 30, || {
-        let (_, runs) = ui.get("/api/runs?pipeline=slow&status=running");
-        runs[0]["id"].as_str().map(str::to_string)
-    });
-    let stream = client()
-        .get(format!("{}/api/runs/{id}/logs/wait/stream", ui.url))
-        .send()
-        .unwrap();
-    let mut lines = BufReader::new(stream).lines();
+    let (mut run, id, mut lines) = slow_run_with_live_log(&example, &ui);
     while !lines.next().unwrap().unwrap().contains("first line") {}
     run.kill().unwrap();
     run.wait().unwrap();

@@ -172,3 +172,25 @@ pub fn wait_for<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>) 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A slow run of `example` (see [`Example::start_slow`]), its id once `ui`
+/// lists it as running, and its `wait` step's live log, open.
+pub fn slow_run_with_live_log(
+    example: &Example,
+    ui: &Server,
+) -> (
+    Child,
+    String,
+    std::io::Lines<BufReader<reqwest::blocking::Response>>,
+) {
+    let run = example.start_slow();
+    let id = wait_for("the slow run's record", 30, || {
+        let (_, runs) = ui.get("/api/runs?pipeline=slow&status=running");
+        runs[0]["id"].as_str().map(str::to_string)
+    });
+    let stream = client()
+        .get(format!("{}/api/runs/{id}/logs/wait/stream", ui.url))
+        .send()
+        .unwrap();
+    (run, id, BufReader::new(stream).lines())
+}
