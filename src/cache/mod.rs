@@ -128,7 +128,11 @@ impl Cache {
             .flat_map(|(_, p)| p.steps.values());
         for step in recorded {
             for path in step.deps.keys().chain(step.outputs.keys()) {
-                if !taken.contains_key(path)
+                // Only what a spec could have declared: a runner.lock edited
+                // to name `/dev/zero` or `../x` is never read here.
+                let plain = crate::spec::paths::normalize(path).is_ok_and(|p| p == *path);
+                if plain
+                    && !taken.contains_key(path)
                     && let Ok(digest) = hasher.digest(path)
                 {
                     taken.insert(path.clone(), digest);
@@ -297,5 +301,39 @@ impl Cache {
             hasher.save()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetch_reads_only_plain_repo_paths_that_runner_lock_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("in.txt"), "x").unwrap();
+        std::fs::write(dir.path().join("outside.txt"), "secret").unwrap();
+        let cache = Cache::open(&root, false).unwrap();
+        let digest = |hash: &str| Digest {
+            hash: hash.to_string(),
+            size: 1,
+        };
+        let entry = StepLock {
+            deps: BTreeMap::from([
+                ("in.txt".to_string(), digest("a")),
+                ("../outside.txt".to_string(), digest("b")),
+                ("/dev/zero".to_string(), digest("c")),
+            ]),
+            ..StepLock::default()
+        };
+        cache.adopt("p", "s", entry).unwrap();
+        cache.prefetch(Some("p"));
+        let taken = cache.prefetched.lock().unwrap();
+        assert_eq!(taken.keys().collect::<Vec<_>>(), ["in.txt"]);
+        drop(taken);
+        cache.end_prefetch();
+        assert!(cache.prefetched.lock().unwrap().is_empty());
     }
 }

@@ -78,7 +78,7 @@ pub fn reporter(format: Format) -> Box<dyn Reporter> {
 /// "1.23s", "2m 5s": short durations for status lines.
 pub fn seconds(ms: u64) -> String {
     // In integers: a no-op run prints one of these per step.
-    let centis = (ms + 5) / 10;
+    let centis = ms.saturating_add(5) / 10;
     if centis < 6_000 {
         format!("{}.{:02}s", centis / 100, centis % 100)
     } else {
