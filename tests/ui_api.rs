@@ -281,11 +281,8 @@ fn unknown_paths_and_bad_ids_are_404_with_a_message() {
 
 #[test]
 fn secrets_are_masked_in_the_logs_served() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::create_dir(dir.join("pipelines")).unwrap();
-    std::fs::write(
-        dir.join("pipelines/secret.yaml"),
+    let tmp = common::committed_repo(&[(
+        "pipelines/secret.yaml",
         "apiVersion: runner/v1
 kind: Pipeline
 name: secret
@@ -295,11 +292,8 @@ steps:
     secrets: [UI_TEST_TOKEN]
     cache: false
 ",
-    )
-    .unwrap();
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["add", "."]);
-    git(dir, &["commit", "-qm", "A step that prints a secret"]);
+    )]);
+    let dir = tmp.path();
     let out = common::runner_command(dir, &["run", "secret", "--format", "plain"])
         .env("UI_TEST_TOKEN", "hunter2-very-secret")
         .output()
@@ -447,17 +441,11 @@ fn state_changing_requests_need_actions_on_and_the_token() {
 
 #[test]
 fn a_run_started_by_the_api_that_fails_early_says_why() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::create_dir(dir.join("pipelines")).unwrap();
-    std::fs::write(
-        dir.join("pipelines/secret.yaml"),
+    let tmp = common::committed_repo(&[(
+        "pipelines/secret.yaml",
         "apiVersion: runner/v1\nkind: Pipeline\nname: secret\nsteps:\n  s:\n    run: echo hi\n    secrets: [UI_TEST_UNSET_SECRET]\n",
-    )
-    .unwrap();
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["add", "."]);
-    git(dir, &["commit", "-qm", "A step that needs a secret"]);
+    )]);
+    let dir = tmp.path();
     let ui = Server::start(dir, &["--allow-actions"]);
     let token = ui.token.clone().unwrap();
     let (status, started) = ui.post(
@@ -559,23 +547,19 @@ fn a_run_killed_with_sigkill_is_interrupted_and_its_stream_ends() {
 
 #[test]
 fn service_names_cannot_leave_the_deployments_on_a_kserve_stack() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::create_dir_all(dir.join("stacks")).unwrap();
-    std::fs::write(
-        dir.join("stacks/prod.yaml"),
-        "apiVersion: runner/v1
+    // x.yaml is what `deployments/prod/../../x.yaml` would read.
+    let tmp = common::committed_repo(&[
+        (
+            "stacks/prod.yaml",
+            "apiVersion: runner/v1
 kind: Stack
 name: prod
 model_deployer: {type: kserve, namespace: ml}
 ",
-    )
-    .unwrap();
-    // What `deployments/prod/../../x.yaml` would read.
-    std::fs::write(dir.join("x.yaml"), "not-for-you: hunter2\n").unwrap();
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["add", "."]);
-    git(dir, &["commit", "-qm", "A kserve stack"]);
+        ),
+        ("x.yaml", "not-for-you: hunter2\n"),
+    ]);
+    let dir = tmp.path();
     let ui = Server::start(dir, &[]);
     for path in [
         "/api/services/..%2F..%2Fx",
@@ -593,17 +577,11 @@ model_deployer: {type: kserve, namespace: ml}
 
 #[test]
 fn a_long_log_is_served_from_its_end_and_a_stream_resumes_where_it_left_off() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::create_dir(dir.join("pipelines")).unwrap();
-    std::fs::write(
-        dir.join("pipelines/p.yaml"),
+    let tmp = common::committed_repo(&[(
+        "pipelines/p.yaml",
         "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  s:\n    run: echo hi\n    cache: false\n",
-    )
-    .unwrap();
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["add", "."]);
-    git(dir, &["commit", "-qm", "One step"]);
+    )]);
+    let dir = tmp.path();
     let out = common::runner(dir, &["run", "p", "--format", "plain"]);
     assert!(out.status.success(), "{}", common::text(&out));
     let ui = Server::start(dir, &[]);

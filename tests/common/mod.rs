@@ -95,3 +95,17 @@ pub fn check(schema: &serde_json::Value, instance: &serde_json::Value, what: &st
         errors.join("\n")
     );
 }
+
+/// A new git repository holding `files` (repo path, text) in one commit.
+pub fn committed_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = tmp.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    git(tmp.path(), &["init", "-q", "-b", "main"]);
+    git(tmp.path(), &["add", "."]);
+    git(tmp.path(), &["commit", "-qm", "The files of this test"]);
+    tmp
+}
