@@ -53,3 +53,16 @@ impl Error {
         }
     }
 }
+
+/// An error with its causes, as one line: a reqwest error says "connection
+/// refused" only two levels down.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -597,20 +597,8 @@ fn health(
     match client.get(&url).send() {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!("{url} answered {}", response.status())),
-        Err(err) => Err(format!("{url}: {}", error_chain(&err))),
+        Err(err) => Err(format!("{url}: {}", crate::error::chain(&err))),
     }
-}
-
-/// A reqwest error with its causes ("connection refused" is two levels down).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A port nothing listens on right now.

@@ -131,22 +131,17 @@ impl Reporter for TtyReporter {
                 passed,
                 shown,
             } => {
-                let verdict = match passed {
-                    true => "\x1b[32mok\x1b[0m",
-                    false => "\x1b[31mFAILED\x1b[0m",
-                };
-                self.line(format!("check {step}: {check}: {shown} {verdict}"));
+                self.line(format!(
+                    "check {step}: {check}: {shown} {}",
+                    verdict(*passed)
+                ));
             }
             Event::GateChecked {
                 check,
                 passed,
                 shown,
             } => {
-                let verdict = match passed {
-                    true => "\x1b[32mok\x1b[0m",
-                    false => "\x1b[31mFAILED\x1b[0m",
-                };
-                self.line(format!("gate {check}: {shown} {verdict}"));
+                self.line(format!("gate {check}: {shown} {}", verdict(*passed)));
             }
             Event::Tracking {
                 status, message, ..
@@ -229,5 +224,13 @@ impl Reporter for TtyReporter {
 impl Default for TtyReporter {
     fn default() -> Self {
         TtyReporter::new()
+    }
+}
+
+/// A check's outcome, coloured.
+fn verdict(passed: bool) -> &'static str {
+    match passed {
+        true => "\x1b[32mok\x1b[0m",
+        false => "\x1b[31mFAILED\x1b[0m",
     }
 }

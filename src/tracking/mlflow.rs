@@ -187,7 +187,7 @@ impl Client {
         let response = request.send().map_err(|e| Failure {
             status: None,
             code: None,
-            message: error_chain(&e),
+            message: crate::error::chain(&e),
         })?;
         let status = response.status();
         let text = response.text().unwrap_or_default();
@@ -525,18 +525,6 @@ fn clip(text: &str, max: usize) -> String {
         Some((at, _)) => format!("{}...", &text[..at]),
         None => text.to_string(),
     }
-}
-
-/// A reqwest error with its causes ("connection refused" is two levels down).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Milliseconds since the epoch, as MLflow counts time.
