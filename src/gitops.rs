@@ -414,8 +414,15 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
     let mut commit = request.commit;
     let mut last_error = String::new();
     for attempt in 1..=PUSH_ATTEMPTS {
-        let remote_head = fetch(&repo, request.remote, request.branch)
-            .map_err(|e| left_to_push(request, &pending, e.message()))?;
+        let remote_head = match fetch(&repo, request.remote, request.branch) {
+            Ok(head) => head,
+            Err(err) if ref_vanished(&err) => {
+                last_error = err.message().to_string();
+                std::thread::sleep(backoff(attempt));
+                continue;
+            }
+            Err(err) => return Err(left_to_push(request, &pending, err.message())),
+        };
         if let Some(head) = remote_head {
             if let Some(refusal) = guard(
                 &repo,
@@ -505,6 +512,13 @@ fn left_to_push(request: &PushRequest, pending: &str, why: &str) -> Error {
             request.remote, request.branch, request.remote, request.branch
         ),
     }
+}
+
+/// A reference that vanished while the remote's references were listed:
+/// a racing runner deleting its `refs/runner/incoming/…` ref from a remote
+/// on disk. Worth another attempt, not a failed write-back.
+fn ref_vanished(err: &git2::Error) -> bool {
+    err.code() == git2::ErrorCode::NotFound && err.class() == git2::ErrorClass::Reference
 }
 
 /// 100 ms, 200 ms, ... up to 2 s, with jitter so racing runs spread out.
@@ -690,7 +704,7 @@ fn push_refspec(repo: &Repository, request: &PushRequest, refspec: &str) -> Resu
     let why = match (result, rejected.into_inner()) {
         (Ok(()), None) => return Ok(()),
         (Ok(()), Some(why)) => why,
-        (Err(err), _) if err.code() == git2::ErrorCode::NotFastForward => {
+        (Err(err), _) if err.code() == git2::ErrorCode::NotFastForward || ref_vanished(&err) => {
             return Err(PushError::Moved(err.message().to_string()));
         }
         (Err(err), _) => err.message().to_string(),
