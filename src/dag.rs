@@ -1,6 +1,8 @@
 //! The step graph of one pipeline: which step must finish before which, and why.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use foldhash::{HashMapExt as _, HashSetExt as _};
 use std::fmt::Write as _;
 
 use petgraph::Direction;
@@ -37,16 +39,24 @@ impl EdgeReason {
 #[derive(Debug, Clone, Default)]
 pub struct Dag {
     graph: DiGraph<String, EdgeReason>,
-    index: HashMap<String, NodeIndex>,
+    index: foldhash::HashMap<String, NodeIndex>,
     /// The pairs with an edge: `find_edge` walks a node's edge list, and a
     /// step 1,000 others read from would make building the graph quadratic.
-    pairs: HashSet<(NodeIndex, NodeIndex)>,
+    pairs: foldhash::HashSet<(NodeIndex, NodeIndex)>,
 }
 
 impl Dag {
     /// A graph of these steps, in this order, with no edges yet.
-    pub fn new<'a>(steps: impl IntoIterator<Item = &'a str>) -> Dag {
-        let mut dag = Dag::default();
+    pub fn new<'a, I>(steps: I) -> Dag
+    where
+        I: IntoIterator<Item = &'a str, IntoIter: ExactSizeIterator>,
+    {
+        let steps = steps.into_iter();
+        let mut dag = Dag {
+            graph: DiGraph::with_capacity(steps.len(), steps.len()),
+            index: foldhash::HashMap::with_capacity(steps.len()),
+            pairs: foldhash::HashSet::with_capacity(steps.len()),
+        };
         for step in steps {
             let node = dag.graph.add_node(step.to_string());
             dag.index.insert(step.to_string(), node);
@@ -60,9 +70,31 @@ impl Dag {
         let (Some(&from), Some(&to)) = (self.index.get(before), self.index.get(after)) else {
             return;
         };
+        self.add(from, to, reason);
+    }
+
+    /// `add_edge` by the steps' positions, as `edge_positions` gives them:
+    /// a saved graph is read back without looking names up.
+    pub fn add_edge_at(&mut self, before: usize, after: usize, reason: EdgeReason) {
+        let count = self.graph.node_count();
+        if before < count && after < count {
+            self.add(NodeIndex::new(before), NodeIndex::new(after), reason);
+        }
+    }
+
+    fn add(&mut self, from: NodeIndex, to: NodeIndex, reason: EdgeReason) {
         if self.pairs.insert((from, to)) {
             self.graph.add_edge(from, to, reason);
         }
+    }
+
+    /// Every edge by the positions of its steps in the order `new` got
+    /// them, in the order the edges were added.
+    pub fn edge_positions(&self) -> Vec<(usize, usize, &EdgeReason)> {
+        self.graph
+            .edge_references()
+            .map(|e| (e.source().index(), e.target().index(), e.weight()))
+            .collect()
     }
 
     /// Every edge, in the order they were added.
@@ -105,6 +137,21 @@ impl Dag {
         up.into_iter()
             .map(|(n, reason)| (self.graph[n].as_str(), reason))
             .collect()
+    }
+
+    /// The positions (as `new` got them) of the steps the step at `position`
+    /// directly depends on, in declaration order.
+    pub fn upstream_positions(&self, position: usize) -> Vec<usize> {
+        if position >= self.graph.node_count() {
+            return Vec::new();
+        }
+        let mut up: Vec<usize> = self
+            .graph
+            .neighbors_directed(NodeIndex::new(position), Direction::Incoming)
+            .map(|n| n.index())
+            .collect();
+        up.sort_unstable();
+        up
     }
 
     /// Every cycle, one per strongly connected component, as a path that

@@ -20,7 +20,7 @@ use crate::template::Templates;
 pub struct GateInput<'a> {
     /// This run's metrics, by dotted name.
     pub metrics: &'a BTreeMap<String, f64>,
-    pub params: &'a indexmap::IndexMap<String, serde_json::Value>,
+    pub params: &'a crate::spec::Map<String, serde_json::Value>,
     pub production: Option<&'a Deployment>,
     pub git: Option<&'a GitInfo>,
 }
@@ -432,8 +432,8 @@ mod tests {
     use super::*;
     use crate::spec::types::{ApiVersion, DeployedModel, DeploymentKind, DeploymentSource};
 
-    fn params() -> indexmap::IndexMap<String, serde_json::Value> {
-        indexmap::IndexMap::from([("max_mse".to_string(), serde_json::json!(1.9))])
+    fn params() -> crate::spec::Map<String, serde_json::Value> {
+        crate::spec::Map::from_iter([("max_mse".to_string(), serde_json::json!(1.9))])
     }
 
     fn production(mse: f64) -> Deployment {
@@ -503,7 +503,8 @@ mod tests {
     #[test]
     fn a_number_written_as_a_string_or_a_non_boolean_check_is_an_error() {
         let metrics = BTreeMap::from([("mse".to_string(), 1.5)]);
-        let params = indexmap::IndexMap::from([("max_mse".to_string(), serde_json::json!("0.1"))]);
+        let params =
+            crate::spec::Map::from_iter([("max_mse".to_string(), serde_json::json!("0.1"))]);
         let input = GateInput {
             metrics: &metrics,
             params: &params,

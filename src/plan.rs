@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use indexmap::IndexMap;
+use crate::spec::Map;
 use minijinja::value::{Enumerator, Object, Serde};
 use minijinja::{Value, context};
 
@@ -97,7 +97,7 @@ pub struct Plan {
     /// its remote, when it has one.
     pub artifact_store: ArtifactStore,
     pub jobs: usize,
-    pub params: IndexMap<String, serde_json::Value>,
+    pub params: Map<String, serde_json::Value>,
     pub git: Option<GitInfo>,
     pub steps: Vec<PlannedStep>,
     /// For each step (same order), whether it runs and why; every step runs
@@ -157,13 +157,21 @@ impl Plan {
             .as_ref()
             .map_or(Value::from(()), |g| Value::from(Serde(g)));
         let run_value = context! { id => run_id.clone() };
-        let all_outputs: Arc<IndexMap<String, IndexMap<String, String>>> = Arc::new(
-            spec.steps
+        // A template can only read `steps` by naming it: without one, the
+        // context need not copy every step's outputs.
+        let reads_steps = spec
+            .steps
+            .values()
+            .any(|step| step.run.parts().iter().any(|part| part.contains("steps")));
+        let all_outputs: Arc<Map<String, Map<String, String>>> = Arc::new(match reads_steps {
+            true => spec
+                .steps
                 .iter()
                 .map(|(name, step)| (name.clone(), step.outputs.clone()))
                 .collect(),
-        );
-        let mut groups: IndexMap<String, Vec<GroupMember>> = IndexMap::new();
+            false => Map::default(),
+        });
+        let mut groups: Map<String, Vec<GroupMember>> = Map::default();
         for (name, step) in &spec.steps {
             if let Some(member) = &step.member {
                 groups
@@ -186,12 +194,6 @@ impl Plan {
             })
         };
         let root_outputs = outputs_of("");
-        let index: IndexMap<&str, usize> = spec
-            .steps
-            .keys()
-            .enumerate()
-            .map(|(i, k)| (k.as_str(), i))
-            .collect();
 
         let mut secret_names: Vec<(&str, &str)> = stack
             .secrets
@@ -200,7 +202,7 @@ impl Plan {
             .collect();
         let secret_values = secret_values(&stack, spec);
         let mut steps = Vec::with_capacity(spec.steps.len());
-        for (name, step) in &spec.steps {
+        for (position, (name, step)) in spec.steps.iter().enumerate() {
             let workdir = step
                 .workdir
                 .as_deref()
@@ -211,7 +213,7 @@ impl Plan {
             } else {
                 outputs_of(&workdir)
             };
-            let own: IndexMap<&str, String> = step
+            let own: Map<&str, String> = step
                 .outputs
                 .iter()
                 .map(|(k, p)| (k.as_str(), relative_to(&workdir, p)))
@@ -251,18 +253,15 @@ impl Plan {
                     env.push((secret.0.clone(), value.to_string_lossy().into_owned()));
                 }
             }
-            let upstream_names = dag.upstream(name);
-            let upstream = upstream_names
-                .iter()
-                .filter_map(|(up, _)| index.get(up).copied())
-                .collect();
+            // The graph's nodes are the steps in this order.
+            let upstream = dag.upstream_positions(position);
             let mut deps: Vec<String> = step
                 .deps
                 .iter()
                 .filter_map(|d| crate::spec::paths::normalize(d).ok())
                 .collect();
-            for (up, _) in upstream_names {
-                if let Some(up_step) = spec.steps.get(up) {
+            for &up in &upstream {
+                if let Some((_, up_step)) = spec.steps.get_index(up) {
                     deps.extend(
                         up_step
                             .outputs
@@ -393,8 +392,8 @@ impl Plan {
 /// every member's paths (see `shell_words`) and its `members`.
 #[derive(Debug)]
 struct StepsContext {
-    outputs: Arc<IndexMap<String, IndexMap<String, String>>>,
-    groups: Arc<IndexMap<String, Vec<GroupMember>>>,
+    outputs: Arc<Map<String, Map<String, String>>>,
+    groups: Arc<Map<String, Vec<GroupMember>>>,
     base: String,
 }
 
@@ -409,7 +408,7 @@ struct GroupMember {
 
 impl StepsContext {
     /// A step's outputs by name, relative to the workdir.
-    fn outputs(&self, step: &str) -> Option<IndexMap<&str, String>> {
+    fn outputs(&self, step: &str) -> Option<Map<&str, String>> {
         Some(
             self.outputs
                 .get(step)?
@@ -421,14 +420,14 @@ impl StepsContext {
 
     /// `steps.GROUP`: `outputs` (each every member's paths) and `members`.
     fn group(&self, members: &[GroupMember]) -> Value {
-        let per_member: Vec<IndexMap<&str, String>> = members
+        let per_member: Vec<Map<&str, String>> = members
             .iter()
             .map(|m| self.outputs(&m.name).unwrap_or_default())
             .collect();
         let names = per_member
             .first()
             .map(|o| o.keys().copied().collect::<Vec<_>>());
-        let outputs: IndexMap<&str, Value> = names
+        let outputs: Map<&str, Value> = names
             .unwrap_or_default()
             .into_iter()
             .map(|out| {
@@ -510,7 +509,7 @@ pub fn choose_stack<'a>(
 pub fn pipeline_params(
     loaded: &Loaded,
     doc: &Document<Pipeline>,
-) -> Result<IndexMap<String, serde_json::Value>, Error> {
+) -> Result<Map<String, serde_json::Value>, Error> {
     merge_params(doc, &loaded.params_files, &[])
 }
 
@@ -521,7 +520,7 @@ fn merge_params(
     doc: &Document<Pipeline>,
     files: &BTreeMap<String, serde_json::Value>,
     overrides: &[String],
-) -> Result<IndexMap<String, serde_json::Value>, Error> {
+) -> Result<Map<String, serde_json::Value>, Error> {
     let mut params = doc.spec.params.clone();
     for file in &doc.spec.params_files {
         if let Some(serde_json::Value::Object(map)) = files.get(file) {
@@ -577,7 +576,7 @@ fn merge_value(base: &mut serde_json::Value, over: &serde_json::Value) {
 
 /// The param at a dotted path (`train.alpha`).
 pub fn lookup_param<'p>(
-    params: &'p IndexMap<String, serde_json::Value>,
+    params: &'p Map<String, serde_json::Value>,
     dotted: &str,
 ) -> Option<&'p serde_json::Value> {
     let mut parts = dotted.split('.');
@@ -589,7 +588,7 @@ pub fn lookup_param<'p>(
 }
 
 fn lookup_mut<'p>(
-    params: &'p mut IndexMap<String, serde_json::Value>,
+    params: &'p mut Map<String, serde_json::Value>,
     dotted: &str,
 ) -> Option<&'p mut serde_json::Value> {
     let mut parts = dotted.split('.');
@@ -603,7 +602,7 @@ fn lookup_mut<'p>(
 /// Every param by dotted name (nested mappings flattened), for diffs and
 /// suggestions.
 pub fn flatten_params(
-    params: &IndexMap<String, serde_json::Value>,
+    params: &Map<String, serde_json::Value>,
 ) -> BTreeMap<String, serde_json::Value> {
     fn walk(
         prefix: &str,
@@ -816,7 +815,8 @@ impl Plan {
         let mut reruns = vec![false; n];
         // Outputs of steps that will not run, as runner.lock records them:
         // a downstream step compares against those, even before a restore.
-        let mut expected: BTreeMap<&str, &crate::cache::hash::Digest> = BTreeMap::new();
+        let mut expected: foldhash::HashMap<&str, &crate::cache::hash::Digest> =
+            foldhash::HashMap::default();
         for i in self.order() {
             let step = &self.steps[i];
             if !selected[i] {
@@ -871,13 +871,13 @@ impl Plan {
                             continue;
                         }
                         let now = match expected.get(path.as_str()) {
-                            Some(&digest) => Some(digest.clone()),
-                            None => seen.digest(path)?,
+                            Some(&digest) => Some(Cow::Borrowed(digest)),
+                            None => seen.digest(path)?.map(Cow::Owned),
                         };
                         match (entry.deps.get(path), now) {
                             (_, None) => reasons.push(seen.missing(path)),
                             (None, Some(_)) => reasons.push(format!("dep {path} added")),
-                            (Some(was), Some(now)) if *was != now => {
+                            (Some(was), Some(now)) if *was != *now => {
                                 reasons.push(format!("dep {path} changed"))
                             }
                             _ => {}

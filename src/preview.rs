@@ -519,8 +519,8 @@ fn differences(was: &PlannedStep, now: &PlannedStep) -> Vec<String> {
 
 /// Params (nested ones by dotted name) whose values differ.
 pub fn param_changes(
-    base: &indexmap::IndexMap<String, serde_json::Value>,
-    head: &indexmap::IndexMap<String, serde_json::Value>,
+    base: &crate::spec::Map<String, serde_json::Value>,
+    head: &crate::spec::Map<String, serde_json::Value>,
 ) -> Vec<ParamChange> {
     let (base, head) = (flatten_params(base), flatten_params(head));
     let mut names: Vec<&String> = base.keys().chain(head.keys()).collect();

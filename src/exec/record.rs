@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use indexmap::IndexMap;
+use crate::spec::Map;
 use serde::{Deserialize, Serialize};
 
 use super::events::{
@@ -36,7 +36,7 @@ pub struct RunRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
     pub jobs: usize,
-    pub params: IndexMap<String, serde_json::Value>,
+    pub params: Map<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitRecord>,
     pub steps: Vec<StepRecord>,

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use indexmap::IndexMap;
+use crate::spec::Map;
 use minijinja::Value;
 use minijinja::value::Serde;
 use serde_json::Value as Json;
@@ -44,7 +44,7 @@ pub fn expand(specs: &mut Specs, report: &mut Report) {
             continue;
         }
         let steps = std::mem::take(&mut doc.spec.steps);
-        let mut expanded = IndexMap::with_capacity(steps.len());
+        let mut expanded = Map::with_capacity_and_hasher(steps.len(), Default::default());
         let mut problems = Vec::new();
         for (name, step) in steps {
             if !step.fans_out() {
@@ -230,7 +230,7 @@ fn foreach_entries(foreach: &Foreach) -> Result<Vec<Entry>, EntryProblem> {
 
 /// Every combination of the axes, the last axis varying fastest.
 fn matrix_entries(
-    matrix: &IndexMap<String, super::types::MatrixAxis>,
+    matrix: &Map<String, super::types::MatrixAxis>,
 ) -> Result<Vec<Entry>, EntryProblem> {
     let total = matrix
         .values()
@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_mapping_names_members_by_key_and_gives_the_key() {
-        let foreach = Foreach::Map(IndexMap::from([(
+        let foreach = Foreach::Map(Map::from_iter([(
             "small".to_string(),
             json!({"alpha": 0.1}),
         )]));
@@ -427,7 +427,7 @@ mod tests {
     #[test]
     fn a_matrix_is_every_combination_in_declared_order() {
         let axis = |values: Vec<Scalar>| MatrixAxis(values);
-        let matrix = IndexMap::from([
+        let matrix = Map::from_iter([
             (
                 "model".to_string(),
                 axis(vec![
@@ -461,7 +461,7 @@ mod tests {
                 "{bad}"
             );
         }
-        let huge = IndexMap::from_iter((0..5).map(|i| {
+        let huge = Map::from_iter((0..5).map(|i| {
             (
                 format!("a{i}"),
                 MatrixAxis((0..10).map(|n| Scalar::Number(n.into())).collect()),

@@ -13,7 +13,7 @@ pub mod yaml;
 pub use load::{Document, Specs};
 pub use schema::Kind;
 pub use source::Source;
-pub use types::{Deployment, Pipeline, Stack, Step};
+pub use types::{Deployment, Map, Pipeline, Stack, Step};
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -25,8 +25,8 @@ struct Snapshot<P, S, D> {
     pipelines: Vec<Entry<P>>,
     stacks: Vec<Entry<S>>,
     deployments: Vec<Entry<D>>,
-    /// Each pipeline's edges, in `pipelines` order.
-    edges: Vec<Vec<(String, String, EdgeReason)>>,
+    /// Each pipeline's edges, in `pipelines` order, by step position.
+    edges: Vec<Vec<(usize, usize, EdgeReason)>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,7 +85,7 @@ pub fn read(root: &Path, key: &str, files: &[SpecFile]) -> Option<(Specs, Vec<Op
         .map(|(doc, edges)| {
             let mut dag = Dag::new(doc.spec.steps.keys().map(String::as_str));
             for (before, after, reason) in edges {
-                dag.add_edge(&before, &after, reason);
+                dag.add_edge_at(before, after, reason);
             }
             Some(dag)
         })
@@ -128,11 +128,9 @@ pub fn write(root: &Path, key: &str, loaded: &Loaded) {
             .iter()
             .flatten()
             .map(|dag| {
-                dag.edges()
+                dag.edge_positions()
                     .into_iter()
-                    .map(|(before, after, reason)| {
-                        (before.to_string(), after.to_string(), reason.clone())
-                    })
+                    .map(|(before, after, reason)| (before, after, reason.clone()))
                     .collect()
             })
             .collect(),
