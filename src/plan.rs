@@ -817,11 +817,13 @@ impl Plan {
         // a downstream step compares against those, even before a restore.
         let mut expected: foldhash::HashMap<&str, &crate::cache::hash::Digest> =
             foldhash::HashMap::default();
+        let recorded = recorded.pipelines.get(&self.pipeline);
+        let recorded_step = |name: &str| recorded.and_then(|p| p.steps.get(name));
         for i in self.order() {
             let step = &self.steps[i];
             if !selected[i] {
                 self.decisions[i] = Decision::NotSelected;
-                if let Some(entry) = recorded.step(&self.pipeline, &step.name) {
+                if let Some(entry) = recorded_step(&step.name) {
                     expected.extend(entry.outputs.iter().map(|(p, d)| (p.as_str(), d)));
                 }
                 continue;
@@ -852,7 +854,7 @@ impl Plan {
                 .flat_map(|&u| self.steps[u].outputs.iter().map(|(_, p)| p.as_str()))
                 .collect();
             let mut restore = Vec::new();
-            let entry = recorded.step(&self.pipeline, &step.name);
+            let entry = recorded_step(&step.name);
             match entry {
                 None => reasons.push("not in runner.lock yet".to_string()),
                 Some(entry) => {

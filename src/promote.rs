@@ -608,7 +608,19 @@ fn commit_message(
 pub fn run_metrics(plan: &Plan, lock: &LockFile) -> Result<BTreeMap<String, f64>, String> {
     let mut metrics = BTreeMap::new();
     let mut reported_by: BTreeMap<String, &str> = BTreeMap::new();
+    // Most steps report none: only those that do are looked up by name.
+    let reporting: std::collections::BTreeSet<&str> = lock
+        .pipelines
+        .get(&plan.pipeline)
+        .into_iter()
+        .flat_map(|recorded| recorded.steps.iter())
+        .filter(|(_, entry)| !entry.metrics.is_empty())
+        .map(|(name, _)| name.as_str())
+        .collect();
     for step in plan.steps.iter().filter(|s| !s.name.contains(SEPARATOR)) {
+        if !reporting.contains(step.name.as_str()) {
+            continue;
+        }
         let Some(entry) = lock.step(&plan.pipeline, &step.name) else {
             continue;
         };

@@ -46,7 +46,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use hash::{Digest, Hasher};
-use lock::{Lock, LockFile, StepLock};
+use lock::{Digests, Lock, LockFile, StepLock};
 use store::Store;
 
 use crate::plan::{OutputState, Plan};
@@ -100,11 +100,13 @@ impl Cache {
     /// it without writing.
     pub fn open(root: &Path, replay: bool) -> Result<Cache, Error> {
         init_state_dir(root);
+        let mut hasher = Hasher::open(root, root.join(STAT_CACHE));
+        let lock = Lock::open(root, replay, &mut hasher)?;
         Ok(Cache {
             root: root.to_path_buf(),
-            hasher: Mutex::new(Hasher::open(root, root.join(STAT_CACHE))),
+            hasher: Mutex::new(hasher),
             store: Store::new(root.join(DEFAULT_STORE)),
-            lock: Mutex::new(Lock::open(root, replay)?),
+            lock: Mutex::new(lock),
             prefetched: Mutex::new(HashMap::new()),
         })
     }
@@ -130,7 +132,8 @@ impl Cache {
             for path in step.deps.keys().chain(step.outputs.keys()) {
                 // Only what a spec could have declared: a runner.lock edited
                 // to name `/dev/zero` or `../x` is never read here.
-                let plain = crate::spec::paths::normalize(path).is_ok_and(|p| p == *path);
+                let plain = crate::spec::paths::is_plainly_normal(path)
+                    || crate::spec::paths::normalize(path).is_ok_and(|p| p == *path);
                 if plain
                     && !taken.contains_key(path)
                     && let Ok(digest) = hasher.digest(path)
@@ -227,30 +230,23 @@ impl Cache {
     }
 
     /// The digests of a step's deps as it starts; a missing dep is an error.
-    pub fn hash_deps(&self, plan: &Plan, index: usize) -> Result<BTreeMap<String, Digest>, String> {
-        let mut deps = BTreeMap::new();
+    pub fn hash_deps(&self, plan: &Plan, index: usize) -> Result<Digests, String> {
+        let mut deps = Vec::new();
         for path in &plan.steps[index].deps {
             match self.digest(path) {
-                Ok(Some(digest)) => {
-                    deps.insert(path.clone(), digest);
-                }
+                Ok(Some(digest)) => deps.push((path.clone(), digest)),
                 Ok(None) => return Err(format!("dep `{path}` does not exist")),
                 Err(err) => return Err(err.to_string()),
             }
         }
-        Ok(deps)
+        Ok(deps.into_iter().collect())
     }
 
     /// After a step succeeded: hashes and stores its outputs, reads its
     /// metrics, and records it in the lock journal.
-    pub fn record(
-        &self,
-        plan: &Plan,
-        index: usize,
-        deps: BTreeMap<String, Digest>,
-    ) -> Result<(), String> {
+    pub fn record(&self, plan: &Plan, index: usize, deps: Digests) -> Result<(), String> {
         let step = &plan.steps[index];
-        let mut outputs = BTreeMap::new();
+        let mut outputs = Vec::new();
         {
             let mut hasher = self
                 .hasher
@@ -265,9 +261,10 @@ impl Cache {
                 self.store
                     .put(&self.root, path, &digest, &mut hasher)
                     .map_err(|e| format!("cannot store output `{path}`: {e}"))?;
-                outputs.insert(path.clone(), digest);
+                outputs.push((path.clone(), digest));
             }
         }
+        let outputs: Digests = outputs.into_iter().collect();
         let metrics = match &step.metrics {
             Some(file) => crate::metrics::read(&self.root.join(file))
                 .map_err(|e| format!("metrics file `{file}`: {e}"))?,
@@ -321,7 +318,7 @@ mod tests {
             size: 1,
         };
         let entry = StepLock {
-            deps: BTreeMap::from([
+            deps: Digests::from_iter([
                 ("in.txt".to_string(), digest("a")),
                 ("../outside.txt".to_string(), digest("b")),
                 ("/dev/zero".to_string(), digest("c")),

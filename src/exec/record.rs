@@ -208,7 +208,7 @@ pub struct StepRecord {
 pub struct Recorder {
     dir: PathBuf,
     record: RunRecord,
-    index: HashMap<String, usize>,
+    index: foldhash::HashMap<String, usize>,
     logs: HashMap<String, BufWriter<File>>,
     masker: Arc<Masker>,
     /// When `run.json` was last written: it is rewritten at most once per

@@ -117,7 +117,7 @@ fn members(
         let member_name = format!("{name}{SEPARATOR}{}", entry.suffix);
         if let Some(first) = seen.get(&member_name) {
             let index = i.to_string();
-            let path: &[&str] = match step.foreach {
+            let path: &[&str] = match step.foreach.as_deref() {
                 Some(Foreach::List(_)) => &["foreach", &index],
                 _ => &["matrix"],
             };
@@ -369,11 +369,11 @@ fn member(
     for (name, value) in &mut member.env {
         value.0 = render(&value.0, vec!["env".to_string(), name.clone()])?;
     }
-    member.member = Some(Member {
+    member.member = Some(Box::new(Member {
         group: group.to_string(),
         item: entry.item,
         key: entry.key,
-    });
+    }));
     Ok(member)
 }
 

@@ -66,12 +66,24 @@ pub fn normalize(path: &str) -> Result<String, PathProblem> {
 /// characters (letters, digits, `_`, `-`, `.`, `/`): no `:`, `~`, `$`, `{`,
 /// `\\` or space to check for, and no empty, `.` or `..` part. Most spec
 /// paths are, and planning a large pipeline normalises every dep.
-fn is_plainly_normal(path: &str) -> bool {
-    !path.is_empty()
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
-        && path.split('/').all(|part| !matches!(part, "" | "." | ".."))
+pub fn is_plainly_normal(path: &str) -> bool {
+    // A part made of one or two dots only is `.` or `..`.
+    let dot_part = |len: usize, dots: usize| len == dots && dots <= 2;
+    let (mut len, mut dots) = (0, 0);
+    for &b in path.as_bytes() {
+        if b == b'/' {
+            if dot_part(len, dots) {
+                return false;
+            }
+            (len, dots) = (0, 0);
+        } else if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.' {
+            len += 1;
+            dots += usize::from(b == b'.');
+        } else {
+            return false;
+        }
+    }
+    !dot_part(len, dots)
 }
 
 /// True when `inner` is strictly inside directory `outer`.
@@ -82,6 +94,19 @@ pub fn is_inside(inner: &str, outer: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_one_pass_check_agrees_with_normalising() {
+        for path in [
+            "a", "a/b", "a/.b", "a/b..c", "...", "a/...", "a//b", "/a", "a/", "./a", "a/./b",
+            "a/../b", "..", "", "a b", "a\\b", "c:/x", "{{ x }}", "~/a",
+        ] {
+            let same = normalize(path).is_ok_and(|normal| normal == path);
+            // Conservative: `a b` is normal, but not plainly so.
+            assert!(!is_plainly_normal(path) || same, "{path:?}");
+            assert_eq!(is_plainly_normal(path), same && path != "a b", "{path:?}");
+        }
+    }
 
     #[test]
     fn normalises_and_rejects() {

@@ -217,17 +217,17 @@ pub struct Step {
     /// gives `{{ key }}`. `run`, `outputs`, `metrics`, `deps`, `needs`,
     /// `workdir` and `env` values may read `item`; outputs must differ per member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub foreach: Option<Foreach>,
+    pub foreach: Option<Box<Foreach>>,
     /// Fan-out over every combination of named lists, e.g.
     /// `{model: [ridge, lasso], alpha: [0.1, 1]}` gives four members named
     /// `train@model=ridge,alpha=0.1` ..., each reading `{{ item.model }}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("propertyNames" = {"pattern": IDENT_PATTERN}), extend("minProperties" = 1))]
-    pub matrix: Option<Map<String, MatrixAxis>>,
+    pub matrix: Option<Box<Map<String, MatrixAxis>>>,
     /// Set by runner on each member of a fan-out: never written in a spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(skip)]
-    pub member: Option<Member>,
+    pub member: Option<Box<Member>>,
 }
 
 /// The entries a `foreach` fans out over.
