@@ -2,7 +2,6 @@
 //! an unchanged file is never read twice: a no-op run on a 1 GB dep reads
 //! none of it.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -20,7 +19,7 @@ pub struct Digest {
 
 /// What the stat cache remembers of a file: if all of this still matches,
 /// the content has not changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Stat {
     size: u64,
     mtime_ns: i64,
@@ -31,7 +30,6 @@ struct Stat {
     /// as its hashing can change without its stat changing ("racy git"):
     /// such an entry is not trusted (see `racy_margin`), and the file is
     /// hashed again.
-    #[serde(default)]
     hashed_ns: i64,
 }
 
@@ -113,7 +111,7 @@ pub struct Hasher {
     /// walking the root's own path again for each of thousands of files.
     root_dir: Option<std::fs::File>,
     state_file: PathBuf,
-    stats: BTreeMap<String, Stat>,
+    stats: foldhash::HashMap<String, Stat>,
     dirty: bool,
     /// Bytes read to hash (for tests and the benchmark: a no-op reads none).
     pub bytes_read: u64,
@@ -124,7 +122,7 @@ impl Hasher {
     pub fn open(root: &Path, state_file: PathBuf) -> Hasher {
         let stats = std::fs::read(&state_file)
             .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .and_then(|bytes| decode_stats(&bytes))
             .unwrap_or_default();
         Hasher {
             root: root.to_path_buf(),
@@ -235,10 +233,82 @@ impl Hasher {
         if !self.dirty {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&self.stats).unwrap_or_default();
-        crate::cache::write_atomic(&self.state_file, &bytes)?;
+        crate::cache::write_atomic(&self.state_file, &encode_stats(&self.stats))?;
         self.dirty = false;
         Ok(())
+    }
+}
+
+/// The stat cache's file: a count and a binary list of entries, since a no-op run of a
+/// large pipeline reads it first thing, and as JSON it took ~5,700
+/// instructions an entry to parse (a tenth of that now). Any file that is
+/// not exactly this (another version, cut short) reads as an empty cache:
+/// every file is hashed again, and nothing is wrong.
+const STATS_MAGIC: &[u8] = b"runner stat cache 1\n";
+
+fn encode_stats(stats: &foldhash::HashMap<String, Stat>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STATS_MAGIC.len() + stats.len() * 128);
+    out.extend_from_slice(STATS_MAGIC);
+    out.extend_from_slice(&(stats.len() as u64).to_le_bytes());
+    for (path, stat) in stats {
+        for text in [path, &stat.hash] {
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.extend_from_slice(&stat.size.to_le_bytes());
+        out.extend_from_slice(&stat.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&stat.ctime_ns.to_le_bytes());
+        out.extend_from_slice(&stat.inode.to_le_bytes());
+        out.extend_from_slice(&stat.hashed_ns.to_le_bytes());
+    }
+    out
+}
+
+fn decode_stats(bytes: &[u8]) -> Option<foldhash::HashMap<String, Stat>> {
+    let mut reader = Reader(bytes.strip_prefix(STATS_MAGIC)?);
+    let count = reader.number()?;
+    // Every entry takes at least 48 bytes: a count larger than that allows
+    // is a damaged file, not a reason to reserve memory.
+    let mut stats = foldhash::HashMap::with_capacity_and_hasher(
+        usize::try_from(count).map_or(0, |n| n.min(bytes.len() / 48)),
+        Default::default(),
+    );
+    for _ in 0..count {
+        let path = reader.text()?;
+        let hash = reader.text()?;
+        let [size, mtime, ctime, inode, hashed] = [(); 5].map(|()| reader.number());
+        stats.insert(
+            path,
+            Stat {
+                size: size?,
+                mtime_ns: mtime? as i64,
+                ctime_ns: ctime? as i64,
+                inode: inode?,
+                hash,
+                hashed_ns: hashed? as i64,
+            },
+        );
+    }
+    reader.0.is_empty().then_some(stats)
+}
+
+/// Reads what `encode_stats` wrote; `None` past the end.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn bytes(&mut self, n: usize) -> Option<&[u8]> {
+        let (taken, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn number(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.bytes(8)?.try_into().ok()?))
+    }
+
+    fn text(&mut self) -> Option<String> {
+        let len = u32::from_le_bytes(self.bytes(4)?.try_into().ok()?) as usize;
+        String::from_utf8(self.bytes(len)?.to_vec()).ok()
     }
 }
 
@@ -277,7 +347,7 @@ pub fn digest_path(path: &Path) -> Result<String, Error> {
         root: parent.to_path_buf(),
         root_dir: None,
         state_file: PathBuf::new(),
-        stats: BTreeMap::new(),
+        stats: foldhash::HashMap::default(),
         dirty: false,
         bytes_read: 0,
     };
@@ -332,6 +402,29 @@ pub fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stat_cache_file_reads_back_or_not_at_all() {
+        let stat = |size| Stat {
+            size,
+            mtime_ns: -5,
+            ctime_ns: 1_795_686_070_660_586_498,
+            inode: u64::MAX,
+            hash: format!("blake3:{}", "ab".repeat(32)),
+            hashed_ns: 7,
+        };
+        let stats = foldhash::HashMap::from_iter([
+            ("build/a.txt".to_string(), stat(1)),
+            ("data/ünïcode dir/b".to_string(), stat(2)),
+        ]);
+        let bytes = encode_stats(&stats);
+        assert_eq!(decode_stats(&bytes), Some(stats));
+        // Cut short anywhere, or from another version: no entry is trusted.
+        for end in STATS_MAGIC.len() + 1..bytes.len() {
+            assert_eq!(decode_stats(&bytes[..end]), None, "{end}");
+        }
+        assert_eq!(decode_stats(b"{\"build/a.txt\": {}}"), None);
+    }
 
     #[test]
     fn a_stat_is_trusted_once_its_mtime_is_past_the_timestamp_granularity() {

@@ -52,7 +52,7 @@ use store::Store;
 use crate::plan::{OutputState, Plan};
 
 /// Where the stat cache lives.
-const STAT_CACHE: &str = ".runner/state/stat-cache.json";
+const STAT_CACHE: &str = ".runner/state/stat-cache.bin";
 /// The default artifact store.
 pub const DEFAULT_STORE: &str = ".runner/cache";
 
