@@ -358,8 +358,9 @@ fn read_parsed(root: &Path, hasher: &mut Hasher) -> Option<LockFile> {
 
 /// `PARSED`, when it is the parse of a `runner.lock` with blake3 `source`.
 fn saved_parse(root: &Path, source: &str) -> Option<LockFile> {
-    let bytes = std::fs::read(root.join(PARSED)).ok()?;
-    let parsed = serde_json::from_slice::<Parsed<LockFile>>(&bytes).ok()?;
+    // Text checked as UTF-8 once, not string by string as from bytes.
+    let text = std::fs::read_to_string(root.join(PARSED)).ok()?;
+    let parsed = serde_json::from_str::<Parsed<LockFile>>(&text).ok()?;
     (parsed.source == source).then_some(parsed.lock)
 }
 
@@ -426,7 +427,7 @@ mod tests {
     fn a_killed_run_keeps_what_finished() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".runner")).unwrap();
-        let mut hasher = Hasher::open(dir.path(), dir.path().join(".runner/stat-cache.json"));
+        let mut hasher = Hasher::open(dir.path(), dir.path().join(".runner/stat-cache.bin"));
         let mut lock = Lock::open(dir.path(), true, &mut hasher).unwrap();
         lock.record("p", "a", entry("echo a")).unwrap();
         lock.record("p", "b", entry("echo b")).unwrap();

@@ -59,8 +59,9 @@ pub fn key(files: &[SpecFile]) -> Option<String> {
 
 /// The snapshot saved under `key`, with the files' texts for positions.
 pub fn read(root: &Path, key: &str, files: &[SpecFile]) -> Option<(Specs, Vec<Option<Dag>>)> {
-    let bytes = std::fs::read(root.join(SNAPSHOT)).ok()?;
-    let snapshot: Snapshot<Pipeline, Stack, Deployment> = serde_json::from_slice(&bytes).ok()?;
+    // Text checked as UTF-8 once, not string by string as from bytes.
+    let text = std::fs::read_to_string(root.join(SNAPSHOT)).ok()?;
+    let snapshot: Snapshot<Pipeline, Stack, Deployment> = serde_json::from_str(&text).ok()?;
     if snapshot.key != key || snapshot.edges.len() != snapshot.pipelines.len() {
         return None;
     }
