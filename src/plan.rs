@@ -956,7 +956,22 @@ impl Plan {
                         reasons.push("checks changed".to_string());
                     }
                     reasons.extend(param_changes(&entry.params, &step.params));
+                    // Both lists are sorted by path: one walk side by side
+                    // pairs them, and finds the recorded ones now gone.
+                    let mut recorded_deps = entry.deps.iter().peekable();
+                    let mut removed = Vec::new();
                     for path in &step.deps {
+                        let mut was = None;
+                        while let Some(&(recorded, digest)) = recorded_deps.peek() {
+                            if recorded > path {
+                                break;
+                            }
+                            recorded_deps.next();
+                            match recorded == path {
+                                true => was = Some(digest),
+                                false => removed.push(format!("dep {recorded} removed")),
+                            }
+                        }
                         if rerun_outputs.contains(&path.as_str()) {
                             continue;
                         }
@@ -964,7 +979,7 @@ impl Plan {
                             Some(&digest) => Some(Cow::Borrowed(digest)),
                             None => seen.digest(path)?.map(Cow::Owned),
                         };
-                        match (entry.deps.get(path), now) {
+                        match (was, now) {
                             (_, None) => reasons.push(seen.missing(path)),
                             (None, Some(_)) => reasons.push(format!("dep {path} added")),
                             (Some(was), Some(now)) if *was != *now => {
@@ -973,15 +988,8 @@ impl Plan {
                             _ => {}
                         }
                     }
-                    // `step.deps` is sorted: a sink of 1,000 deps is not a
-                    // million comparisons.
-                    for path in entry
-                        .deps
-                        .keys()
-                        .filter(|p| step.deps.binary_search(p).is_err())
-                    {
-                        reasons.push(format!("dep {path} removed"));
-                    }
+                    removed.extend(recorded_deps.map(|(path, _)| format!("dep {path} removed")));
+                    reasons.extend(removed);
                     if reasons.is_empty() {
                         for (_, path) in &step.outputs {
                             let Some(recorded) = entry.outputs.get(path) else {

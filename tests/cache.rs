@@ -218,6 +218,44 @@ fn plan_json_says_what_runs_and_why() {
 }
 
 #[test]
+fn deps_added_removed_and_changed_are_each_named() {
+    let dir = repo();
+    for name in ["a", "b", "c", "d"] {
+        std::fs::write(dir.path().join(format!("data/{name}.txt")), name).unwrap();
+    }
+    let spec = PIPELINE.replace(
+        "deps: [data/notes.txt]",
+        "deps: [data/notes.txt, data/a.txt, data/b.txt, data/d.txt]",
+    );
+    std::fs::write(dir.path().join("pipelines/p.yaml"), &spec).unwrap();
+    run(dir.path(), &[]);
+    let spec = spec.replace(
+        "data/a.txt, data/b.txt, data/d.txt",
+        "data/b.txt, data/c.txt",
+    );
+    std::fs::write(dir.path().join("pipelines/p.yaml"), spec).unwrap();
+    std::fs::write(dir.path().join("data/b.txt"), "b, changed").unwrap();
+    let out = runner(dir.path(), &["plan", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "report")
+        .unwrap();
+    assert_eq!(
+        report["decision"]["reasons"],
+        serde_json::json!([
+            "dep data/b.txt changed",
+            "dep data/c.txt added",
+            "dep data/a.txt removed",
+            "dep data/d.txt removed"
+        ])
+    );
+}
+
+#[test]
 fn a_second_run_on_the_checkout_waits_or_fails_with_no_wait() {
     let dir = repo();
     std::fs::write(

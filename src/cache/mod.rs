@@ -41,7 +41,7 @@ pub fn init_state_dir(root: &Path) {
     }
 }
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
@@ -63,7 +63,7 @@ pub struct Cache {
     store: Store,
     lock: Mutex<Lock>,
     /// Digests taken by [`Cache::prefetch`] for the next decision.
-    prefetched: Mutex<HashMap<String, Option<Digest>>>,
+    prefetched: Mutex<foldhash::HashMap<String, Option<Digest>>>,
 }
 
 /// A run and `runner plan` compare with the work tree and the local store.
@@ -107,7 +107,7 @@ impl Cache {
             hasher: Mutex::new(hasher),
             store: Store::new(root.join(DEFAULT_STORE)),
             lock: Mutex::new(lock),
-            prefetched: Mutex::new(HashMap::new()),
+            prefetched: Mutex::new(foldhash::HashMap::default()),
         })
     }
 
@@ -121,7 +121,7 @@ impl Cache {
         let (Ok(lock), Ok(mut hasher)) = (self.lock.lock(), self.hasher.lock()) else {
             return;
         };
-        let mut taken = HashMap::new();
+        let mut taken = foldhash::HashMap::default();
         let recorded = lock
             .file
             .pipelines
