@@ -19,10 +19,11 @@
 //! - cold: a fresh copy with nothing built (a new directory every run);
 //! - no-op: run again right after, nothing changed. `no-op#1` is the first
 //!   of those runs alone: runner's stat cache does not trust a file hashed
-//!   within 2 s of its mtime, so the first no-op re-hashes the outputs the
-//!   cold run had just written (the inputs are dated 60 s back beforehand,
-//!   so they are not re-hashed). Again: the cold run's last outputs stay
-//!   untrusted until 2 s have passed, at every no-op in between;
+//!   within 100 ms of its mtime (2 s where mtimes are whole seconds), so the
+//!   first no-op re-hashes the outputs the cold run had just written (the
+//!   inputs are dated 60 s back beforehand, so they are not re-hashed). The
+//!   outputs (and `runner.lock`) written in the cold run's last 100 ms stay
+//!   untrusted, and are re-hashed, at every no-op within those 100 ms;
 //! - no-op@3s: 3 no-ops after 3 s without runs (outputs settled);
 //! - one-change: new content in one input (chain and diamond: `in/in.txt`,
 //!   which reruns all N steps; wide: `in/i0.txt`, which reruns one), rerun.
@@ -75,7 +76,8 @@ const BIG_READ_LIMIT: u64 = 1 << 20;
 /// How long ago the inputs were (said to be) written.
 const AGE: Duration = Duration::from_secs(60);
 /// The pause before the `no-op@3s` runs: runner's stat cache trusts a file
-/// only when it was hashed more than 2 s after its mtime.
+/// only when it was hashed more than 100 ms (2 s on file systems with
+/// whole-second mtimes) after its mtime.
 const SETTLE: Duration = Duration::from_secs(3);
 /// The pause before each one-change edit (see `bench_inner`).
 const EDIT_GAP: Duration = Duration::from_millis(50);
