@@ -7,8 +7,10 @@
 //! at link time. The cost is ASLR for the binary's own code (shared
 //! libraries, heap and stack stay randomised).
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+    println!("cargo:rerun-if-changed=src/build.rs");
+    // glibc only: musl targets link `-static-pie`, which `-no-pie` contradicts.
+    let target = |var| std::env::var(var).unwrap_or_default();
+    if target("CARGO_CFG_TARGET_OS") == "linux" && target("CARGO_CFG_TARGET_ENV") == "gnu" {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
 }

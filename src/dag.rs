@@ -98,6 +98,7 @@ impl Dag {
     }
 
     /// Every edge, in the order they were added.
+    #[cfg(test)]
     pub fn edges(&self) -> Vec<(&str, &str, &EdgeReason)> {
         self.graph
             .edge_references()

@@ -40,7 +40,8 @@ pub struct PlannedStep {
     /// Indexes (into `Plan::steps`) of the steps that must succeed first.
     pub upstream: Vec<usize>,
     /// What keys the cache: declared deps and upstream outputs (normalised
-    /// repo paths, sorted), the listed params' values, the declared env.
+    /// repo paths, sorted, each once), the listed params' values, the
+    /// declared env.
     pub deps: Vec<String>,
     pub params: BTreeMap<String, serde_json::Value>,
     pub key_env: BTreeMap<String, String>,
@@ -254,6 +255,7 @@ impl Plan {
                 }
             }
             // The graph's nodes are the steps in this order.
+            debug_assert_eq!(dag.len(), spec.steps.len());
             let upstream = dag.upstream_positions(position);
             let mut deps: Vec<String> = step
                 .deps
@@ -956,8 +958,10 @@ impl Plan {
                         reasons.push("checks changed".to_string());
                     }
                     reasons.extend(param_changes(&entry.params, &step.params));
-                    // Both lists are sorted by path: one walk side by side
-                    // pairs them, and finds the recorded ones now gone.
+                    // Both lists are sorted by path, each path once: one
+                    // walk side by side pairs them, and finds the recorded
+                    // ones now gone.
+                    debug_assert!(step.deps.windows(2).all(|w| w[0] < w[1]));
                     let mut recorded_deps = entry.deps.iter().peekable();
                     let mut removed = Vec::new();
                     for path in &step.deps {

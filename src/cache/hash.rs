@@ -241,13 +241,16 @@ impl Hasher {
     }
 }
 
-/// The stat cache's file: a count and a binary list of entries, since a no-op run of a
-/// large pipeline reads it first thing, and as JSON it took ~5,700
-/// instructions an entry to parse (a tenth of that now). Any file that is
-/// not exactly this (another version, cut short) reads as an empty cache:
-/// every file is hashed again, and nothing is wrong.
+/// The first bytes of the stat cache's file (see `encode_stats`).
 const STATS_MAGIC: &[u8] = b"runner stat cache 1\n";
 
+/// The stat cache's file, binary: a no-op run of a large pipeline reads it
+/// first thing, and as JSON it took ~5,700 instructions an entry to parse.
+/// `STATS_MAGIC`, the entry count (u64), then per entry the path and the
+/// hash (each a u32 length and UTF-8 bytes) and size, mtime, ctime, inode
+/// and hash time (u64 each), all little-endian. A file that is not exactly
+/// this (another version, cut short) reads as an empty cache: every file
+/// is hashed again, and nothing is wrong.
 fn encode_stats(stats: &foldhash::HashMap<String, Stat>) -> Vec<u8> {
     let mut out = Vec::with_capacity(STATS_MAGIC.len() + stats.len() * 128);
     out.extend_from_slice(STATS_MAGIC);

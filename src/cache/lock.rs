@@ -348,7 +348,6 @@ impl LockFile {
     }
 }
 
-/// Keeps the JSON copy of what `text` parses to; a failure only costs speed.
 /// The saved parsed form of the `runner.lock` on disk, when the stat
 /// cache knows its hash.
 fn read_parsed(root: &Path, hasher: &mut Hasher) -> Option<LockFile> {
@@ -364,6 +363,7 @@ fn saved_parse(root: &Path, source: &str) -> Option<LockFile> {
     (parsed.source == source).then_some(parsed.lock)
 }
 
+/// Keeps the JSON copy of what `text` parses to; a failure only costs speed.
 fn remember_parsed(root: &Path, text: &str, file: &LockFile) {
     let parsed = Parsed {
         source: blake3::hash(text.as_bytes()).to_hex().to_string(),

@@ -132,6 +132,7 @@ impl Cache {
             for path in step.deps.keys().chain(step.outputs.keys()) {
                 // Only what a spec could have declared: a runner.lock edited
                 // to name `/dev/zero` or `../x` is never read here.
+                // The one-pass check first: it spares most paths an allocation.
                 let plain = crate::spec::paths::is_plainly_normal(path)
                     || crate::spec::paths::normalize(path).is_ok_and(|p| p == *path);
                 if plain

@@ -62,10 +62,6 @@ pub fn normalize(path: &str) -> Result<String, PathProblem> {
     Ok(parts.join("/"))
 }
 
-/// True when `path` is already a normal repo path, by one pass over plain
-/// characters (letters, digits, `_`, `-`, `.`, `/`): no `:`, `~`, `$`, `{`,
-/// `\\` or space to check for, and no empty, `.` or `..` part. Most spec
-/// paths are, and planning a large pipeline normalises every dep.
 /// The bytes of a plain path part: one table lookup per byte instead of
 /// four comparisons (planning normalises every dep of every step).
 const PLAIN: [bool; 256] = {
@@ -79,6 +75,10 @@ const PLAIN: [bool; 256] = {
     plain
 };
 
+/// True when `path` is already a normal repo path, by one pass over plain
+/// characters (letters, digits, `_`, `-`, `.`, `/`): no `:`, `~`, `$`, `{`,
+/// `\\` or space to check for, and no empty, `.` or `..` part. Most spec
+/// paths are, and planning a large pipeline normalises every dep.
 pub fn is_plainly_normal(path: &str) -> bool {
     // A part made of one or two dots only is `.` or `..`.
     let dot_part = |len: usize, dots: usize| len == dots && dots <= 2;
