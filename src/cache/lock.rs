@@ -193,15 +193,7 @@ impl Lock {
     /// `runner.lock` by its stat, as for any dep: when it is the file whose
     /// parsed form was saved, it is not read at all.
     pub fn open(root: &Path, persist: bool, hasher: &mut Hasher) -> Result<Lock, Error> {
-        let path = root.join(LOCK_FILE);
-        let file = match read_parsed(root, hasher) {
-            Some(file) => file,
-            None => match std::fs::read_to_string(&path) {
-                Ok(text) => read_lock_file(root, &text)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => LockFile::default(),
-                Err(source) => return Err(Error::Io { path, source }),
-            },
-        };
+        let file = read_lock_file(root, hasher)?;
         let mut lock = Lock {
             root: root.to_path_buf(),
             file,
@@ -287,7 +279,8 @@ impl Lock {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
                 super::write_atomic(&path, text.as_bytes())?;
             }
-            remember_parsed(&self.root, &text, &self.file);
+            let source = blake3::hash(text.as_bytes()).to_hex().to_string();
+            remember_parsed(&self.root, &source, &self.file);
             self.dirty = false;
         }
         self.journal = None;
@@ -301,14 +294,35 @@ impl Lock {
     }
 }
 
-/// Parses `runner.lock`, from the JSON copy when it was made from these bytes.
-fn read_lock_file(root: &Path, text: &str) -> Result<LockFile, Error> {
-    let source = blake3::hash(text.as_bytes()).to_hex().to_string();
-    if let Some(lock) = saved_parse(root, &source) {
+/// Parses `runner.lock`, from the JSON copy when it was made from the
+/// same bytes: each `runner.lock` is read, hashed and parsed once, and an
+/// unchanged one, which the stat cache vouches for, not even read.
+fn read_lock_file(root: &Path, hasher: &mut Hasher) -> Result<LockFile, Error> {
+    let vouched = hasher
+        .digest(LOCK_FILE)
+        .ok()
+        .flatten()
+        .and_then(|digest| Some(digest.hash.strip_prefix("blake3:")?.to_string()));
+    if let Some(source) = &vouched
+        && let Some(lock) = saved_parse(root, source)
+    {
         return Ok(lock);
     }
-    let file = LockFile::parse(text)?;
-    remember_parsed(root, text, &file);
+    let path = root.join(LOCK_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockFile::default()),
+        Err(source) => return Err(Error::Io { path, source }),
+    };
+    // The bytes read, which may have changed since the stat cache saw them.
+    let source = blake3::hash(text.as_bytes()).to_hex().to_string();
+    if vouched.as_ref() != Some(&source)
+        && let Some(lock) = saved_parse(root, &source)
+    {
+        return Ok(lock);
+    }
+    let file = LockFile::parse(&text)?;
+    remember_parsed(root, &source, &file);
     Ok(file)
 }
 
@@ -348,13 +362,6 @@ impl LockFile {
     }
 }
 
-/// The saved parsed form of the `runner.lock` on disk, when the stat
-/// cache knows its hash.
-fn read_parsed(root: &Path, hasher: &mut Hasher) -> Option<LockFile> {
-    let digest = hasher.digest(LOCK_FILE).ok()??;
-    saved_parse(root, digest.hash.strip_prefix("blake3:")?)
-}
-
 /// `PARSED`, when it is the parse of a `runner.lock` with blake3 `source`.
 fn saved_parse(root: &Path, source: &str) -> Option<LockFile> {
     // Text checked as UTF-8 once, not string by string as from bytes.
@@ -363,10 +370,11 @@ fn saved_parse(root: &Path, source: &str) -> Option<LockFile> {
     (parsed.source == source).then_some(parsed.lock)
 }
 
-/// Keeps the JSON copy of what `text` parses to; a failure only costs speed.
-fn remember_parsed(root: &Path, text: &str, file: &LockFile) {
+/// Keeps the JSON copy of what the `runner.lock` with blake3 `source`
+/// parses to; a failure only costs speed.
+fn remember_parsed(root: &Path, source: &str, file: &LockFile) {
     let parsed = Parsed {
-        source: blake3::hash(text.as_bytes()).to_hex().to_string(),
+        source: source.to_string(),
         lock: file,
     };
     if let Ok(bytes) = serde_json::to_vec(&parsed) {
