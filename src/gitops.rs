@@ -518,7 +518,14 @@ fn left_to_push(request: &PushRequest, pending: &str, why: &str) -> Error {
 /// a racing runner deleting its `refs/runner/incoming/…` ref from a remote
 /// on disk. Worth another attempt, not a failed write-back.
 fn ref_vanished(err: &git2::Error) -> bool {
-    err.code() == git2::ErrorCode::NotFound && err.class() == git2::ErrorClass::Reference
+    (err.code() == git2::ErrorCode::NotFound && err.class() == git2::ErrorClass::Reference)
+        || incoming_ref_vanished(err.message())
+}
+
+/// The same race seen through a message only (libgit2 reports it from the
+/// push's ref listing with another error class, or as a ref's status).
+fn incoming_ref_vanished(message: &str) -> bool {
+    message.contains("refs/runner/incoming/") && message.contains("not found")
 }
 
 /// 100 ms, 200 ms, ... up to 2 s, with jitter so racing runs spread out.
@@ -550,6 +557,7 @@ fn moved_on(message: &str) -> bool {
     ]
     .iter()
     .any(|m| message.contains(m))
+        || incoming_ref_vanished(&message)
 }
 
 fn callbacks<'a>() -> git2::RemoteCallbacks<'a> {
@@ -1018,6 +1026,21 @@ pub fn push_branch(root: &Path, configured: Option<&str>) -> Result<String, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_racing_runners_vanished_incoming_ref_is_retried_not_a_failure() {
+        let vanished =
+            "reference 'refs/runner/incoming/3e98c897b64f21925b925f015815194201cdbadf' not found";
+        assert!(moved_on(vanished));
+        let err = git2::Error::new(
+            git2::ErrorCode::GenericError,
+            git2::ErrorClass::Os,
+            vanished,
+        );
+        assert!(ref_vanished(&err));
+        assert!(!moved_on("reference 'refs/heads/main' not found"));
+        assert!(!moved_on("permission denied"));
+    }
 
     #[test]
     fn remotes_on_this_machine_are_told_from_network_ones() {
