@@ -290,6 +290,10 @@ fn gitlab_exports_mirror_the_dag_and_validate() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     check(&schema("gitlab-ci.json"), &child, "the child pipeline");
+    assert_eq!(
+        child["default"]["image"],
+        serde_json::json!({"name": "runner:latest", "entrypoint": [""]})
+    );
     assert_eq!(child["prepare"]["needs"], serde_json::json!([]));
     assert_eq!(child["train"]["needs"], serde_json::json!(["prepare"]));
     assert_eq!(child["evaluate"]["needs"], serde_json::json!(["train"]));

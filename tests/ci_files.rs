@@ -53,6 +53,46 @@ fn the_github_action_validates() {
 }
 
 #[test]
+fn the_release_workflow_validates_and_builds_every_target_install_sh_knows() {
+    let text = std::fs::read_to_string(root().join(".github/workflows/release.yml")).unwrap();
+    let workflow = yaml(&text);
+    check(
+        "schemastore-github-workflow.json",
+        &workflow,
+        ".github/workflows/release.yml",
+    );
+    assert_eq!(workflow["on"]["push"]["tags"], serde_json::json!(["v*"]));
+    let targets: Vec<&str> = workflow["jobs"]["binaries"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "x86_64-unknown-linux-musl",
+            "aarch64-unknown-linux-musl",
+            "x86_64-apple-darwin",
+            "aarch64-apple-darwin"
+        ]
+    );
+    // The names install.sh, action.yml and the GitLab template download.
+    let install = std::fs::read_to_string(root().join("ci/install.sh")).unwrap();
+    assert!(install.contains(r#"asset="runner-$version-$target.tar.gz""#));
+    assert!(text.contains(r#"ci/package "$VERSION" "$TARGET""#));
+    let action = std::fs::read_to_string(root().join("action.yml")).unwrap();
+    for target in targets {
+        assert!(
+            action.contains(&format!(") target={target} ;;")),
+            "{target}"
+        );
+    }
+    let docker = &workflow["jobs"]["image"]["steps"];
+    assert!(docker.to_string().contains("ci/Dockerfile"), "{docker}");
+}
+
+#[test]
 fn the_gitlab_template_validates() {
     let template = std::fs::read_to_string(root().join("ci/runner.gitlab-ci.yml")).unwrap();
     check(

@@ -40,7 +40,12 @@ pub fn job_name(step: &str) -> String {
 /// The child pipeline as JSON.
 pub fn render(export: &Export) -> Result<Value, Error> {
     let mut root = Map::new();
-    root.insert("default".into(), json!({"image": export.image}));
+    // GitLab runs a job's script with the image's entrypoint; runner's
+    // image has `runner` there, so the job starts a shell instead.
+    root.insert(
+        "default".into(),
+        json!({"image": {"name": export.image, "entrypoint": [""]}}),
+    );
     for (step, upstream) in export.steps() {
         let mut job = json!({
             "script": [export
