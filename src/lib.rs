@@ -17,6 +17,7 @@ pub mod gitops;
 pub mod metrics;
 pub mod plan;
 pub mod preview;
+pub mod proc;
 pub mod promote;
 mod random;
 pub mod report;

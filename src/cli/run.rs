@@ -16,6 +16,7 @@ use crate::exec::record::Recorder;
 use crate::exec::runlock;
 use crate::exec::scheduler::{self, ExecOptions};
 use crate::plan::{Decision, Plan, PlanOptions, Selection};
+use crate::proc::wait_for_stop_signal;
 use crate::report::metrics::render_metrics;
 use crate::report::plan::{PlanFormat, render_plan};
 use crate::report::{self, Ci, Format, github, outputs};
@@ -811,23 +812,6 @@ impl Sink {
             eprintln!("warning: the run record is incomplete: {err}");
         }
         self.reporter.event(event);
-    }
-}
-
-/// Ctrl-C, or SIGTERM (what CI systems send on a cancelled job, and
-/// service managers on a stop).
-pub(crate) async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }
 

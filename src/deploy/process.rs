@@ -639,55 +639,13 @@ fn running(process: Process) -> bool {
     start_ticks(process.pid) == Some(process.start_ticks)
 }
 
-/// True while a process of the server's group is left, zombies aside: a
-/// server whose parent was runner's earlier self is reaped by init, which
-/// may take its time, and a zombie serves nothing.
-fn group_alive(pgid: u32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .any(|e| {
-            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-                return false;
-            };
-            let Some(rest) = stat.rfind(')').and_then(|at| stat.get(at + 2..)) else {
-                return false;
-            };
-            let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
-            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
-        })
-}
-
 /// SIGTERM to the server's process group, SIGKILL to what is left after the
 /// grace period; returns once the whole group is gone (or after a bound).
+/// A server whose parent was runner's earlier self is reaped by init, which
+/// may take its time: a zombie serves nothing and counts as gone.
 fn terminate(process: Process) {
-    use nix::sys::signal::{Signal, killpg};
-    if !running(process) && !group_alive(process.pid) {
-        return;
-    }
     let group = nix::unistd::Pid::from_raw(process.pid as i32);
-    let _ = killpg(group, Signal::SIGTERM);
-    let gone = |limit: Duration| {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if !running(process) && !group_alive(process.pid) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    };
-    if !gone(STOP_GRACE) {
-        let _ = killpg(group, Signal::SIGKILL);
-        gone(Duration::from_secs(2));
-    }
+    crate::proc::terminate_group(group, STOP_GRACE, || !running(process));
 }
 
 /// Copies a file, or a directory and everything in it.

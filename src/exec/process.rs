@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 /// How long output is still read after a step ended.
@@ -120,7 +119,7 @@ pub async fn run(
     // The step is over: stop whatever it left behind in its group, or all of
     // it on a timeout or cancellation.
     if let Some(group) = group {
-        stop_group(group, &mut child, spec.grace).await;
+        crate::proc::stop_group(group, &mut child, spec.grace).await;
     }
     // A process that left the group (`setsid`, a double fork) can hold the
     // pipes open forever: drain what is there, then stop reading.
@@ -132,43 +131,6 @@ pub async fn run(
         }
     }
     Ok(exit)
-}
-
-/// SIGTERM to the group, SIGKILL after `grace` to whatever is still there.
-async fn stop_group(group: Pid, child: &mut Child, grace: Duration) {
-    if killpg(group, Signal::SIGTERM).is_err() {
-        return; // the group is already empty
-    }
-    let deadline = tokio::time::Instant::now() + grace;
-    let _ = tokio::time::timeout_at(deadline, child.wait()).await;
-    // Grandchildren are not our children: poll the group until it is empty.
-    while group_alive(group) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = killpg(group, Signal::SIGKILL);
-    let _ = child.wait().await;
-}
-
-/// True while a live (not zombie) process is in the group. Zombies count as
-/// gone: they run nothing, and where init does not reap them they would
-/// otherwise hold every stop for the whole grace period.
-fn group_alive(group: Pid) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return killpg(group, None).is_ok();
-    };
-    entries.flatten().any(|entry| {
-        let Some(stat) = std::fs::read_to_string(entry.path().join("stat")).ok() else {
-            return false;
-        };
-        // pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-        pgrp == Some(group.as_raw()) && state != Some("Z")
-    })
 }
 
 async fn forward(

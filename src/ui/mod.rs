@@ -88,7 +88,7 @@ pub fn serve(root: &Path, options: &Options) -> Result<(), Error> {
         announce(local, ui.token.as_deref());
         let server =
             axum::serve(listener, api::router(ui.clone())).with_graceful_shutdown(async move {
-                crate::cli::run::wait_for_stop_signal().await;
+                crate::proc::wait_for_stop_signal().await;
                 let _ = stop.send(true);
             });
         // Streams end when told, but a slow client may still hold its

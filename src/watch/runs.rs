@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
@@ -215,18 +214,12 @@ async fn run(
     let status = tokio::select! {
         status = child.wait() => status,
         _ = cancelled(cancel) => {
+            // The run is alone in its group (its steps lead their own): it
+            // hears SIGTERM as Ctrl-C and cancels its steps itself.
             if let Some(pid) = pid {
-                let _ = kill(pid, Signal::SIGTERM);
+                crate::proc::stop_group(pid, &mut child, CANCEL_GRACE).await;
             }
-            match tokio::time::timeout(CANCEL_GRACE, child.wait()).await {
-                Ok(status) => status,
-                Err(_) => {
-                    if let Some(pid) = pid {
-                        let _ = killpg(pid, Signal::SIGKILL);
-                    }
-                    child.wait().await
-                }
-            }
+            child.wait().await
         }
     };
     for mut reader in readers {
