@@ -8,7 +8,15 @@ use std::sync::Arc;
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde::Serialize;
 
-use crate::spec::yaml::Span;
+/// Where a node starts in its file: 1-based line and column, plus its byte
+/// range for snippets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub line: usize,
+    pub column: usize,
+    pub offset: usize,
+    pub len: usize,
+}
 
 /// One problem in one file.
 #[derive(Debug, Clone)]

@@ -23,6 +23,18 @@ pub enum Error {
     },
     #[error("{message}")]
     Usage { message: String },
+    #[error(
+        "this is a pull request from a fork ({fork}): `runner run` would run its code with this repository's credentials and could deploy, commit or push; use `runner plan` (it runs nothing) and `runner comment` to preview it"
+    )]
+    ForkPullRequest { fork: String },
+    #[error(
+        "step `{step}` reads the outputs of `{upstream}`, which are not in the work tree, runner.lock or the artifact store: run `runner step {pipeline} {upstream}` first"
+    )]
+    MissingInput {
+        step: String,
+        upstream: String,
+        pipeline: String,
+    },
     #[error("git write-back: {message}")]
     GitWriteBack { message: String },
     /// The experiment tracker (an MLflow server) failed; `uri` never holds credentials.

@@ -172,7 +172,7 @@ pub fn remember_written(root: &Path, rel: &str, bytes: &[u8]) {
     let mut all = written(root);
     all.insert(rel.to_string(), blake3::hash(bytes).to_hex().to_string());
     if let Ok(json) = serde_json::to_vec_pretty(&all) {
-        let _ = crate::cache::write_atomic(&root.join(WRITTEN), &json);
+        let _ = crate::files::write_atomic(&root.join(WRITTEN), &json);
     }
 }
 

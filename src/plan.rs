@@ -231,8 +231,8 @@ impl Plan {
                 key: member.and_then(|m| m.key.clone()),
             });
             let (argv, command) =
-                templates
-                    .render_command(&step.run, &ctx)
+                step.run
+                    .render(&templates, &ctx)
                     .map_err(|e| Error::Template {
                         pipeline: spec.name.clone(),
                         step: name.clone(),
@@ -337,7 +337,7 @@ impl Plan {
         }
         // The display command is what runner.lock and every log record: a
         // secret interpolated through a param never reaches them.
-        let masker = crate::exec::mask::Masker::new(&secret_values);
+        let masker = crate::secret::Masker::new(&secret_values);
         for step in &mut steps {
             if let Cow::Owned(masked) = masker.mask(&step.command) {
                 step.command = masked;
@@ -537,6 +537,17 @@ impl Object for StepsContext {
                 .collect(),
         )
     }
+}
+
+/// The stack whose deployer manages the services (the local one by
+/// default); the embedded default when the specs cannot be read, so
+/// services stay manageable while a spec is being fixed.
+pub fn stack_or_local(root: &Path, stack: Option<&str>) -> Stack {
+    crate::spec::load_work_tree(root)
+        .ok()
+        .filter(|loaded| loaded.report.is_empty())
+        .and_then(|loaded| choose_stack(&loaded, stack).ok().map(|s| Stack::clone(&s)))
+        .unwrap_or_else(Stack::embedded_local)
 }
 
 /// `--stack NAME`; else a stack called `local`, else the only one, else the
@@ -855,7 +866,7 @@ pub fn secret_values(stack: &Stack, spec: &Pipeline) -> Vec<String> {
         .map(|value| value.to_string_lossy().into_owned())
         .collect();
     if let Some(tracker) = &stack.experiment_tracker {
-        values.extend(crate::tracking::credential_values(&tracker.tracking_uri));
+        values.extend(crate::secret::tracking_credentials(&tracker.tracking_uri));
     }
     values.sort();
     values.dedup();

@@ -180,7 +180,8 @@ impl Preview {
             production,
             candidate: candidate(&plan, &head_lock),
         });
-        let metrics = crate::metrics::compare(Some(&base_lock), &head_lock, Some(&plan.pipeline));
+        let metrics =
+            crate::cache::metrics::compare(Some(&base_lock), &head_lock, Some(&plan.pipeline));
         Ok(Preview {
             base: base.describe(),
             head: head.describe(),

@@ -18,17 +18,13 @@ use crate::exec::events::{Event, PromotionStatus, WriteBackStatus};
 use crate::gate::{self, Check, GateInput};
 use crate::gitops;
 use crate::plan::{Plan, PlannedPromotion};
+use crate::spec::deployment_file;
 use crate::spec::expand::SEPARATOR;
 use crate::spec::types::{
     ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, GateRecord,
     MlflowDeployment, ModelDeployer, ModelDeployerType, Promote, Service,
 };
 use crate::template::Templates;
-
-/// Where deployment state files go: `deployments/<stack>/<service>.yaml`.
-pub fn deployment_file(stack: &str, service: &str) -> String {
-    format!("deployments/{stack}/{service}.yaml")
-}
 
 /// How long a server may take to get healthy when the service does not say.
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -870,8 +866,8 @@ pub fn render_serve(
         name: service.name.clone(),
         message: "the pipeline's `promote.service` has no `serve` command, which the `process` deployer runs; add one (`serve: python3 serve.py --model {{ model.path }} --port {{ port }}`), or deploy on a stack with `model_deployer: {type: mlflow}`".to_string(),
     })?;
-    templates
-        .render_command(serve, &ctx)
+    serve
+        .render(templates, &ctx)
         .map(|(argv, _)| argv)
         .map_err(|e| Error::Service {
             name: service.name.clone(),
@@ -939,7 +935,7 @@ fn write_state(
         "# The deployed model of this service on this stack, written by runner after a promotion.\n{yaml}"
     );
     let file = deployment_file(&plan.stack, &deployment.service);
-    crate::cache::write_atomic(&plan.root.join(&file), text.as_bytes())?;
+    crate::files::write_atomic(&plan.root.join(&file), text.as_bytes())?;
     gitops::remember_written(&plan.root, &file, text.as_bytes());
     Ok(true)
 }

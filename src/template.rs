@@ -11,8 +11,6 @@ use std::collections::BTreeSet;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 
-use crate::spec::types::Command;
-
 /// How rendered values are escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escape {
@@ -107,37 +105,6 @@ impl Templates {
     pub fn expression_references(&self, expr: &str) -> Result<BTreeSet<String>, TemplateError> {
         let compiled = self.env.compile_expression(expr)?;
         Ok(compiled.undeclared_variables(true).into_iter().collect())
-    }
-
-    /// Renders a step's or a server's command: a shell string (values
-    /// quoted) run by `sh -c`, or an argv list (values as they are). Returns
-    /// the argv and the command as a person reads it.
-    pub fn render_command(
-        &self,
-        command: &Command,
-        context: &Value,
-    ) -> Result<(Vec<String>, String), TemplateError> {
-        Ok(match command {
-            Command::Shell(text) => {
-                let rendered = self.render(text, Escape::Shell, context)?;
-                (
-                    vec!["sh".to_string(), "-c".to_string(), rendered.clone()],
-                    rendered,
-                )
-            }
-            Command::Argv(parts) => {
-                let argv = parts
-                    .iter()
-                    .map(|p| self.render(p, Escape::Verbatim, context))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let shown = argv
-                    .iter()
-                    .map(|a| shell_quote(a))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                (argv, shown)
-            }
-        })
     }
 
     /// Evaluates a gate expression; reading an undefined variable is an error.

@@ -235,7 +235,7 @@ impl Hasher {
         if !self.dirty {
             return Ok(());
         }
-        crate::cache::write_atomic(&self.state_file, &encode_stats(&self.stats))?;
+        crate::files::write_atomic(&self.state_file, &encode_stats(&self.stats))?;
         self.dirty = false;
         Ok(())
     }

@@ -277,7 +277,7 @@ impl Lock {
                 serde_saphyr::to_string(&self.file).unwrap_or_default()
             );
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                super::write_atomic(&path, text.as_bytes())?;
+                crate::files::write_atomic(&path, text.as_bytes())?;
             }
             let source = blake3::hash(text.as_bytes()).to_hex().to_string();
             remember_parsed(&self.root, &source, &self.file);
@@ -378,7 +378,7 @@ fn remember_parsed(root: &Path, source: &str, file: &LockFile) {
         lock: file,
     };
     if let Ok(bytes) = serde_json::to_vec(&parsed) {
-        let _ = super::write_atomic(&root.join(PARSED), &bytes);
+        let _ = crate::files::write_atomic(&root.join(PARSED), &bytes);
     }
 }
 

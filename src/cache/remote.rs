@@ -180,7 +180,7 @@ impl Remote {
                     }
                     match whole {
                         true => {
-                            super::write_atomic(&local.join(tree_rel(hash)), &bytes)?;
+                            crate::files::write_atomic(&local.join(tree_rel(hash)), &bytes)?;
                             transfer.copied += 1;
                         }
                         false => transfer.missing.push(hash.clone()),
@@ -258,7 +258,7 @@ impl Remote {
         let Some(bytes) = self.get(rel)? else {
             return Ok(false);
         };
-        super::write_atomic(&path, &bytes)?;
+        crate::files::write_atomic(&path, &bytes)?;
         transfer.copied += 1;
         Ok(true)
     }

@@ -91,7 +91,7 @@ impl Store {
         }
         let tree = self.tree(&digest.hash);
         if !tree.exists() {
-            super::write_atomic(&tree, &serde_json::to_vec(&manifest).unwrap_or_default())?;
+            crate::files::write_atomic(&tree, &serde_json::to_vec(&manifest).unwrap_or_default())?;
         }
         Ok(())
     }
@@ -105,7 +105,7 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
-        super::write_atomic(&object, &bytes)
+        crate::files::write_atomic(&object, &bytes)
     }
 
     /// Puts the output recorded with `digest` back at `rel`. False when the
@@ -156,7 +156,7 @@ impl Store {
             path: self.object(hash),
             source,
         })?;
-        super::write_atomic(target, &bytes)
+        crate::files::write_atomic(target, &bytes)
     }
 }
 

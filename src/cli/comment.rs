@@ -43,7 +43,7 @@ pub(super) fn post(
     report: &str,
     secrets: &[String],
 ) -> Result<(), Error> {
-    let report = crate::exec::mask::Masker::new(secrets)
+    let report = crate::secret::Masker::new(secrets)
         .mask(report)
         .into_owned();
     let (verb, id) = match comment::upsert(forge, pipeline, &report)? {

@@ -85,7 +85,7 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
         Command::Gitlab { .. } => gitlab::render_yaml(&export)?,
     };
     match &common.output {
-        Some(path) => crate::cache::write_atomic(path, text.as_bytes())?,
+        Some(path) => crate::files::write_atomic(path, text.as_bytes())?,
         None => print!("{text}"),
     }
     Ok(exit::SUCCESS)

@@ -183,7 +183,7 @@ fn say(text: &str) {
 
 /// The Deployment file's model, metrics and source, and the commit that holds it.
 fn show_deployment(root: &Path) {
-    let file = root.join(crate::promote::deployment_file("local", SERVICE));
+    let file = root.join(crate::spec::deployment_file("local", SERVICE));
     let Some(deployment) = std::fs::read_to_string(&file)
         .ok()
         .and_then(|text| serde_saphyr::from_str::<crate::spec::Deployment>(&text).ok())

@@ -7,8 +7,9 @@ use clap::Subcommand;
 
 use super::exit;
 use crate::cache::lock::{LOCK_FILE, LockFile};
+use crate::cache::metrics::compare;
 use crate::error::Error;
-use crate::metrics::{MetricRow, compare};
+use crate::metrics::MetricRow;
 use crate::report::metrics::render_metrics;
 pub use crate::report::plan::PlanFormat as Format;
 use crate::spec::Source;

@@ -26,15 +26,7 @@ use clap::{Parser, Subcommand};
 use crate::error::Error;
 use crate::spec::{self, Loaded, Source};
 
-/// Exit codes shared by every command (see README).
-pub mod exit {
-    pub const SUCCESS: u8 = 0;
-    pub const STEP_FAILED: u8 = 1;
-    pub const INVALID: u8 = 2;
-    pub const GATE_FAILED: u8 = 3;
-    pub const WRITE_BACK_FAILED: u8 = 4;
-    pub const CANCELLED: u8 = 130;
-}
+pub use crate::exit;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -58,8 +58,8 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         &head,
         &head_loaded,
         args.plan.pipeline(),
-        args.plan.options(false),
-        &args.plan.selection(),
+        args.plan.request().options(false),
+        &args.plan.request().selection,
     )?;
     print!("{}", render_preview(&preview, args.format));
     if let Some(forge) = &forge {

@@ -9,7 +9,6 @@ use crate::cache::Cache;
 use crate::deploy::{self, Deployed, Deployer, ServiceRecord, ServiceState};
 use crate::error::Error;
 use crate::plan::choose_stack;
-use crate::spec::types::Stack;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -69,7 +68,7 @@ pub enum Format {
 }
 
 pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
-    let deployer = deploy::deployer(&stack_of(root, None), root);
+    let deployer = deploy::deployer(&crate::plan::stack_or_local(root, None), root);
     match command {
         Command::List {
             pipeline,
@@ -188,17 +187,6 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
         }
         Command::Sync { stack } => sync(root, stack.as_deref()),
     }
-}
-
-/// The stack whose deployer manages the services (the local one by
-/// default); the embedded default when the specs cannot be read, so
-/// services stay manageable while a spec is being fixed.
-pub(crate) fn stack_of(root: &Path, stack: Option<&str>) -> Stack {
-    crate::spec::load_work_tree(root)
-        .ok()
-        .filter(|loaded| loaded.report.is_empty())
-        .and_then(|loaded| choose_stack(&loaded, stack).ok().map(|s| Stack::clone(&s)))
-        .unwrap_or_else(Stack::embedded_local)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use clap::ValueEnum;
 
-use super::run::{self, Scope};
+use super::run;
 use crate::error::Error;
+use crate::flow::Scope;
 use crate::report::Format;
 
 #[derive(Debug, clap::Args)]

@@ -16,7 +16,7 @@ use super::manifest::{self, ManifestInput};
 use super::registry::{ServedModel, ServiceRecord, ServiceState};
 use super::{DeployRequest, Deployed, Deployer, now};
 use crate::error::Error;
-use crate::promote::deployment_file;
+use crate::spec::deployment_file;
 use crate::spec::types::{Deployment, ModelDeployer, ModelDeployerType};
 
 /// How long `kubectl` may take to answer.
@@ -267,7 +267,7 @@ impl Deployer for ManifestDeployer {
         let path = self.root.join(&file);
         let unchanged = std::fs::read(&path).is_ok_and(|old| old == text.as_bytes());
         if !unchanged {
-            crate::cache::write_atomic(&path, text.as_bytes())?;
+            crate::files::write_atomic(&path, text.as_bytes())?;
             crate::gitops::remember_written(&self.root, &file, text.as_bytes());
         }
         let mut record = self.record(

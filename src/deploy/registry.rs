@@ -193,7 +193,7 @@ impl Registry {
     pub fn write(&self, record: &ServiceRecord) -> Result<(), Error> {
         let path = self.service_dir(&record.name).join("service.json");
         let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
-        crate::cache::write_atomic(&path, &bytes)
+        crate::files::write_atomic(&path, &bytes)
     }
 
     /// Every service with a record, by name; a damaged record is an error

@@ -138,6 +138,15 @@ pub enum TrackingStatus {
     Failed,
 }
 
+/// How much a [`Event::Notice`] matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -232,6 +241,21 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         url: Option<String>,
     },
+    /// Something a person should know that is not a step's doing: a report
+    /// file not written, objects pushed, a comment posted.
+    Notice {
+        severity: Severity,
+        message: String,
+    },
+    /// HEAD only changes runner's state files: the run does nothing.
+    NothingToDo {
+        reason: String,
+    },
+    /// A preview's metrics beside those committed at `base`.
+    MetricsDiff {
+        base: String,
+        rows: Vec<crate::metrics::MetricRow>,
+    },
     RunFinished {
         run_id: String,
         status: RunStatus,
@@ -241,4 +265,15 @@ pub enum Event {
         failed: usize,
         skipped: usize,
     },
+}
+
+/// Where a run's events go: a reporter (terminal, CI log, JSON lines), or
+/// any caller of the run flow that wants to watch it.
+pub trait EventSink: Send {
+    fn event(&mut self, event: &Event);
+
+    /// Called whenever no event is waiting: output buffered since goes out
+    /// now, so a burst of a thousand events costs one write, and nothing a
+    /// step printed is held back while it runs on quietly.
+    fn flush(&mut self) {}
 }

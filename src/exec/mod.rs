@@ -2,7 +2,6 @@
 //! emit, the run record written from those events, and secret masking.
 
 pub mod events;
-pub mod mask;
 pub mod process;
 pub mod record;
 pub mod runlock;

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::events::{
     Event, PromotionStatus, RunStatus, StepStatus, TrackingStatus, WriteBackStatus,
 };
-use super::mask::Masker;
 use crate::error::Error;
 use crate::plan::{GitInfo, Plan};
+use crate::secret::Masker;
 
 /// Where run records live, relative to the repo root.
 pub const RUNS_DIR: &str = ".runner/runs";
@@ -446,7 +446,12 @@ impl Recorder {
                 }
                 self.save()?;
             }
-            Event::RunStarted { .. } | Event::Deploying { .. } => {}
+            // Said to the person running it; the record holds the run itself.
+            Event::RunStarted { .. }
+            | Event::Deploying { .. }
+            | Event::Notice { .. }
+            | Event::NothingToDo { .. }
+            | Event::MetricsDiff { .. } => {}
         }
         Ok(())
     }

@@ -9,10 +9,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::events::{Event, RunStatus, StepStatus};
-use super::mask::Masker;
 use super::process::{self, Exit, ProcessSpec};
 use crate::cache::Cache;
 use crate::plan::{Decision, Plan};
+use crate::secret::Masker;
 
 /// How failures and stops are handled.
 #[derive(Debug, Clone)]

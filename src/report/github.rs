@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::exec::mask::Masker;
 use crate::exec::record::RunRecord;
+use crate::secret::Masker;
 
 /// Asks GitHub to mask each secret (each line of a multi-line one). On
 /// stderr: stdout may be a report that gets posted (`runner plan | tee`).

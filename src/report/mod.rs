@@ -14,21 +14,16 @@ mod tty;
 use std::collections::VecDeque;
 use std::io::IsTerminal;
 
-use crate::exec::events::Event;
+use crate::exec::events::{Event, Severity};
+use crate::report::plan::PlanFormat;
 
 pub use json::JsonReporter;
 pub use plain::PlainReporter;
 pub use tty::TtyReporter;
 
-/// Consumes the events of one run.
-pub trait Reporter: Send {
-    fn event(&mut self, event: &Event);
-
-    /// Called whenever no event is waiting: output buffered since goes out
-    /// now, so a burst of a thousand events costs one write, and nothing a
-    /// step printed is held back while it runs on quietly.
-    fn flush(&mut self) {}
-}
+/// A reporter is the sink a run's events go to (exec defines the seam,
+/// so the run itself needs no reporter to speak).
+pub use crate::exec::events::EventSink as Reporter;
 
 /// The CI system runner is running under, for log folding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +67,32 @@ pub fn reporter(format: Format) -> Box<dyn Reporter> {
             Box::new(TtyReporter::new())
         }
         Format::Auto => Box::new(PlainReporter::new(ci)),
+    }
+}
+
+/// How the text reporters show the events about the run rather than a
+/// step: `warning: ...` lines and the preview's metrics table (on stdout,
+/// after the lines above it). `None` for every other event.
+fn said(event: &Event) -> Option<(String, Option<String>)> {
+    match event {
+        Event::Notice { severity, message } => {
+            let label = match severity {
+                Severity::Info => "",
+                Severity::Warning => "warning: ",
+                Severity::Error => "error: ",
+            };
+            Some((format!("{label}{message}"), None))
+        }
+        Event::NothingToDo { reason } => Some((format!("nothing to do: {reason}"), None)),
+        Event::MetricsDiff { base, rows } => Some((
+            format!("\npreview: metrics against {base}"),
+            Some(metrics::render_metrics(
+                rows,
+                PlanFormat::Text,
+                Some((base, "work tree")),
+            )),
+        )),
+        _ => None,
     }
 }
 

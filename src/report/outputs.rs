@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::exec::events::{PromotionStatus, WriteBackStatus};
-use crate::exec::mask::Masker;
 use crate::exec::record::RunRecord;
+use crate::secret::Masker;
 
 /// The outputs, by their GitHub names (`model-digest`).
 pub fn outputs(record: &RunRecord, metrics: &BTreeMap<String, f64>) -> Vec<(&'static str, String)> {

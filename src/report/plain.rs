@@ -48,6 +48,16 @@ impl Reporter for PlainReporter {
 
     fn event(&mut self, event: &Event) {
         match event {
+            Event::Notice { .. } | Event::NothingToDo { .. } | Event::MetricsDiff { .. } => {
+                let Some((line, table)) = super::said(event) else {
+                    return;
+                };
+                self.print(&line);
+                if let Some(table) = table {
+                    let _ = self.out.flush();
+                    print!("{table}");
+                }
+            }
             Event::RunStarted {
                 run_id,
                 pipeline,

@@ -48,6 +48,15 @@ impl TtyReporter {
 impl Reporter for TtyReporter {
     fn event(&mut self, event: &Event) {
         match event {
+            Event::Notice { .. } | Event::NothingToDo { .. } | Event::MetricsDiff { .. } => {
+                let Some((line, table)) = super::said(event) else {
+                    return;
+                };
+                self.line(line);
+                if let Some(table) = table {
+                    print!("{table}");
+                }
+            }
             Event::RunStarted {
                 pipeline,
                 steps,

@@ -1,5 +1,6 @@
 //! Spec files: their types, where they are read from, and how they are checked.
 
+pub mod direction;
 pub mod expand;
 pub mod load;
 pub mod paths;
@@ -23,6 +24,11 @@ use crate::diagnostic::Report;
 use crate::error::Error;
 use crate::suggest::hint;
 use source::FileText;
+
+/// Where deployment state files go: `deployments/<stack>/<service>.yaml`.
+pub fn deployment_file(stack: &str, service: &str) -> String {
+    format!("deployments/{stack}/{service}.yaml")
+}
 
 /// Everything read from one snapshot of a repository, with every problem
 /// found in it.

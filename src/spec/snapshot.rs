@@ -106,7 +106,7 @@ pub fn write(root: &Path, key: &str, loaded: &Loaded) {
         doc.spec
             .experiment_tracker
             .as_ref()
-            .is_some_and(|t| crate::tracking::mlflow::uri_password(&t.tracking_uri).is_some())
+            .is_some_and(|t| crate::secret::uri_password(&t.tracking_uri).is_some())
     }) {
         return;
     }
@@ -137,7 +137,7 @@ pub fn write(root: &Path, key: &str, loaded: &Loaded) {
             .collect(),
     };
     if let Ok(bytes) = serde_json::to_vec(&snapshot) {
-        let _ = crate::cache::write_atomic(&root.join(SNAPSHOT), &bytes);
+        let _ = crate::files::write_atomic(&root.join(SNAPSHOT), &bytes);
     }
 }
 

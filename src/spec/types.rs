@@ -8,6 +8,8 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::template::{Escape, TemplateError, Templates, shell_quote};
+
 /// An insertion-ordered map with a fast hasher: specs are read on every
 /// run, and SipHash was a tenth of reading a 1,000-step pipeline back.
 pub type Map<K, V> = IndexMap<K, V, foldhash::fast::RandomState>;
@@ -149,6 +151,37 @@ pub enum Command {
 }
 
 impl Command {
+    /// Renders a step's or a server's command: a shell string (values
+    /// quoted) run by `sh -c`, or an argv list (values as they are). Returns
+    /// the argv and the command as a person reads it.
+    pub fn render(
+        &self,
+        templates: &Templates,
+        context: &minijinja::Value,
+    ) -> Result<(Vec<String>, String), TemplateError> {
+        Ok(match self {
+            Command::Shell(text) => {
+                let rendered = templates.render(text, Escape::Shell, context)?;
+                (
+                    vec!["sh".to_string(), "-c".to_string(), rendered.clone()],
+                    rendered,
+                )
+            }
+            Command::Argv(parts) => {
+                let argv = parts
+                    .iter()
+                    .map(|p| templates.render(p, Escape::Verbatim, context))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let shown = argv
+                    .iter()
+                    .map(|a| shell_quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (argv, shown)
+            }
+        })
+    }
+
     /// The template strings the command is made of.
     pub fn parts(&self) -> &[String] {
         match self {

@@ -955,7 +955,7 @@ impl<'a> PipelineCheck<'a> {
                         }
                     }
                     if what == "gate"
-                        && let Some(fix) = crate::gate::direction_problem(expr)
+                        && let Some(fix) = super::direction::direction_problem(expr)
                     {
                         let d = self
                             .doc

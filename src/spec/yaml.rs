@@ -10,15 +10,7 @@ use std::collections::HashMap;
 
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span as Marks};
 
-/// Where a node starts in its file: 1-based line and column, plus its byte
-/// range for snippets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Span {
-    pub line: usize,
-    pub column: usize,
-    pub offset: usize,
-    pub len: usize,
-}
+pub use crate::diagnostic::Span;
 
 impl Span {
     fn from_marks(marks: &Marks) -> Self {

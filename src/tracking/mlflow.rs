@@ -468,14 +468,6 @@ pub fn without_credentials(uri: &str) -> String {
     }
 }
 
-/// The password in a URI's userinfo, if any.
-pub fn uri_password(uri: &str) -> Option<String> {
-    reqwest::Url::parse(uri.trim())
-        .ok()?
-        .password()
-        .map(|p| p.to_string())
-}
-
 fn tags_json(tags: &[(String, String)]) -> Vec<Value> {
     tags.iter()
         .map(|(k, v)| json!({"key": k, "value": v}))
@@ -545,7 +537,7 @@ mod tests {
             "https://mlflow.example.com:5000"
         );
         assert_eq!(
-            uri_password("https://bob:s3cret@mlflow.example.com").as_deref(),
+            crate::secret::uri_password("https://bob:s3cret@mlflow.example.com").as_deref(),
             Some("s3cret")
         );
         assert_eq!(without_credentials("not a url bob:pw@host"), "host");

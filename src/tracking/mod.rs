@@ -6,7 +6,7 @@
 //!
 //! This module maps a runner run to MLflow; `mlflow` is the REST client.
 //! Credentials are read from the environment by the client and masked by
-//! the run (see `credential_values`); nothing here writes them anywhere.
+//! the run (see `secret::tracking_credentials`); nothing here writes them anywhere.
 
 pub mod mlflow;
 
@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::exec::events::RunStatus;
-use crate::exec::mask::Masker;
 use crate::exec::record::RunRecord;
 use crate::plan::{Plan, PlannedPromotion};
+use crate::secret::Masker;
 use crate::spec::expand::SEPARATOR;
 use crate::spec::types::{
     ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, ExperimentTracker,
@@ -28,22 +28,6 @@ pub use mlflow::without_credentials;
 
 /// How long one call to the tracking server may take (uploads included).
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The values of the tracking credentials set in the environment (and a
-/// password in the URI), so a run masks them in every log and record.
-pub fn credential_values(tracking_uri: &str) -> Vec<String> {
-    let mut values: Vec<String> = [
-        "MLFLOW_TRACKING_TOKEN",
-        "MLFLOW_TRACKING_USERNAME",
-        "MLFLOW_TRACKING_PASSWORD",
-    ]
-    .iter()
-    .filter_map(|name| std::env::var(name).ok())
-    .filter(|value| !value.is_empty())
-    .collect();
-    values.extend(mlflow::uri_password(tracking_uri).filter(|p| !p.is_empty()));
-    values
-}
 
 /// A model version registered for a promotion.
 #[derive(Debug, Clone)]

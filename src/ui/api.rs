@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::exec::record::{self, RunRecord};
 use crate::gitops::{DeploymentVersion, deployment_at_head, deployment_history};
 use crate::plan::{Plan, PlanOptions, Selection};
-use crate::promote::deployment_file;
+use crate::spec::deployment_file;
 use crate::spec::{Deployment, Loaded, Pipeline};
 
 /// How many commits of a Deployment file's history the API returns.
@@ -249,7 +249,7 @@ async fn pipeline(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> 
             .into_iter()
             .filter(|r| r.pipeline == name)
             .collect();
-        let masker = crate::exec::mask::Masker::new(&plan.secret_values);
+        let masker = crate::secret::Masker::new(&plan.secret_values);
         let steps: Vec<StepView> = plan
             .steps
             .iter()
@@ -558,7 +558,7 @@ fn live_status(root: &Path, stack: &str, name: &str) -> Value {
 /// services are not another stack's.
 fn deployer(root: &Path, stack: Option<&str>) -> Result<Box<dyn deploy::Deployer>, ApiError> {
     let stack = match stack {
-        None => crate::cli::services::stack_of(root, None),
+        None => crate::plan::stack_or_local(root, None),
         Some(name) => crate::plan::choose_stack(&load(root)?, Some(name))?.into_owned(),
     };
     Ok(deploy::deployer(&stack, root))

@@ -18,9 +18,9 @@ use futures_util::{Stream, StreamExt as _};
 use super::Ui;
 use super::api::{ApiError, blocking, find_run};
 use crate::exec::events::RunStatus;
-use crate::exec::mask::Masker;
 use crate::exec::record::{RUNS_DIR, RunRecord, read_run};
 use crate::plan::pipeline_secret_values;
+use crate::secret::Masker;
 
 /// How often a followed log is checked for new lines.
 const POLL: Duration = Duration::from_millis(200);

@@ -848,7 +848,7 @@ impl Watcher<'_> {
                 // A cron job's `--once` must not report success when it
                 // could not look.
                 if self.options.once {
-                    self.failed.get_or_insert(i32::from(crate::cli::exit::INVALID));
+                    self.failed.get_or_insert(i32::from(crate::exit::INVALID));
                 }
             }
         }
@@ -1037,7 +1037,7 @@ impl Watcher<'_> {
         }
         let recorded =
             match crate::cache::lock::LockFile::read(&crate::spec::Source::work_tree(self.root)) {
-                Ok(lock) => crate::metrics::by_pipeline(&lock),
+                Ok(lock) => crate::cache::metrics::by_pipeline(&lock),
                 Err(err) => {
                     self.out
                         .warn(None, &format!("retrain_when not evaluated: {err}"));

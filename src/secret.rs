@@ -1,5 +1,6 @@
-//! Secret masking: every value listed under `secrets:` is replaced by `***`
-//! in everything runner prints or writes. A multi-line value is masked line by
+//! Secret values and their masking, in one place: every value listed under
+//! `secrets:` (and every tracking credential) is replaced by `***` in
+//! everything runner prints or writes. A multi-line value is masked line by
 //! line, because logs are read (and leak) a line at a time.
 
 use std::borrow::Cow;
@@ -12,6 +13,30 @@ pub const MASK: &str = "***";
 /// Lines shorter than this are not masked: a 1- or 2-character "secret"
 /// would turn every log into asterisks and hides nothing worth hiding.
 const MIN_LEN: usize = 3;
+
+/// The values of the tracking credentials set in the environment (and a
+/// password in the URI), so a run masks them in every log and record.
+pub fn tracking_credentials(tracking_uri: &str) -> Vec<String> {
+    let mut values: Vec<String> = [
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    ]
+    .iter()
+    .filter_map(|name| std::env::var(name).ok())
+    .filter(|value| !value.is_empty())
+    .collect();
+    values.extend(uri_password(tracking_uri).filter(|p| !p.is_empty()));
+    values
+}
+
+/// The password in a URI's userinfo, if any.
+pub fn uri_password(uri: &str) -> Option<String> {
+    reqwest::Url::parse(uri.trim())
+        .ok()?
+        .password()
+        .map(|p| p.to_string())
+}
 
 /// Replaces known secret values in text.
 #[derive(Debug, Clone, Default)]
