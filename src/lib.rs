@@ -1,5 +1,29 @@
 //! runner: a Git repository as a continuously integrated, trained and
 //! deployed ML system. The binary is a thin shell over this library.
+//!
+//! ## Layers
+//!
+//! The top-level modules form layers: a module uses only modules of lower
+//! layers, never one of its own layer or above, so there are no cycles and
+//! each layer can be read (and tested) knowing only what is below it.
+//! `tests/layers.rs` reads this table and fails on an import that breaks it.
+//!
+//! | layer | modules | their job |
+//! |---|---|---|
+//! | 0 | `error`, `exit`, `random`, `diagnostic`, `suggest`, `template`, `dag`, `metrics`, `secret`, `proc`, `git`, `example` | leaf helpers: the error type, exit codes, source-positioned diagnostics, "did you mean", minijinja, the DAG, metrics files, secret masking, process groups and signals, every git2 call, the example repo |
+//! | 1 | `files`, `comment` | atomic writes; the PR comment's marker |
+//! | 2 | `spec` | the YAML kinds: types, loading (work tree or a git ref), validation |
+//! | 3 | `cache` | hashes behind the stat cache, `runner.lock`, the artifact store |
+//! | 4 | `plan` | what is stale and why: the one `Plan` of run, plan and previews |
+//! | 5 | `gate`, `gitops` | gate checks on metrics; deployment commits and pushes |
+//! | 6 | `deploy` | deployers (process, MLflow, Kubernetes manifests) and the services registry |
+//! | 7 | `exec` | the scheduler and step processes; it emits events, never prints |
+//! | 8 | `tracking` | experiment trackers (MLflow) |
+//! | 9 | `promote` | the promotion: gates, deploy, write-back |
+//! | 10 | `flow`, `preview`, `export` | a whole run as one call; PR previews; Argo and GitLab exports |
+//! | 11 | `report` | reporters: the events rendered for a terminal, CI logs, JSON, JUnit, Markdown |
+//! | 12 | `ui`, `watch` | `runner ui` and `runner watch`: long-running front ends of `flow` |
+//! | 13 | `cli` | flags to calls, outcomes to exit codes: the only place clap is used |
 
 pub mod cache;
 pub mod cli;

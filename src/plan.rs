@@ -839,6 +839,26 @@ pub trait Observed {
     fn output(&self, path: &str, recorded: &Digest) -> Result<OutputState, Error>;
 }
 
+/// A run and `runner plan` compare with the work tree and the local store.
+impl Observed for crate::cache::Cache {
+    fn with_lock<R>(&self, f: impl FnOnce(&LockFile) -> R) -> Result<R, Error> {
+        Ok(f(&self.recorded()?.file))
+    }
+
+    fn digest(&self, path: &str) -> Result<Option<Digest>, Error> {
+        self.digest_for_decision(path)
+    }
+
+    fn output(&self, path: &str, recorded: &Digest) -> Result<OutputState, Error> {
+        Ok(match self.digest_for_decision(path)? {
+            Some(now) if now == *recorded => OutputState::Current,
+            _ if self.stored(recorded) => OutputState::Restorable,
+            None => OutputState::Missing,
+            Some(_) => OutputState::Changed,
+        })
+    }
+}
+
 /// An output of an up-to-date step, as `Observed` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputState {

@@ -96,3 +96,16 @@ pub async fn wait_for_stop_signal() {
         }
     }
 }
+
+/// When the process started, in clock ticks since boot (`/proc/PID/stat`
+/// field 22); `None` when there is no such process or it is a zombie.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}

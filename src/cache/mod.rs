@@ -28,10 +28,8 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use hash::{Digest, Hasher};
-use lock::{Digests, Lock, LockFile, StepLock};
+use lock::{Digests, Lock, StepLock};
 use store::Store;
-
-use crate::plan::{OutputState, Plan};
 
 /// Where the stat cache lives.
 const STAT_CACHE: &str = ".runner/state/stat-cache.bin";
@@ -46,34 +44,6 @@ pub struct Cache {
     lock: Mutex<Lock>,
     /// Digests taken by [`Cache::prefetch`] for the next decision.
     prefetched: Mutex<foldhash::HashMap<String, Option<Digest>>>,
-}
-
-/// A run and `runner plan` compare with the work tree and the local store.
-impl crate::plan::Observed for Cache {
-    fn with_lock<R>(&self, f: impl FnOnce(&LockFile) -> R) -> Result<R, Error> {
-        Ok(f(&self.recorded()?.file))
-    }
-
-    fn digest(&self, path: &str) -> Result<Option<Digest>, Error> {
-        let prefetched = self
-            .prefetched
-            .lock()
-            .ok()
-            .and_then(|taken| taken.get(path).cloned());
-        match prefetched {
-            Some(digest) => Ok(digest),
-            None => Cache::digest(self, path),
-        }
-    }
-
-    fn output(&self, path: &str, recorded: &Digest) -> Result<OutputState, Error> {
-        Ok(match crate::plan::Observed::digest(self, path)? {
-            Some(now) if now == *recorded => OutputState::Current,
-            _ if self.stored(recorded) => OutputState::Restorable,
-            None => OutputState::Missing,
-            Some(_) => OutputState::Changed,
-        })
-    }
 }
 
 impl Cache {
@@ -163,6 +133,20 @@ impl Cache {
             .map_err(|_| Error::usage("runner.lock is unusable after a failure; run again"))
     }
 
+    /// The digest of a repo path for the plan's decision: what
+    /// [`Cache::prefetch`] took, else taken now.
+    pub fn digest_for_decision(&self, path: &str) -> Result<Option<Digest>, Error> {
+        let prefetched = self
+            .prefetched
+            .lock()
+            .ok()
+            .and_then(|taken| taken.get(path).cloned());
+        match prefetched {
+            Some(digest) => Ok(digest),
+            None => self.digest(path),
+        }
+    }
+
     /// The digest of a repo path now (stat-cached).
     pub fn digest(&self, rel: &str) -> Result<Option<Digest>, Error> {
         match self.hasher.lock() {
@@ -192,9 +176,8 @@ impl Cache {
     }
 
     /// Restores a step's recorded outputs; false when one is not in the store.
-    pub fn restore(&self, plan: &Plan, index: usize) -> Result<bool, Error> {
-        let step = &plan.steps[index];
-        let Some(entry) = self.entry(&plan.pipeline, &step.name) else {
+    pub fn restore(&self, pipeline: &str, step: &str) -> Result<bool, Error> {
+        let Some(entry) = self.entry(pipeline, step) else {
             return Ok(false);
         };
         for (path, digest) in &entry.outputs {
@@ -213,9 +196,9 @@ impl Cache {
     }
 
     /// The digests of a step's deps as it starts; a missing dep is an error.
-    pub fn hash_deps(&self, plan: &Plan, index: usize) -> Result<Digests, String> {
+    pub fn hash_deps(&self, paths: &[String]) -> Result<Digests, String> {
         let mut deps = Vec::new();
-        for path in &plan.steps[index].deps {
+        for path in paths {
             match self.digest(path) {
                 Ok(Some(digest)) => deps.push((path.clone(), digest)),
                 Ok(None) => return Err(format!("dep `{path}` does not exist")),
@@ -225,17 +208,24 @@ impl Cache {
         Ok(deps.into_iter().collect())
     }
 
-    /// After a step succeeded: hashes and stores its outputs, reads its
-    /// metrics, and records it in the lock journal.
-    pub fn record(&self, plan: &Plan, index: usize, deps: Digests) -> Result<(), String> {
-        let step = &plan.steps[index];
-        let mut outputs = Vec::new();
+    /// After a step succeeded: hashes and stores its `outputs`, reads its
+    /// `metrics` file, and records them with the rest of its cache key
+    /// (`entry`) in the lock journal.
+    pub fn record<'a>(
+        &self,
+        pipeline: &str,
+        step: &str,
+        outputs: impl Iterator<Item = &'a str>,
+        metrics: Option<&str>,
+        mut entry: StepLock,
+    ) -> Result<(), String> {
+        let mut stored = Vec::new();
         {
             let mut hasher = self
                 .hasher
                 .lock()
                 .map_err(|_| "the hash cache is unusable".to_string())?;
-            for (_, path) in &step.outputs {
+            for path in outputs {
                 hasher.forget(path);
                 let digest = hasher
                     .digest(path)
@@ -244,37 +234,31 @@ impl Cache {
                 self.store
                     .put(&self.root, path, &digest, &mut hasher)
                     .map_err(|e| format!("cannot store output `{path}`: {e}"))?;
-                outputs.push((path.clone(), digest));
+                stored.push((path.to_string(), digest));
             }
         }
-        let outputs: Digests = outputs.into_iter().collect();
-        let metrics = match &step.metrics {
+        entry.outputs = stored.into_iter().collect();
+        entry.metrics = match metrics {
             Some(file) => crate::metrics::read(&self.root.join(file))
                 .map_err(|e| format!("metrics file `{file}`: {e}"))?,
             None => BTreeMap::new(),
         };
-        let entry = StepLock {
-            command: step.command.clone(),
-            env: step.key_env.clone(),
-            params: step.params.clone(),
-            deps,
-            outputs,
-            metrics,
-            checks: step.checks.clone(),
-        };
         self.lock
             .lock()
             .map_err(|_| "the lock file is unusable".to_string())?
-            .record(&plan.pipeline, &step.name, entry)
+            .record(pipeline, step, entry)
             .map_err(|e| e.to_string())
     }
 
     /// At the end of a run: drops entries of removed steps, writes
     /// `runner.lock` and the stat cache.
-    pub fn finish(&self, plan: &Plan) -> Result<(), Error> {
+    pub fn finish<'a>(
+        &self,
+        pipeline: &str,
+        steps: impl Iterator<Item = &'a str>,
+    ) -> Result<(), Error> {
         if let Ok(mut lock) = self.lock.lock() {
-            let names = plan.steps.iter().map(|s| s.name.as_str()).collect();
-            lock.retain_steps(&plan.pipeline, &names);
+            lock.retain_steps(pipeline, &steps.collect());
             lock.save()?;
         }
         if let Ok(mut hasher) = self.hasher.lock() {

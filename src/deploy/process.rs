@@ -85,7 +85,7 @@ impl ProcessDeployer {
             .spawn()
             .map_err(|e| service_error(name, format!("cannot start `{program}`: {e}")))?;
         let pid = child.id();
-        let start_ticks = start_ticks(pid).unwrap_or_default();
+        let start_ticks = crate::proc::start_ticks(pid).unwrap_or_default();
         // Reap the server if it exits while runner still runs (a watch loop),
         // so it never lingers as a zombie that looks alive.
         std::thread::spawn(move || {
@@ -621,22 +621,9 @@ fn recorded(record: &ServiceRecord) -> Option<Process> {
     })
 }
 
-/// When the process started, in clock ticks since boot (`/proc/PID/stat`
-/// field 22); `None` when there is no such process or it is a zombie.
-pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
-}
-
 /// True while the recorded process runs (and not another that reused its pid).
 fn running(process: Process) -> bool {
-    start_ticks(process.pid) == Some(process.start_ticks)
+    crate::proc::start_ticks(process.pid) == Some(process.start_ticks)
 }
 
 /// SIGTERM to the server's process group, SIGKILL to what is left after the

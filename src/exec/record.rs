@@ -72,12 +72,12 @@ impl Owner {
     /// This process; `None` where /proc does not say when it started.
     fn me() -> Option<Owner> {
         let pid = std::process::id();
-        let start_ticks = crate::deploy::process::start_ticks(pid)?;
+        let start_ticks = crate::proc::start_ticks(pid)?;
         Some(Owner { pid, start_ticks })
     }
 
     fn alive(self) -> bool {
-        crate::deploy::process::start_ticks(self.pid) == Some(self.start_ticks)
+        crate::proc::start_ticks(self.pid) == Some(self.start_ticks)
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use super::events::{Event, RunStatus, StepStatus};
 use super::process::{self, Exit, ProcessSpec};
 use crate::cache::Cache;
+use crate::cache::lock::StepLock;
 use crate::plan::{Decision, Plan};
 use crate::secret::Masker;
 
@@ -271,7 +272,10 @@ async fn run_step(
     let started = Instant::now();
     if let (Decision::Restore { outputs }, Some(cache)) = (&plan.decisions[index], &cache) {
         let (plan_ref, cache) = (Arc::clone(plan), Arc::clone(cache));
-        let restored = tokio::task::spawn_blocking(move || cache.restore(&plan_ref, index)).await;
+        let restored = tokio::task::spawn_blocking(move || {
+            cache.restore(&plan_ref.pipeline, &plan_ref.steps[index].name)
+        })
+        .await;
         if let Ok(Ok(true)) = restored {
             let reason = format!("restored {} from the cache", outputs.join(", "));
             return up_to_date(plan, index, reason, started, events);
@@ -281,7 +285,11 @@ async fn run_step(
     let deps = match &cache {
         Some(cache) => {
             let (plan_ref, cache_ref) = (Arc::clone(plan), Arc::clone(cache));
-            match tokio::task::spawn_blocking(move || cache_ref.hash_deps(&plan_ref, index)).await {
+            match tokio::task::spawn_blocking(move || {
+                cache_ref.hash_deps(&plan_ref.steps[index].deps)
+            })
+            .await
+            {
                 Ok(Ok(deps)) => Some(deps),
                 Ok(Err(problem)) => {
                     let _ = events.send(Event::StepFinished {
@@ -398,7 +406,21 @@ async fn run_step(
                     };
                     let (plan_ref, cache_ref) = (Arc::clone(plan), Arc::clone(cache));
                     match tokio::task::spawn_blocking(move || {
-                        cache_ref.record(&plan_ref, index, deps)
+                        let step = &plan_ref.steps[index];
+                        cache_ref.record(
+                            &plan_ref.pipeline,
+                            &step.name,
+                            step.outputs.iter().map(|(_, path)| path.as_str()),
+                            step.metrics.as_deref(),
+                            StepLock {
+                                command: step.command.clone(),
+                                env: step.key_env.clone(),
+                                params: step.params.clone(),
+                                deps,
+                                checks: step.checks.clone(),
+                                ..StepLock::default()
+                            },
+                        )
                     })
                     .await
                     {

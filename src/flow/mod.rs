@@ -336,7 +336,7 @@ pub fn run(
         }
     });
     // What finished is in runner.lock, even after a failure or a cancel.
-    if let Err(err) = cache.finish(&plan) {
+    if let Err(err) = cache.finish(&plan.pipeline, plan.steps.iter().map(|s| s.name.as_str())) {
         sink.notice(
             Severity::Error,
             format!("runner.lock was not written: {err}; the next run replays what finished"),

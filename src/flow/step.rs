@@ -148,7 +148,7 @@ pub(super) fn restore_inputs(plan: &Plan, cache: &Cache) -> Result<(), Error> {
             continue;
         }
         for &upstream in &plan.steps[i].upstream {
-            if !cache.restore(plan, upstream)? {
+            if !cache.restore(&plan.pipeline, &plan.steps[upstream].name)? {
                 let name = &plan.steps[upstream].name;
                 return Err(Error::MissingInput {
                     step: plan.steps[i].name.clone(),
