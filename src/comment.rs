@@ -156,10 +156,14 @@ impl Forge {
 }
 
 /// What `upsert` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upserted {
-    Created(u64),
-    Updated(u64),
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upserted {
+    /// The comment that holds the report now.
+    pub id: u64,
+    /// Created by this call, rather than an earlier one updated.
+    pub created: bool,
+    /// Why the next run may post a second comment, and what to do about it.
+    pub warning: Option<String>,
 }
 
 /// True when `comment` may be runner's own: on GitHub written by a bot (the
@@ -304,7 +308,11 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
     if let Some(&id) = existing.first() {
         update(id)?;
         keep_one(&existing)?;
-        return Ok(Upserted::Updated(id));
+        return Ok(Upserted {
+            id,
+            created: false,
+            warning: None,
+        });
     }
     let created = call(
         reqwest::Method::POST,
@@ -315,26 +323,34 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
         .as_u64()
         .unwrap_or_default();
     let now = ours()?;
-    if !now.contains(&created) {
-        eprintln!(
-            "warning: the comment runner just created ({created}) is not listed as runner's own, so the next run will create another; {}",
+    let warning = (!now.contains(&created)).then(|| {
+        format!(
+            "the comment runner just created ({created}) is not listed as runner's own, so the next run will create another; {}",
             match forge {
                 Forge::GitHub { .. } =>
                     "post with the workflow's GITHUB_TOKEN, or a token of a repository member",
                 Forge::GitLab { .. } =>
                     "GITLAB_TOKEN's user must be the one that writes the notes (GET /user must answer its id)",
             }
-        );
-    }
+        )
+    });
     match now.first() {
         Some(&oldest) if oldest != created => {
             update(oldest)?;
             keep_one(&now)?;
-            Ok(Upserted::Updated(oldest))
+            Ok(Upserted {
+                id: oldest,
+                created: false,
+                warning,
+            })
         }
         _ => {
             keep_one(&now)?;
-            Ok(Upserted::Created(created))
+            Ok(Upserted {
+                id: created,
+                created: true,
+                warning,
+            })
         }
     }
 }

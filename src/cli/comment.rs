@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::exit;
 use super::run::{PlanArgs, plan};
-use crate::comment::{self, Forge, Upserted};
+use crate::comment::{self, Forge};
 use crate::error::Error;
 use crate::report::plan::{PlanFormat, render_plan};
 
@@ -46,10 +46,15 @@ pub(super) fn post(
     let report = crate::secret::Masker::new(secrets)
         .mask(report)
         .into_owned();
-    let (verb, id) = match comment::upsert(forge, pipeline, &report)? {
-        Upserted::Created(id) => ("created", id),
-        Upserted::Updated(id) => ("updated", id),
+    let upserted = comment::upsert(forge, pipeline, &report)?;
+    if let Some(warning) = &upserted.warning {
+        eprintln!("warning: {warning}");
+    }
+    let verb = match upserted.created {
+        true => "created",
+        false => "updated",
     };
+    let id = upserted.id;
     let on = match forge {
         Forge::GitHub { number, .. } => format!("pull request #{number}"),
         Forge::GitLab { iid, .. } => format!("merge request !{iid}"),

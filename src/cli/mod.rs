@@ -3,6 +3,7 @@
 
 mod comment;
 mod export;
+mod formats;
 mod graph;
 mod init;
 pub(crate) mod metrics;

@@ -1,6 +1,6 @@
 //! `runner ui`: serve the web app for this checkout.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use super::exit;
@@ -27,6 +27,26 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
             port: args.port,
             allow_actions: args.allow_actions,
         },
+        announce,
     )?;
     Ok(exit::SUCCESS)
+}
+
+/// The URL (and token) on stdout, flushed: a script waits for this line.
+fn announce(addr: SocketAddr, token: Option<&str>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening http://{addr}/");
+    match token {
+        Some(token) => {
+            let _ = writeln!(out, "token {token}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "actions off: pages only read (--allow-actions lets them start and stop services and runs)"
+            );
+        }
+    }
+    let _ = out.flush();
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::watch::{Options, WatchFormat};
+use crate::report::watch::WatchFormat;
+use crate::watch::Options;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,7 +2,9 @@
 //! consume these events, so the terminal view, CI logs and JSON share one
 //! source of truth.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 pub use super::process::Stream;
 
@@ -21,10 +23,13 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    /// Failed or timed out: what fails the run (cancelled and skipped
+    /// steps are the consequence of something else).
     pub fn is_failure(self) -> bool {
         matches!(self, StepStatus::Failed | StepStatus::TimedOut)
     }
 
+    /// As the text reporters and summaries say it.
     pub fn as_str(self) -> &'static str {
         match self {
             StepStatus::Succeeded => "succeeded",
@@ -52,6 +57,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// As run records and `runner runs` say it.
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -147,42 +153,57 @@ pub enum Severity {
     Error,
 }
 
+/// One thing that happened in a run, in the order it happened. Reporters
+/// render these and the run record is built from them; `--format json`
+/// writes each as one object named by `event` (the variant in snake case).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The plan is settled and steps are about to start.
     RunStarted {
         run_id: String,
         pipeline: String,
         stack: String,
+        /// How many steps may run at once.
         jobs: usize,
+        /// Steps in the plan, up to date ones included.
         steps: usize,
     },
+    /// A step's process was spawned (again, for `attempt` > 1).
     StepStarted {
         step: String,
         attempt: u32,
+        /// The rendered command, secrets masked.
         command: String,
     },
+    /// One line a step wrote, secrets masked.
     Output {
         step: String,
         stream: Stream,
         line: String,
     },
+    /// A step failed and its `retries` let it try again after `delay_ms`.
     StepRetrying {
         step: String,
+        /// The attempt that comes next.
         attempt: u32,
         delay_ms: u64,
         reason: String,
     },
+    /// A step is done: it ran, was up to date or restored, or failed.
     StepFinished {
         step: String,
         status: StepStatus,
+        /// The process's exit code; none when it was killed or never ran.
         #[serde(skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
         attempts: u32,
         duration_ms: u64,
+        /// Why it ended so: what was up to date or restored, what went wrong.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A step did not run: a step it needs failed or the run was cancelled.
     StepSkipped {
         step: String,
         reason: String,
@@ -256,6 +277,7 @@ pub enum Event {
         base: String,
         rows: Vec<crate::metrics::MetricRow>,
     },
+    /// Every step is done or cancelled; promotion events may follow.
     RunFinished {
         run_id: String,
         status: RunStatus,
@@ -267,13 +289,73 @@ pub enum Event {
     },
 }
 
+/// An event with the moment it happened: what sinks receive, and what
+/// `--format json` writes (`time` first, then the event's own fields).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Stamped<'a> {
+    /// When the event happened (RFC 3339, UTC, milliseconds).
+    #[serde(serialize_with = "rfc3339")]
+    pub time: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: &'a Event,
+}
+
+impl Stamped<'_> {
+    /// `event`, happening now.
+    pub fn now(event: &Event) -> Stamped<'_> {
+        Stamped {
+            time: Utc::now(),
+            event,
+        }
+    }
+}
+
+fn rfc3339<S: serde::Serializer>(time: &DateTime<Utc>, out: S) -> Result<S::Ok, S::Error> {
+    out.collect_str(&time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// The executor's end of the event channel: each event is stamped as it is
+/// sent, so a slow reporter does not shift the times it shows.
+#[derive(Debug, Clone)]
+pub struct Emitter(mpsc::UnboundedSender<(DateTime<Utc>, Event)>);
+
+/// The other end of an [`Emitter`]: events with the time they were sent.
+pub type Received = mpsc::UnboundedReceiver<(DateTime<Utc>, Event)>;
+
+impl Emitter {
+    pub fn channel() -> (Emitter, Received) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (Emitter(sender), receiver)
+    }
+
+    /// Sends `event`, stamped now; once the receiver is gone (the run is
+    /// over for whoever listened), events are dropped.
+    pub fn send(&self, event: Event) {
+        let _ = self.0.send((Utc::now(), event));
+    }
+}
+
 /// Where a run's events go: a reporter (terminal, CI log, JSON lines), or
 /// any caller of the run flow that wants to watch it.
 pub trait EventSink: Send {
-    fn event(&mut self, event: &Event);
+    /// Takes one event and when it happened.
+    fn stamped(&mut self, event: Stamped<'_>);
+
+    /// Takes an event happening now.
+    fn event(&mut self, event: &Event) {
+        self.stamped(Stamped::now(event));
+    }
 
     /// Called whenever no event is waiting: output buffered since goes out
     /// now, so a burst of a thousand events costs one write, and nothing a
     /// step printed is held back while it runs on quietly.
     fn flush(&mut self) {}
+}
+
+/// The sink of a caller whose notices have nowhere useful to go: the
+/// watcher moving its checkout to a fetched commit between runs.
+pub struct Discard;
+
+impl EventSink for Discard {
+    fn stamped(&mut self, _: Stamped<'_>) {}
 }

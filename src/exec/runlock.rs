@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
+use super::events::{Event, EventSink, Severity};
 use crate::error::Error;
 
 /// Held until dropped.
@@ -13,8 +14,9 @@ pub struct RunLock {
     _file: File,
 }
 
-/// Takes the checkout's run lock, waiting for another run unless `wait` is false.
-pub fn acquire(root: &Path, wait: bool) -> Result<RunLock, Error> {
+/// Takes the checkout's run lock, waiting for another run unless `wait` is
+/// false; a wait and a lock taken over from a dead run are notices.
+pub fn acquire(root: &Path, wait: bool, events: &mut dyn EventSink) -> Result<RunLock, Error> {
     let path = root.join(".runner/lock");
     let io = |source| Error::Io {
         path: path.clone(),
@@ -36,15 +38,22 @@ pub fn acquire(root: &Path, wait: bool) -> Result<RunLock, Error> {
             if let Some(pid) = holder.split_whitespace().next()
                 && !holder.is_empty()
             {
-                eprintln!(
-                    "note: took over .runner/lock from pid {pid}, which is no longer running"
-                );
+                events.event(&Event::Notice {
+                    severity: Severity::Info,
+                    message: format!(
+                        "took over .runner/lock from pid {pid}, which is no longer running"
+                    ),
+                });
             }
         }
         Err(TryLockError::WouldBlock) if wait => {
-            eprintln!(
-                "waiting for the run that holds .runner/lock (pid and run: {holder}) to finish..."
-            );
+            events.event(&Event::Notice {
+                severity: Severity::Info,
+                message: format!(
+                    "waiting for the run that holds .runner/lock (pid and run: {holder}) to finish..."
+                ),
+            });
+            events.flush();
             file.lock().map_err(io)?;
         }
         Err(TryLockError::WouldBlock) => {

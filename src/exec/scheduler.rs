@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::events::{Event, RunStatus, StepStatus};
+use super::events::{Emitter, Event, RunStatus, StepStatus};
 use super::process::{self, Exit, ProcessSpec};
 use crate::cache::Cache;
 use crate::cache::lock::StepLock;
@@ -63,12 +63,12 @@ pub async fn execute(
     options: ExecOptions,
     masker: Arc<Masker>,
     cache: Option<Arc<Cache>>,
-    events: mpsc::UnboundedSender<Event>,
+    events: Emitter,
     cancel: watch::Receiver<bool>,
 ) -> Outcome {
     let started = Instant::now();
     let n = plan.steps.len();
-    let _ = events.send(Event::RunStarted {
+    events.send(Event::RunStarted {
         run_id: plan.run_id.clone(),
         pipeline: plan.pipeline.clone(),
         stack: plan.stack.clone(),
@@ -159,7 +159,7 @@ pub async fn execute(
                 None => "not started".to_string(),
             };
             *slot = Some(StepStatus::Skipped);
-            let _ = events.send(Event::StepSkipped {
+            events.send(Event::StepSkipped {
                 step: plan.steps[i].name.clone(),
                 reason,
             });
@@ -177,7 +177,7 @@ pub async fn execute(
         RunStatus::Succeeded
     };
     let count = |wanted: &dyn Fn(&StepStatus) -> bool| steps.iter().filter(|s| wanted(s)).count();
-    let _ = events.send(Event::RunFinished {
+    events.send(Event::RunFinished {
         run_id: plan.run_id.clone(),
         status: run_status,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -223,9 +223,9 @@ fn up_to_date(
     index: usize,
     reason: impl Into<String>,
     started: Instant,
-    events: &mpsc::UnboundedSender<Event>,
+    events: &Emitter,
 ) -> StepStatus {
-    let _ = events.send(Event::StepFinished {
+    events.send(Event::StepFinished {
         step: plan.steps[index].name.clone(),
         status: StepStatus::UpToDate,
         exit_code: None,
@@ -242,7 +242,7 @@ fn skip_dependents(
     failed: usize,
     dependents: &[Vec<usize>],
     status: &mut [Option<StepStatus>],
-    events: &mpsc::UnboundedSender<Event>,
+    events: &Emitter,
 ) {
     let mut stack = dependents[failed].clone();
     while let Some(d) = stack.pop() {
@@ -250,7 +250,7 @@ fn skip_dependents(
             continue;
         }
         status[d] = Some(StepStatus::Skipped);
-        let _ = events.send(Event::StepSkipped {
+        events.send(Event::StepSkipped {
             step: plan.steps[d].name.clone(),
             reason: format!("depends on `{}`, which failed", plan.steps[failed].name),
         });
@@ -265,7 +265,7 @@ async fn run_step(
     options: &ExecOptions,
     masker: &Arc<Masker>,
     cache: Option<Arc<Cache>>,
-    events: &mpsc::UnboundedSender<Event>,
+    events: &Emitter,
     mut cancel: watch::Receiver<bool>,
 ) -> StepStatus {
     let step = &plan.steps[index];
@@ -292,7 +292,7 @@ async fn run_step(
             {
                 Ok(Ok(deps)) => Some(deps),
                 Ok(Err(problem)) => {
-                    let _ = events.send(Event::StepFinished {
+                    events.send(Event::StepFinished {
                         step: step.name.clone(),
                         status: StepStatus::Failed,
                         exit_code: None,
@@ -316,7 +316,7 @@ async fn run_step(
         grace: options.grace,
     };
     let finish = |status, exit_code, attempts, reason: Option<String>| {
-        let _ = events.send(Event::StepFinished {
+        events.send(Event::StepFinished {
             step: step.name.clone(),
             status,
             exit_code,
@@ -328,7 +328,7 @@ async fn run_step(
     };
     let mut attempt = 1;
     loop {
-        let _ = events.send(Event::StepStarted {
+        events.send(Event::StepStarted {
             step: step.name.clone(),
             attempt,
             command: masker.mask(&step.command).into_owned(),
@@ -352,7 +352,7 @@ async fn run_step(
                         Err(_) => break,
                     }
                     let line = masker.mask(&line).into_owned();
-                    let _ = events.send(Event::Output {
+                    events.send(Event::Output {
                         step: name.clone(),
                         stream,
                         line,
@@ -391,7 +391,7 @@ async fn run_step(
                     // and it is not recorded, so it runs again next time.
                     let (checks, failed) = crate::gate::check_step(plan, index);
                     for check in checks {
-                        let _ = events.send(Event::StepChecked {
+                        events.send(Event::StepChecked {
                             step: step.name.clone(),
                             check: check.check,
                             passed: check.passed,
@@ -453,7 +453,7 @@ async fn run_step(
             .backoff
             .saturating_mul(1 << (attempt - 1).min(16))
             .min(Duration::from_secs(60));
-        let _ = events.send(Event::StepRetrying {
+        events.send(Event::StepRetrying {
             step: step.name.clone(),
             attempt: attempt + 1,
             delay_ms: delay.as_millis() as u64,

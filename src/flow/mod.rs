@@ -11,13 +11,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::cache::Cache;
 use crate::cache::remote::Remote;
 use crate::error::Error;
 use crate::exec::events::{
-    Event, EventSink, PromotionStatus, RunStatus, Severity, TrackingStatus, WriteBackStatus,
+    Emitter, Event, EventSink, PromotionStatus, RunStatus, Severity, Stamped, TrackingStatus,
+    WriteBackStatus,
 };
 use crate::exec::record::{Recorder, RunRecord};
 use crate::exec::runlock;
@@ -198,7 +199,7 @@ pub fn run(
     }
     // Taken before planning: a run that waited must see what the run before
     // it recorded, or it would write back a stale runner.lock.
-    let _run_lock = runlock::acquire(root, options.wait)?;
+    let _run_lock = runlock::acquire(root, options.wait, events)?;
     let (mut plan, cache) = match plan(root, &options.plan, true)? {
         Planned::Ready(plan, cache) => (*plan, *cache),
         Planned::Invalid(loaded) => return Ok(Outcome::Invalid(loaded)),
@@ -310,7 +311,7 @@ pub fn run(
             wait_for_stop_signal().await;
             let _ = cancel_tx.send(true);
         });
-        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        let (events_tx, mut events_rx) = Emitter::channel();
         let execution = tokio::spawn(scheduler::execute(
             exec_plan,
             exec_options,
@@ -319,8 +320,11 @@ pub fn run(
             events_tx,
             cancel_rx,
         ));
-        while let Some(event) = events_rx.recv().await {
-            sink_ref.event(&event);
+        while let Some((time, event)) = events_rx.recv().await {
+            sink_ref.stamped(Stamped {
+                time,
+                event: &event,
+            });
             if matches!(event, Event::Output { .. }) {
                 output_window.add_permits(1);
             }
@@ -534,7 +538,11 @@ struct Sink<'a> {
 
 impl Sink<'_> {
     fn event(&mut self, event: &Event) {
-        if let Err(err) = self.recorder.event(event)
+        self.stamped(Stamped::now(event));
+    }
+
+    fn stamped(&mut self, stamped: Stamped<'_>) {
+        if let Err(err) = self.recorder.event(stamped.event)
             && !self.record_failed
         {
             self.record_failed = true;
@@ -543,7 +551,7 @@ impl Sink<'_> {
                 format!("the run record is incomplete: {err}"),
             );
         }
-        self.reporter.event(event);
+        self.reporter.stamped(stamped);
     }
 
     fn notice(&mut self, severity: Severity, message: String) {

@@ -3,7 +3,7 @@
 use std::io::{BufWriter, Stdout, Write};
 
 use super::Reporter;
-use crate::exec::events::Event;
+use crate::exec::events::Stamped;
 
 pub struct JsonReporter {
     out: BufWriter<Stdout>,
@@ -18,8 +18,8 @@ impl Default for JsonReporter {
 }
 
 impl Reporter for JsonReporter {
-    fn event(&mut self, event: &Event) {
-        if serde_json::to_writer(&mut self.out, event).is_ok() {
+    fn stamped(&mut self, event: Stamped<'_>) {
+        if serde_json::to_writer(&mut self.out, &event).is_ok() {
             let _ = self.out.write_all(b"\n");
         }
     }

@@ -10,6 +10,7 @@ mod plain;
 pub mod plan;
 pub mod preview;
 mod tty;
+pub mod watch;
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -47,7 +48,7 @@ impl Ci {
 }
 
 /// `--format` of commands that run steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// `tty` on a terminal, else `plain` (folded per step on GitHub and GitLab).
     Auto,

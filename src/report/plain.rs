@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Ci, Reporter, seconds};
 use crate::exec::events::{
-    Event, PromotionStatus, RunStatus, StepStatus, TrackingStatus, WriteBackStatus,
+    Event, PromotionStatus, RunStatus, Stamped, StepStatus, TrackingStatus, WriteBackStatus,
 };
 
 pub struct PlainReporter {
@@ -46,7 +46,8 @@ impl Reporter for PlainReporter {
         let _ = self.out.flush();
     }
 
-    fn event(&mut self, event: &Event) {
+    fn stamped(&mut self, stamped: Stamped<'_>) {
+        let event = stamped.event;
         match event {
             Event::Notice { .. } | Event::NothingToDo { .. } | Event::MetricsDiff { .. } => {
                 let Some((line, table)) = super::said(event) else {

@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::plan::{Decision, Plan};
 
 /// `--format` of `runner plan` and `runner status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanFormat {
     Text,
     Json,

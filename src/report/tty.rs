@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Reporter, Tail, seconds};
 use crate::exec::events::{
-    Event, PromotionStatus, RunStatus, StepStatus, TrackingStatus, WriteBackStatus,
+    Event, PromotionStatus, RunStatus, Stamped, StepStatus, TrackingStatus, WriteBackStatus,
 };
 
 pub struct TtyReporter {
@@ -46,7 +46,8 @@ impl TtyReporter {
 }
 
 impl Reporter for TtyReporter {
-    fn event(&mut self, event: &Event) {
+    fn stamped(&mut self, stamped: Stamped<'_>) {
+        let event = stamped.event;
         match event {
             Event::Notice { .. } | Event::NothingToDo { .. } | Event::MetricsDiff { .. } => {
                 let Some((line, table)) = super::said(event) else {

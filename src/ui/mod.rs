@@ -56,9 +56,13 @@ const GRACE: Duration = Duration::from_secs(2);
 pub const TOKEN_HEADER: &str = "x-runner-token";
 
 /// Serves the UI for the repository at `root` until SIGINT or SIGTERM.
-/// Prints `listening URL` (and `token TOKEN` with actions on) on stdout,
-/// one item a line, for people and for scripts.
-pub fn serve(root: &Path, options: &Options) -> Result<(), Error> {
+/// `listening` is told the address and (with actions on) the token once
+/// the server accepts connections: a script waits for them.
+pub fn serve(
+    root: &Path,
+    options: &Options,
+    listening: impl FnOnce(SocketAddr, Option<&str>),
+) -> Result<(), Error> {
     let io = |source| Error::Io {
         path: root.to_path_buf(),
         source,
@@ -85,7 +89,7 @@ pub fn serve(root: &Path, options: &Options) -> Result<(), Error> {
             .await
             .map_err(|source| Error::usage(format!("cannot listen on {addr}: {source}")))?;
         let local = listener.local_addr().map_err(io)?;
-        announce(local, ui.token.as_deref());
+        listening(local, ui.token.as_deref());
         let server =
             axum::serve(listener, api::router(ui.clone())).with_graceful_shutdown(async move {
                 crate::proc::wait_for_stop_signal().await;
@@ -105,25 +109,6 @@ pub fn serve(root: &Path, options: &Options) -> Result<(), Error> {
     // not waited for.
     runtime.shutdown_timeout(GRACE);
     served
-}
-
-/// The URL (and token) on stdout, flushed: a script waits for this line.
-fn announce(addr: SocketAddr, token: Option<&str>) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening http://{addr}/");
-    match token {
-        Some(token) => {
-            let _ = writeln!(out, "token {token}");
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "actions off: pages only read (--allow-actions lets them start and stop services and runs)"
-            );
-        }
-    }
-    let _ = out.flush();
 }
 
 /// 128 random bits from the kernel, as hex.

@@ -15,7 +15,6 @@
 pub mod files;
 pub mod paths;
 pub mod remote;
-pub mod report;
 pub mod runs;
 pub mod schedule;
 
@@ -29,12 +28,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
+use crate::report::watch::{Out, WatchFormat};
 use crate::spec::types::Concurrency;
 use files::{Debounce, FileEvent, FileWatcher};
 use paths::{OwnWrites, PathFilter};
 use remote::{Polled, Upstream};
-use report::Out;
-pub use report::WatchFormat;
 use runs::{RunHandle, RunMsg, RunRequest};
 use schedule::{FiredState, Schedule};
 
@@ -304,10 +302,13 @@ struct Watcher<'a> {
 /// Watches until SIGINT/SIGTERM (or, with `--once`, until what was due has
 /// run) and returns the exit code.
 pub fn watch(root: &Path, options: &Options) -> Result<u8, Error> {
+    let out = Out {
+        format: options.format,
+    };
     let config = match load_config(root, &options.pipelines)? {
         Ok(config) => config,
         Err(problems) => {
-            eprint!("{problems}");
+            out.problems(&problems);
             return Err(Error::usage(
                 "the specs have problems (above): fix them, then start `runner watch` again",
             ));
@@ -326,9 +327,6 @@ pub fn watch(root: &Path, options: &Options) -> Result<u8, Error> {
         })?;
     let code = runtime.block_on(async {
         let (messages, inbox) = mpsc::unbounded_channel();
-        let out = Out {
-            format: options.format,
-        };
         let (fired, warning) = FiredState::load(root);
         if let Some(warning) = warning {
             out.warn(None, &warning);
@@ -531,18 +529,7 @@ impl Watcher<'_> {
                 pipeline,
                 seq,
                 line,
-            }) => match self.out.format {
-                WatchFormat::Json => self.out.emit(
-                    "run_stderr",
-                    Some(&pipeline),
-                    json!({"run": seq, "line": line}),
-                    "",
-                ),
-                WatchFormat::Text => {
-                    use std::io::Write as _;
-                    let _ = writeln!(std::io::stderr().lock(), "{pipeline} #{seq}: {line}");
-                }
-            },
+            }) => self.out.run_stderr(&pipeline, seq, &line),
             Msg::Run(RunMsg::Exited {
                 pipeline,
                 seq,

@@ -167,7 +167,9 @@ pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
         .map_err(Error::git("read the commit to check out"))?;
     // A `runner run` started by hand holds the checkout: never move it
     // under a run.
-    let Ok(_run_lock) = crate::exec::runlock::acquire(root, false) else {
+    let Ok(_run_lock) =
+        crate::exec::runlock::acquire(root, false, &mut crate::exec::events::Discard)
+    else {
         return Ok(Polled::Dirty {
             sha: short(remote_head),
             why: "a run is using the checkout".to_string(),

@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::{Map, Value, json};
 
 /// `--format` of `runner watch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchFormat {
     /// One line per happening, for a person.
     Text,
@@ -56,7 +56,6 @@ impl Out {
         match self.format {
             WatchFormat::Json => self.emit("warning", pipeline, json!({"message": message}), ""),
             WatchFormat::Text => {
-                use std::io::Write as _;
                 // As stdout: a closed stderr must not stop the watcher.
                 let mut stderr = std::io::stderr().lock();
                 let _ = match pipeline {
@@ -65,6 +64,26 @@ impl Out {
                 };
             }
         }
+    }
+
+    /// A line a run wrote to stderr (its own error, not a step's output).
+    pub fn run_stderr(&self, pipeline: &str, seq: u64, line: &str) {
+        match self.format {
+            WatchFormat::Json => self.emit(
+                "run_stderr",
+                Some(pipeline),
+                json!({"run": seq, "line": line}),
+                "",
+            ),
+            WatchFormat::Text => {
+                let _ = writeln!(std::io::stderr().lock(), "{pipeline} #{seq}: {line}");
+            }
+        }
+    }
+
+    /// The specs' problems, rendered for a terminal, on stderr.
+    pub fn problems(&self, rendered: &str) {
+        let _ = write!(std::io::stderr().lock(), "{rendered}");
     }
 
     /// A plan from `runner plan --format json`, summarised.
