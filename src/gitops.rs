@@ -20,11 +20,18 @@ use git2::{Oid, Repository, Signature, Sort};
 
 use crate::cache::lock::LOCK_FILE;
 use crate::error::Error;
+use crate::git::{self, Untracked, repo_path, root_prefix};
 
 /// Files runner writes and commits itself (`manifests/` holds the default
 /// `manifests_dir` of the kserve and seldon deployers).
 pub fn is_state_file(path: &str) -> bool {
     path == LOCK_FILE || path.starts_with("deployments/") || path.starts_with("manifests/")
+}
+
+/// A state file, or runner's local state under `.runner/`: neither is a
+/// person's change to the work tree.
+pub fn is_runner_state(path: &str) -> bool {
+    is_state_file(path) || path.starts_with(".runner/")
 }
 
 /// Where runner remembers the hash of each state file it last wrote, to
@@ -51,24 +58,41 @@ fn open(root: &Path) -> Result<Repository, Error> {
     })
 }
 
-/// The work tree's path prefix inside the repository (`""` at the top).
-fn prefix(repo: &Repository, root: &Path) -> String {
-    let workdir = repo.workdir().and_then(|w| w.canonicalize().ok());
-    let root = root.canonicalize().ok();
-    match (workdir, root) {
-        (Some(w), Some(r)) => r
-            .strip_prefix(&w)
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .unwrap_or_default(),
-        _ => String::new(),
-    }
+/// Makes `dir` a repository on `main` whose first commit holds every file
+/// in it: what `runner init` and `runner demo` start from.
+pub fn init_with_commit(dir: &Path, message: &str) -> Result<(), Error> {
+    let mut options = git2::RepositoryInitOptions::new();
+    options.initial_head("main");
+    let repo = git2::Repository::init_opts(dir, &options)
+        .map_err(Error::git("initialise a repository"))?;
+    let mut index = repo.index().map_err(Error::git("read the index"))?;
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .map_err(Error::git("add the files"))?;
+    index.write().map_err(Error::git("write the index"))?;
+    let tree = index.write_tree().map_err(Error::git("write the tree"))?;
+    let tree = repo.find_tree(tree).map_err(Error::git("read the tree"))?;
+    // The person's own identity when git has one; runner's otherwise.
+    let author = match repo.signature() {
+        Ok(signature) => signature,
+        Err(_) => author(None)?,
+    };
+    repo.commit(Some("HEAD"), &author, &author, message, &tree, &[])
+        .map_err(Error::git("make the first commit"))?;
+    Ok(())
 }
 
-fn repo_path(prefix: &str, rel: &str) -> String {
-    match prefix.is_empty() {
-        true => rel.to_string(),
-        false => format!("{prefix}/{rel}"),
-    }
+/// HEAD's sha and subject, when `root` is in a repository with a commit.
+pub fn head_commit(root: &Path) -> Option<(String, String)> {
+    let repo = Repository::discover(root).ok()?;
+    let head = repo.head().and_then(|h| h.peel_to_commit()).ok()?;
+    let subject = head
+        .summary()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_string();
+    Some((head.id().to_string(), subject))
 }
 
 /// `Some` when HEAD only changes state files and the work tree has no
@@ -81,7 +105,7 @@ pub fn state_only_head(root: &Path) -> Result<Option<StateOnlyHead>, Error> {
     let Ok(parent) = head.parent(0) else {
         return Ok(None);
     };
-    let prefix = prefix(&repo, root);
+    let prefix = root_prefix(&repo, root);
     let diff = repo
         .diff_tree_to_tree(
             Some(&parent.tree().map_err(Error::git("read a commit"))?),
@@ -127,27 +151,11 @@ pub fn state_only_head(root: &Path) -> Result<Option<StateOnlyHead>, Error> {
 }
 
 /// Work tree paths (relative to the runner root) with uncommitted changes,
-/// untracked files included, runner's own state files and `.runner/` left out.
+/// untracked files included, runner's own state and what is outside the
+/// root left out.
 fn local_changes(repo: &Repository, prefix: &str) -> Result<Vec<String>, Error> {
-    let mut options = git2::StatusOptions::new();
-    options.include_untracked(true).include_ignored(false);
-    let statuses = repo
-        .statuses(Some(&mut options))
-        .map_err(Error::git("read the work tree status"))?;
-    let mut changed = Vec::new();
-    for entry in statuses.iter() {
-        let path = String::from_utf8_lossy(entry.path_bytes()).into_owned();
-        let rel = match prefix.is_empty() {
-            true => Some(path.as_str()),
-            false => path.strip_prefix(&format!("{prefix}/")),
-        };
-        if let Some(rel) = rel
-            && !is_state_file(rel)
-            && !rel.starts_with(".runner/")
-        {
-            changed.push(rel.to_string());
-        }
-    }
+    let mut changed = git::changes(repo, prefix, Untracked::Count)?;
+    changed.retain(|path| !path.starts_with("../") && !is_runner_state(path));
     Ok(changed)
 }
 
@@ -157,7 +165,7 @@ pub fn uncommitted_inputs(root: &Path) -> Vec<String> {
     let Ok(repo) = Repository::discover(root) else {
         return Vec::new();
     };
-    local_changes(&repo, &prefix(&repo, root)).unwrap_or_default()
+    local_changes(&repo, &root_prefix(&repo, root)).unwrap_or_default()
 }
 
 fn written(root: &Path) -> BTreeMap<String, String> {
@@ -251,7 +259,7 @@ pub fn commit(request: &CommitRequest) -> Result<Option<Oid>, Error> {
         .map_err(|_| Error::GitWriteBack {
             message: "the repository has no commit yet: commit the pipeline first".to_string(),
         })?;
-    let prefix = prefix(&repo, request.root);
+    let prefix = root_prefix(&repo, request.root);
     let tree = tree_with(
         &repo,
         &head.tree().map_err(Error::git("read HEAD"))?,
@@ -311,7 +319,7 @@ pub fn commit(request: &CommitRequest) -> Result<Option<Oid>, Error> {
 fn committed_blob(repo: &Repository, root: &Path, rel: &str) -> Option<Vec<u8>> {
     let tree = repo.head().and_then(|h| h.peel_to_tree()).ok()?;
     let entry = tree
-        .get_path(Path::new(&repo_path(&prefix(repo, root), rel)))
+        .get_path(Path::new(&repo_path(&root_prefix(repo, root), rel)))
         .ok()?;
     let object = entry.to_object(repo).ok()?;
     object.as_blob().map(|b| b.content().to_vec())
@@ -405,7 +413,7 @@ const PUSH_ATTEMPTS: u32 = 12;
 /// rejected because the remote moved starts over, with backoff.
 pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
     let repo = open(request.root)?;
-    let prefix = prefix(&repo, request.root);
+    let prefix = root_prefix(&repo, request.root);
     let local = repo
         .find_commit(request.commit)
         .map_err(Error::git("read the deployment commit"))?;
@@ -980,7 +988,7 @@ pub fn check_guard(
     source: &str,
 ) -> Result<Option<Refusal>, Error> {
     let repo = open(root)?;
-    let path = repo_path(&prefix(&repo, root), deployment);
+    let path = repo_path(&root_prefix(&repo, root), deployment);
     let at = match remote {
         Some((remote, branch)) => {
             fetch(&repo, remote, branch).map_err(|err| Error::GitWriteBack {

@@ -72,25 +72,8 @@ fn create(dir: &Path, example: &Example) -> Result<(), Error> {
         }
         std::fs::write(&target, bytes).map_err(io(&target))?;
     }
-    let mut options = git2::RepositoryInitOptions::new();
-    options.initial_head("main");
-    let repo = git2::Repository::init_opts(dir, &options)
-        .map_err(Error::git("initialise a repository"))?;
-    let mut index = repo.index().map_err(Error::git("read the index"))?;
-    index
-        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-        .map_err(Error::git("add the example's files"))?;
-    index.write().map_err(Error::git("write the index"))?;
-    let tree = index.write_tree().map_err(Error::git("write the tree"))?;
-    let tree = repo.find_tree(tree).map_err(Error::git("read the tree"))?;
-    // The person's own identity when git has one; runner's otherwise.
-    let author = match repo.signature() {
-        Ok(signature) => signature,
-        Err(_) => crate::gitops::author(None)?,
-    };
     let message = format!("Start from runner's {} example", example.name);
-    repo.commit(Some("HEAD"), &author, &author, &message, &tree, &[])
-        .map_err(Error::git("make the first commit"))?;
+    crate::gitops::init_with_commit(dir, &message)?;
     Ok(())
 }
 
@@ -208,13 +191,7 @@ fn show_deployment(root: &Path) {
             if check.value { "ok" } else { "failed" }
         );
     }
-    if let Ok(repo) = git2::Repository::open(root)
-        && let Ok(head) = repo.head().and_then(|h| h.peel_to_commit())
-    {
-        println!(
-            "   commit {} {}",
-            head.id().to_string().get(..12).unwrap_or_default(),
-            head.summary().ok().flatten().unwrap_or_default()
-        );
+    if let Some((sha, subject)) = crate::gitops::head_commit(root) {
+        println!("   commit {} {subject}", sha.get(..12).unwrap_or_default());
     }
 }

@@ -204,10 +204,7 @@ pub enum Event {
         reason: Option<String>,
     },
     /// A step did not run: a step it needs failed or the run was cancelled.
-    StepSkipped {
-        step: String,
-        reason: String,
-    },
+    StepSkipped { step: String, reason: String },
     /// One of a step's `checks`, after it ran and before it counts as
     /// succeeded.
     StepChecked {
@@ -225,10 +222,7 @@ pub enum Event {
         shown: String,
     },
     /// Deploying has started (health checks can take a while).
-    Deploying {
-        service: String,
-        digest: String,
-    },
+    Deploying { service: String, digest: String },
     /// What became of the promotion.
     Promotion {
         service: String,
@@ -264,14 +258,9 @@ pub enum Event {
     },
     /// Something a person should know that is not a step's doing: a report
     /// file not written, objects pushed, a comment posted.
-    Notice {
-        severity: Severity,
-        message: String,
-    },
+    Notice { severity: Severity, message: String },
     /// HEAD only changes runner's state files: the run does nothing.
-    NothingToDo {
-        reason: String,
-    },
+    NothingToDo { reason: String },
     /// A preview's metrics beside those committed at `base`.
     MetricsDiff {
         base: String,

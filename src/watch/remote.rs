@@ -8,7 +8,8 @@ use std::path::Path;
 use git2::{Oid, Repository};
 
 use crate::error::Error;
-use crate::gitops::is_state_file;
+use crate::git::{Untracked, root_prefix};
+use crate::gitops::{is_runner_state, is_state_file};
 
 /// The branch `runner watch` follows.
 #[derive(Debug, Clone)]
@@ -125,7 +126,7 @@ pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
     {
         return Ok(Polled::UpToDate);
     }
-    let prefix = prefix(&repo, root);
+    let prefix = root_prefix(&repo, root);
     let fast_forward = repo
         .graph_descendant_of(remote_head, local)
         .map_err(Error::git("compare the local and remote branches"))?;
@@ -362,35 +363,7 @@ fn changed_paths(
 /// files and `.runner/` left out. Untracked files do not count: the safe
 /// checkout refuses to overwrite one.
 fn local_changes(repo: &Repository, prefix: &str) -> Result<Vec<String>, Error> {
-    let mut options = git2::StatusOptions::new();
-    options.include_untracked(false).include_ignored(false);
-    let statuses = repo
-        .statuses(Some(&mut options))
-        .map_err(Error::git("read the work tree status"))?;
-    let mut changed = Vec::new();
-    for entry in statuses.iter() {
-        let path = String::from_utf8_lossy(entry.path_bytes()).into_owned();
-        let rel = match prefix.is_empty() {
-            true => path.clone(),
-            false => path
-                .strip_prefix(&format!("{prefix}/"))
-                .map_or_else(|| format!("../{path}"), str::to_string),
-        };
-        if !is_state_file(&rel) && !rel.starts_with(".runner/") {
-            changed.push(rel);
-        }
-    }
+    let mut changed = crate::git::changes(repo, prefix, Untracked::Ignore)?;
+    changed.retain(|path| !is_runner_state(path));
     Ok(changed)
-}
-
-/// The runner root's path inside the repository (`""` at the top).
-fn prefix(repo: &Repository, root: &Path) -> String {
-    let workdir = repo.workdir().and_then(|w| w.canonicalize().ok());
-    match (workdir, root.canonicalize().ok()) {
-        (Some(w), Some(r)) => r
-            .strip_prefix(&w)
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .unwrap_or_default(),
-        _ => String::new(),
-    }
 }
