@@ -22,7 +22,7 @@
 //! | 9 | `promote` | the promotion: gates, deploy, write-back |
 //! | 10 | `flow`, `preview`, `export` | a whole run as one call; PR previews; Argo and GitLab exports |
 //! | 11 | `report` | reporters: the events rendered for a terminal, CI logs, JSON, JUnit, Markdown |
-//! | 12 | `ui`, `watch` | `runner ui` and `runner watch`: long-running front ends of `flow` |
+//! | 12 | `ui`, `watch` | `runner ui` and `runner watch`: long-running front ends; each run they start is a `runner run` child in its own process group |
 //! | 13 | `cli` | flags to calls, outcomes to exit codes: the only module that parses flags |
 
 pub mod cache;
