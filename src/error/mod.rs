@@ -1,6 +1,28 @@
 //! Errors that stop a command before it can report anything else. Problems
 //! inside spec files are not errors of this kind: they are collected as
 //! diagnostics and reported together (see `diagnostic`).
+//!
+//! Each area's errors are an enum of their own in a submodule here, not in
+//! the area's module: `error` is in the lowest layer (see `src/lib.rs`), so
+//! the crate [`Error`] may wrap them only if they live at its level too.
+
+mod cache;
+mod deploy;
+mod export;
+mod gitops;
+mod plan;
+mod preview;
+mod record;
+mod spec;
+
+pub use cache::CacheError;
+pub use deploy::{DeployError, ManifestError};
+pub use export::ExportError;
+pub use gitops::{DeploymentFileError, GitOpsError};
+pub use plan::PlanError;
+pub use preview::PreviewError;
+pub use record::RecordError;
+pub use spec::SpecError;
 
 use std::path::PathBuf;
 
@@ -50,6 +72,22 @@ pub enum Error {
         step: String,
         message: String,
     },
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    GitOps(#[from] GitOpsError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Preview(#[from] PreviewError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
 }
 
 impl Error {
