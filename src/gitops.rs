@@ -877,7 +877,7 @@ fn committed_deployment(
         .map(Some)
         .map_err(|source| DeploymentFileError::NotADeployment {
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         })
 }
 

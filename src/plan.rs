@@ -1105,11 +1105,11 @@ impl Plan {
                 false => Ok(found),
                 true => {
                     let help = hint(name, self.steps.iter().map(|s| s.name.as_str()), "-");
-                    Err(PlanError::UnknownStep {
+                    Err(Error::from(PlanError::UnknownStep {
                         pipeline: self.pipeline.clone(),
                         step: name.to_string(),
                         help,
-                    })
+                    }))
                 }
             }
         };

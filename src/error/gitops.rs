@@ -31,6 +31,7 @@ pub enum DeploymentFileError {
     #[error("{path}: {}", source.without_snippet())]
     NotADeployment {
         path: String,
-        source: serde_saphyr::Error,
+        /// Boxed: a parser's error is large, and this is returned per commit.
+        source: Box<serde_saphyr::Error>,
     },
 }

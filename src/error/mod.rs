@@ -72,23 +72,47 @@ pub enum Error {
         step: String,
         message: String,
     },
+    // An area's errors, boxed: some carry several names and a parser's
+    // error, and every `Result<_, Error>` would be as large as the largest.
     #[error(transparent)]
-    Spec(#[from] SpecError),
+    Spec(Box<SpecError>),
     #[error(transparent)]
-    Cache(#[from] CacheError),
+    Cache(Box<CacheError>),
     #[error(transparent)]
-    Plan(#[from] PlanError),
+    Plan(Box<PlanError>),
     #[error(transparent)]
-    GitOps(#[from] GitOpsError),
+    GitOps(Box<GitOpsError>),
     #[error(transparent)]
-    Deploy(#[from] DeployError),
+    Deploy(Box<DeployError>),
     #[error(transparent)]
-    Record(#[from] RecordError),
+    Record(Box<RecordError>),
     #[error(transparent)]
-    Preview(#[from] PreviewError),
+    Preview(Box<PreviewError>),
     #[error(transparent)]
-    Export(#[from] ExportError),
+    Export(Box<ExportError>),
 }
+
+/// `?` on an area's error boxes it into its variant.
+macro_rules! from_area {
+    ($($variant:ident($area:ty)),* $(,)?) => {
+        $(impl From<$area> for Error {
+            fn from(err: $area) -> Error {
+                Error::$variant(Box::new(err))
+            }
+        })*
+    };
+}
+
+from_area!(
+    Spec(SpecError),
+    Cache(CacheError),
+    Plan(PlanError),
+    GitOps(GitOpsError),
+    Deploy(DeployError),
+    Record(RecordError),
+    Preview(PreviewError),
+    Export(ExportError),
+);
 
 impl Error {
     /// Wraps a git2 error with what runner was doing.
