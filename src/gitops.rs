@@ -19,7 +19,7 @@ use std::time::Duration;
 use git2::{Oid, Repository, Signature, Sort};
 
 use crate::cache::lock::LOCK_FILE;
-use crate::error::Error;
+use crate::error::{DeploymentFileError, Error, GitOpsError};
 use crate::git::{self, Untracked, repo_path, root_prefix};
 
 /// Files runner writes and commits itself (`manifests/` holds the default
@@ -219,10 +219,8 @@ pub fn check_not_edited(root: &Path, rel: &str) -> Result<(), Error> {
 /// Who commits: the stack's `git.author`, else the CI's bot, else runner.
 pub fn author(configured: Option<&str>) -> Result<Signature<'static>, Error> {
     let (name, email) = match configured {
-        Some(text) => parse_author(text).ok_or_else(|| {
-            Error::usage(format!(
-                "git.author `{text}` is not `Name <email>`; write it as `runner <runner@example.com>`"
-            ))
+        Some(text) => parse_author(text).ok_or_else(|| GitOpsError::BadAuthor {
+            text: text.to_string(),
         })?,
         None if std::env::var_os("GITHUB_ACTIONS").is_some() => (
             "github-actions[bot]".to_string(),
@@ -766,11 +764,13 @@ pub fn fetch_tip(root: &Path, remote: &str, branch: &str) -> Result<Option<Oid>,
             }
         });
     }
-    fetched.map_err(|e| {
-        Error::usage(format!(
-            "cannot fetch {branch} from {remote}: {}; fetch it before runner: `git fetch {remote} {branch}` (GitHub: `fetch-depth: 0` in actions/checkout; GitLab: `GIT_DEPTH: \"0\"`)",
-            e.message()
-        ))
+    fetched.map_err(|source| {
+        GitOpsError::Fetch {
+            remote: remote.to_string(),
+            branch: branch.to_string(),
+            source,
+        }
+        .into()
     })
 }
 
@@ -804,7 +804,7 @@ fn guard(repo: &Repository, at: Oid, path: &str, ours: &str) -> Result<Option<Re
         // Outside git there is no source commit to order by.
         return Ok(None);
     };
-    let theirs = match committed_source(repo, at, path).map_err(unreadable)? {
+    let theirs = match committed_source(repo, at, path).map_err(|e| unreadable(e.to_string()))? {
         None => None,
         Some(theirs) if theirs.is_empty() => None,
         Some(theirs) => Some(
@@ -859,7 +859,11 @@ fn touches(commit: &git2::Commit, path: &str) -> bool {
 }
 
 /// `source.commit` of the Deployment file at `commit` (`None`: no file).
-fn committed_source(repo: &Repository, commit: Oid, path: &str) -> Result<Option<String>, String> {
+fn committed_source(
+    repo: &Repository,
+    commit: Oid,
+    path: &str,
+) -> Result<Option<String>, DeploymentFileError> {
     Ok(committed_deployment(repo, commit, path)?.map(|d| d.source.commit))
 }
 
@@ -868,22 +872,21 @@ fn committed_deployment(
     repo: &Repository,
     commit: Oid,
     path: &str,
-) -> Result<Option<crate::spec::Deployment>, String> {
-    let tree = repo
-        .find_commit(commit)
-        .and_then(|c| c.tree())
-        .map_err(|e| e.message().to_string())?;
+) -> Result<Option<crate::spec::Deployment>, DeploymentFileError> {
+    let tree = repo.find_commit(commit).and_then(|c| c.tree())?;
     let Ok(entry) = tree.get_path(Path::new(path)) else {
         return Ok(None);
     };
-    let blob = entry
-        .to_object(repo)
-        .and_then(|o| o.peel_to_blob())
-        .map_err(|e| e.message().to_string())?;
-    let text = std::str::from_utf8(blob.content()).map_err(|_| format!("{path} is not text"))?;
+    let blob = entry.to_object(repo).and_then(|o| o.peel_to_blob())?;
+    let text = std::str::from_utf8(blob.content()).map_err(|_| DeploymentFileError::NotText {
+        path: path.to_string(),
+    })?;
     serde_saphyr::from_str(text)
         .map(Some)
-        .map_err(|e| format!("{path}: {}", e.without_snippet()))
+        .map_err(|source| DeploymentFileError::NotADeployment {
+            path: path.to_string(),
+            source: Box::new(source),
+        })
 }
 
 /// One commit that changed a Deployment file, and the file as it was then.
@@ -919,7 +922,7 @@ pub fn deployment_at_head(
         return Ok(None);
     };
     committed_deployment(&repo, head.id(), path)
-        .map_err(|problem| Error::usage(format!("{problem}; `runner validate` says more")))
+        .map_err(|source| GitOpsError::UnreadableDeployment { source }.into())
 }
 
 /// `git log` of a Deployment file from HEAD, newest first (parents after
@@ -956,7 +959,7 @@ pub fn deployment_history(
         }
         let (deployment, problem) = match committed_deployment(&repo, oid, path) {
             Ok(deployment) => (deployment, None),
-            Err(problem) => (None, Some(problem)),
+            Err(problem) => (None, Some(problem.to_string())),
         };
         let seconds = u64::try_from(commit.time().seconds()).unwrap_or_default();
         versions.push(DeploymentVersion {
@@ -1026,9 +1029,7 @@ pub fn push_branch(root: &Path, configured: Option<&str>) -> Result<String, Erro
             return Ok(branch);
         }
     }
-    Err(Error::usage(
-        "HEAD is detached and no branch is known: set `git.branch` in the stack to push the deployment",
-    ))
+    Err(GitOpsError::NoBranch.into())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use minijinja::{Value, context};
 
 use crate::cache::hash::Digest;
 use crate::cache::lock::LockFile;
-use crate::error::Error;
+use crate::error::{Error, PlanError};
 use crate::spec::expand::{SEPARATOR, group_of};
 use crate::spec::types::{
     ArtifactStore, Deployment, ExperimentTracker, GitSettings, Promote, Stack,
@@ -139,8 +139,9 @@ impl Plan {
         options: &PlanOptions,
     ) -> Result<Plan, Error> {
         let (doc, dag) = loaded.pipeline(pipeline)?;
-        let dag =
-            dag.ok_or_else(|| Error::usage(format!("pipeline `{}` is not valid", doc.spec.name)))?;
+        let dag = dag.ok_or_else(|| PlanError::InvalidPipeline {
+            pipeline: doc.spec.name.clone(),
+        })?;
         let stack = choose_stack(loaded, options.stack.as_deref())?;
         let params = merge_params(doc, &loaded.params_files, &options.params)?;
         let jobs = options
@@ -276,18 +277,19 @@ impl Plan {
             deps.dedup();
             let mut key_params = BTreeMap::new();
             for listed in &step.params {
-                let value = lookup_param(&params, listed).ok_or_else(|| {
-                    let files = match spec.params_files.is_empty() {
-                        true => String::new(),
-                        false => format!(" nor {}", spec.params_files.join(", ")),
-                    };
-                    Error::usage(format!(
-                        "step `{name}` of pipeline `{}` lists param `{listed}`, which neither `params` in {}{files} has; {}",
-                        spec.name,
-                        doc.file,
-                        hint(listed, flatten_params(&params).keys().map(String::as_str), "add it, or remove it from the step's `params`")
-                    ))
-                })?;
+                let value =
+                    lookup_param(&params, listed).ok_or_else(|| PlanError::UnknownStepParam {
+                        step: name.to_string(),
+                        pipeline: spec.name.clone(),
+                        param: listed.clone(),
+                        file: doc.file.to_string(),
+                        params_files: spec.params_files.clone(),
+                        help: hint(
+                            listed,
+                            flatten_params(&params).keys().map(String::as_str),
+                            "add it, or remove it from the step's `params`",
+                        ),
+                    })?;
                 key_params.insert(listed.clone(), value.clone());
             }
             steps.push(PlannedStep {
@@ -330,10 +332,7 @@ impl Plan {
             .map(|(owner, secret)| format!("`{secret}` ({owner})"))
             .collect();
         if options.require_secrets && !missing.is_empty() {
-            return Err(Error::usage(format!(
-                "secret {} not set in the environment; export it (in CI, map it from the secret store) or remove it from `secrets`",
-                missing.join(", ")
-            )));
+            return Err(PlanError::SecretsNotSet { secrets: missing }.into());
         }
         // The display command is what runner.lock and every log record: a
         // secret interpolated through a param never reaches them.
@@ -565,6 +564,7 @@ pub fn choose_stack<'a>(
                 names.iter().copied(),
                 "there are no stacks under stacks/",
             );
+            // Usage, not a typed error: `runner ui` answers it 404.
             Error::usage(format!("no stack named `{name}`; {help}"))
         })?),
         None => stacks
@@ -615,20 +615,23 @@ fn merge_params(
     for item in overrides {
         let (key, value) = item
             .split_once('=')
-            .ok_or_else(|| Error::usage(format!("-p {item}: write -p NAME=VALUE")))?;
+            .ok_or_else(|| PlanError::ParamOverrideSyntax { item: item.clone() })?;
         let Some(slot) = lookup_mut(&mut params, key) else {
             let known = flatten_params(&params);
             let none = format!("declare it under `params:` in {}", doc.file);
             let help = hint(key, known.keys().map(String::as_str), &none);
-            return Err(Error::usage(format!(
-                "-p {key}: pipeline `{}` has no param `{key}`; {help}",
-                doc.spec.name
-            )));
+            return Err(PlanError::UnknownParam {
+                key: key.to_string(),
+                pipeline: doc.spec.name.clone(),
+                help,
+            }
+            .into());
         };
         if slot.is_object() {
-            return Err(Error::usage(format!(
-                "-p {key}: `{key}` is a mapping of params; override one of them, e.g. -p {key}.NAME=VALUE"
-            )));
+            return Err(PlanError::ParamIsMapping {
+                key: key.to_string(),
+            }
+            .into());
         }
         *slot = parse_scalar(value);
     }
@@ -1102,10 +1105,11 @@ impl Plan {
                 false => Ok(found),
                 true => {
                     let help = hint(name, self.steps.iter().map(|s| s.name.as_str()), "-");
-                    Err(Error::usage(format!(
-                        "pipeline `{}` has no step `{name}`; {help}",
-                        self.pipeline
-                    )))
+                    Err(Error::from(PlanError::UnknownStep {
+                        pipeline: self.pipeline.clone(),
+                        step: name.to_string(),
+                        help,
+                    }))
                 }
             }
         };

@@ -14,7 +14,7 @@ use git2::{ObjectType, Repository, Tree};
 
 use crate::cache::hash::{Digest, directory_digest};
 use crate::cache::lock::LockFile;
-use crate::error::Error;
+use crate::error::{Error, PreviewError};
 use crate::gate::{self, Check, GateInput};
 use crate::git::GitInfo;
 use crate::metrics::MetricRow;
@@ -240,7 +240,7 @@ impl<'a> AtCommit<'a> {
             ..
         } = source
         else {
-            return Err(Error::usage("a preview reads commits, not the work tree"));
+            return Err(PreviewError::NotACommit.into());
         };
         Ok(AtCommit {
             repo,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::hash::{Digest, Hasher};
-use crate::error::Error;
+use crate::error::{CacheError, Error};
 use crate::spec::Source;
 use crate::spec::source::FileText;
 
@@ -337,10 +337,11 @@ impl LockFile {
     pub fn read(source: &Source) -> Result<LockFile, Error> {
         match source.read(LOCK_FILE) {
             Ok(FileText::Text(text)) => LockFile::parse(&text),
-            Ok(_) => Err(Error::usage(format!(
-                "{LOCK_FILE} in {} is not a text file",
-                source.describe()
-            ))),
+            Ok(_) => Err(CacheError::LockNotText {
+                file: LOCK_FILE,
+                location: source.describe(),
+            }
+            .into()),
             Err(Error::Io { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(LockFile::default())
             }
@@ -353,11 +354,12 @@ impl LockFile {
 
     /// Parses the text of a `runner.lock`.
     pub fn parse(text: &str) -> Result<LockFile, Error> {
-        serde_saphyr::from_str(text).map_err(|e| {
-            Error::usage(format!(
-                "{LOCK_FILE} cannot be read ({}); delete it to rebuild it (every step will run once)",
-                e.without_snippet()
-            ))
+        serde_saphyr::from_str(text).map_err(|source| {
+            CacheError::LockUnreadable {
+                file: LOCK_FILE,
+                source,
+            }
+            .into()
         })
     }
 }

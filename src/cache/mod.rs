@@ -9,7 +9,7 @@ pub mod store;
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::error::{CacheError, Error};
 
 /// `.runner/` is local state: keep it out of `git status` from the start.
 pub fn init_state_dir(root: &Path) {
@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use hash::{Digest, Hasher};
-use lock::{Digests, Lock, StepLock};
+use lock::{Digests, LOCK_FILE, Lock, StepLock};
 use store::Store;
 
 /// Where the stat cache lives.
@@ -130,7 +130,7 @@ impl Cache {
     pub fn recorded(&self) -> Result<MutexGuard<'_, Lock>, Error> {
         self.lock
             .lock()
-            .map_err(|_| Error::usage("runner.lock is unusable after a failure; run again"))
+            .map_err(|_| CacheError::LockPoisoned { file: LOCK_FILE }.into())
     }
 
     /// The digest of a repo path for the plan's decision: what
@@ -196,14 +196,13 @@ impl Cache {
     }
 
     /// The digests of a step's deps as it starts; a missing dep is an error.
-    pub fn hash_deps(&self, paths: &[String]) -> Result<Digests, String> {
+    pub fn hash_deps(&self, paths: &[String]) -> Result<Digests, Error> {
         let mut deps = Vec::new();
         for path in paths {
-            match self.digest(path) {
-                Ok(Some(digest)) => deps.push((path.clone(), digest)),
-                Ok(None) => return Err(format!("dep `{path}` does not exist")),
-                Err(err) => return Err(err.to_string()),
-            }
+            let digest = self
+                .digest(path)?
+                .ok_or_else(|| CacheError::MissingDep { path: path.clone() })?;
+            deps.push((path.clone(), digest));
         }
         Ok(deps.into_iter().collect())
     }

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::lock::StepLock;
 use super::store::{object_rel, tree_rel};
-use crate::error::Error;
+use crate::error::{CacheError, Error};
 use crate::spec::types::{ArtifactStore, ArtifactStoreType};
 
 /// A remote artifact store and the runtime its client runs on.
@@ -46,11 +46,7 @@ impl Remote {
         if config.kind != ArtifactStoreType::S3 {
             return Ok(None);
         }
-        let bucket = config.bucket.as_deref().ok_or_else(|| {
-            Error::usage(
-                "the stack's `artifact_store` is `s3` but names no `bucket`: add `bucket: NAME`",
-            )
-        })?;
+        let bucket = config.bucket.as_deref().ok_or(CacheError::NoBucket)?;
         let prefix = config
             .prefix
             .as_deref()

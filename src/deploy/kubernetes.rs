@@ -15,7 +15,7 @@ use std::process::Command;
 use super::manifest::{self, ManifestInput};
 use super::registry::{ServedModel, ServiceRecord, ServiceState};
 use super::{DeployRequest, Deployed, Deployer, now};
-use crate::error::Error;
+use crate::error::{DeployError, Error};
 use crate::spec::deployment_file;
 use crate::spec::types::{Deployment, ModelDeployer, ModelDeployerType};
 
@@ -112,12 +112,9 @@ impl ManifestDeployer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::Io { path, source }),
         };
-        serde_saphyr::from_str(&text).map(Some).map_err(|e| {
-            Error::usage(format!(
-                "{} is not a Deployment ({e}); `runner validate` says more",
-                path.display()
-            ))
-        })
+        serde_saphyr::from_str(&text)
+            .map(Some)
+            .map_err(|source| DeployError::NotADeployment { path, source }.into())
     }
 
     /// The record of a service from its committed state, and from the
@@ -244,9 +241,9 @@ impl Deployer for ManifestDeployer {
             name: name.clone(),
             message,
         };
-        manifest::check_object_name(name).map_err(fail)?;
-        let storage_uri =
-            manifest::storage_uri(self.store_url.as_deref(), request.digest).map_err(fail)?;
+        manifest::check_object_name(name).map_err(|e| fail(e.to_string()))?;
+        let storage_uri = manifest::storage_uri(self.store_url.as_deref(), request.digest)
+            .map_err(|e| fail(e.to_string()))?;
         let value = manifest::render(
             self.config.kind,
             &ManifestInput {

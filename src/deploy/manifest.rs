@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::error::Error;
+use crate::error::{Error, ManifestError};
 use crate::spec::types::{ModelDeployerType, Resources};
 
 /// The default KServe model format (`modelFormat.name`).
@@ -49,12 +49,12 @@ pub fn manifest_file(manifests_dir: Option<&str>, stack: &str, service: &str) ->
 
 /// The model's address in the artifact store as the cluster sees it:
 /// `URL/objects/AB/CDEF...`, the layout of runner's content-addressed store.
-pub fn storage_uri(store_url: Option<&str>, digest: &str) -> Result<String, String> {
-    let url = store_url.ok_or_else(|| {
-        "the stack's artifact store has no `url`: set `artifact_store.url` to where the cluster reads the store (e.g. `s3://bucket/runner-cache`)".to_string()
-    })?;
+pub fn storage_uri(store_url: Option<&str>, digest: &str) -> Result<String, ManifestError> {
+    let url = store_url.ok_or(ManifestError::NoStoreUrl)?;
     if !crate::cache::store::is_digest(digest) {
-        return Err(format!("`{digest}` is not a content digest"));
+        return Err(ManifestError::NotADigest {
+            digest: digest.to_string(),
+        });
     }
     Ok(format!(
         "{}/{}",
@@ -65,7 +65,7 @@ pub fn storage_uri(store_url: Option<&str>, digest: &str) -> Result<String, Stri
 
 /// Kubernetes object names (RFC 1035 labels): KServe and Seldon derive
 /// Service and host names from them.
-pub fn check_object_name(name: &str) -> Result<(), String> {
+pub fn check_object_name(name: &str) -> Result<(), ManifestError> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -75,9 +75,9 @@ pub fn check_object_name(name: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     match valid {
         true => Ok(()),
-        false => Err(format!(
-            "`{name}` cannot name a Kubernetes object: use lowercase letters, digits and `-`, starting with a letter, at most 63 characters (rename `promote.service.name`)"
-        )),
+        false => Err(ManifestError::BadObjectName {
+            name: name.to_string(),
+        }),
     }
 }
 
@@ -226,6 +226,7 @@ mod tests {
         assert!(
             storage_uri(None, "blake3:0123")
                 .unwrap_err()
+                .to_string()
                 .contains("artifact_store.url")
         );
     }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::{DeployError, Error};
 use crate::spec::types::{ModelDeployer, ModelDeployerType, Service};
 
 /// MLflow's scoring server answers its health check here.
@@ -39,9 +39,10 @@ impl MlflowServer {
             Some(path) if path.contains('/') => {
                 let full = root.join(path);
                 if !full.is_file() {
-                    return Err(Error::usage(format!(
-                        "the stack's `model_deployer.mlflow` is {path}, which is not a file; point it at the `mlflow` executable (e.g. .venv/bin/mlflow)"
-                    )));
+                    return Err(DeployError::MlflowNotAFile {
+                        path: path.to_string(),
+                    }
+                    .into());
                 }
                 full.to_string_lossy().into_owned()
             }
@@ -123,9 +124,10 @@ fn find_on_path(name: &str) -> Result<String, Error> {
         .find(|candidate| is_executable(candidate))
         .map(|found| found.to_string_lossy().into_owned())
         .ok_or_else(|| {
-            Error::usage(format!(
-                "the stack's model deployer is `mlflow`, and `{name}` is not on PATH; install MLflow (`pip install mlflow`) or set `model_deployer: {{type: mlflow, mlflow: /path/to/bin/mlflow}}`"
-            ))
+            DeployError::MlflowNotOnPath {
+                name: name.to_string(),
+            }
+            .into()
         })
 }
 

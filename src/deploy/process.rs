@@ -289,6 +289,7 @@ impl ProcessDeployer {
                 .flatten()
                 .map(|r| r.name)
                 .collect();
+            // Usage, not a typed error: `runner ui` answers it 404.
             Error::usage(format!(
                 "no service named `{name}`; {}",
                 crate::suggest::hint(

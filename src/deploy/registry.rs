@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{DeployError, Error};
 
 /// Where services live, under the repo root.
 pub const SERVICES_DIR: &str = ".runner/services";
@@ -179,11 +179,13 @@ impl Registry {
         check_name(name)?;
         let path = self.service_dir(name).join("service.json");
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::usage(format!(
-                    "{} is damaged ({e}); `runner services delete {name}` forgets the service",
-                    path.display()
-                ))
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| {
+                DeployError::DamagedRecord {
+                    name: name.to_string(),
+                    path: path.clone(),
+                    source,
+                }
+                .into()
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(Error::Io { path, source }),
@@ -243,6 +245,7 @@ pub fn check_name(name: &str) -> Result<(), Error> {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     match valid {
         true => Ok(()),
+        // Usage, not a typed error: `runner ui` answers it 404.
         false => Err(Error::usage(format!(
             "`{name}` is not a service name (letters, digits, `.`, `_` and `-`, starting with a letter or digit)"
         ))),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::events::{
     Event, PromotionStatus, RunStatus, StepStatus, TrackingStatus, WriteBackStatus,
 };
-use crate::error::Error;
+use crate::error::{Error, RecordError};
 use crate::plan::{GitInfo, Plan};
 use crate::secret::Masker;
 
@@ -113,6 +113,7 @@ pub fn check_run_id(id: &str) -> Result<(), Error> {
         && !id.contains("..");
     match plausible {
         true => Ok(()),
+        // Usage, not a typed error: `runner ui` answers it 404.
         false => Err(Error::usage(format!("`{id}` is not a run id"))),
     }
 }
@@ -554,14 +555,17 @@ pub fn find_run(root: &Path, id: &str) -> Result<RunRecord, Error> {
 pub fn pick_run(id: &str, mut matches: Vec<RunRecord>) -> Result<RunRecord, Error> {
     match matches.len() {
         1 => Ok(matches.remove(0)),
+        // No run is Usage, not a typed error: `runner ui` answers it 404.
         0 if is_last(id) => Err(Error::usage(
             "no runs recorded yet: start one with `runner run`",
         )),
         0 => Err(Error::usage(format!(
             "no run `{id}`; `runner runs list` shows them"
         ))),
-        n => Err(Error::usage(format!(
-            "`{id}` matches {n} runs; give more of the id"
-        ))),
+        count => Err(RecordError::AmbiguousRun {
+            id: id.to_string(),
+            count,
+        }
+        .into()),
     }
 }

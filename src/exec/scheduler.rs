@@ -298,7 +298,7 @@ async fn run_step(
                         exit_code: None,
                         attempts: 0,
                         duration_ms: 0,
-                        reason: Some(problem),
+                        reason: Some(problem.to_string()),
                     });
                     return StepStatus::Failed;
                 }

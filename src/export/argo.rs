@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Export, kube_name, to_yaml};
-use crate::error::Error;
+use crate::error::{Error, ExportError};
 use crate::spec::types::Concurrency;
 
 /// Which Argo object to write.
@@ -81,10 +81,10 @@ pub fn render(export: &Export, kind: ArgoKind) -> Result<Value, Error> {
         ArgoKind::CronWorkflow => {
             let triggers = pipeline.triggers.clone().unwrap_or_default();
             if triggers.schedule.is_empty() {
-                return Err(Error::usage(format!(
-                    "pipeline `{}` has no `on.schedule`: add one (e.g. `schedule: [\"0 3 * * 1\"]`), or export a Workflow without --cron",
-                    pipeline.name
-                )));
+                return Err(ExportError::NoSchedule {
+                    pipeline: pipeline.name.clone(),
+                }
+                .into());
             }
             let mut cron = json!({
                 "schedules": triggers.schedule,
@@ -98,10 +98,11 @@ pub fn render(export: &Export, kind: ArgoKind) -> Result<Value, Error> {
                 "workflowSpec": spec,
             });
             if let Some(deadline) = triggers.starting_deadline.as_deref() {
-                let seconds = humantime::parse_duration(deadline).map_err(|e| {
-                    Error::usage(format!(
-                        "`on.starting_deadline` `{deadline}` is not a duration ({e})"
-                    ))
+                let seconds = humantime::parse_duration(deadline).map_err(|source| {
+                    ExportError::BadStartingDeadline {
+                        deadline: deadline.to_string(),
+                        source,
+                    }
                 })?;
                 cron["startingDeadlineSeconds"] = json!(seconds.as_secs());
             }

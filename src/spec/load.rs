@@ -11,7 +11,7 @@ use super::source::{FileText, Source};
 use super::types::{API_VERSION, Deployment, Pipeline, Stack};
 use super::yaml::{self, Node, Span};
 use crate::diagnostic::{Diagnostic, Report};
-use crate::error::Error;
+use crate::error::{Error, SpecError};
 use crate::suggest::did_you_mean;
 
 /// Directories runner reads specs from, relative to the repo root.
@@ -91,10 +91,10 @@ pub struct SpecFile {
 pub fn read(source: &Source, report: &mut Report) -> Result<Vec<SpecFile>, Error> {
     let dirs = [PIPELINES_DIR, STACKS_DIR, DEPLOYMENTS_DIR];
     if !dirs.iter().any(|dir| source.has_dir(dir)) {
-        return Err(Error::usage(format!(
-            "no pipelines/, stacks/ or deployments/ in {}; run runner from the repository root or pass -C DIR",
-            source.describe()
-        )));
+        return Err(SpecError::NoSpecDirs {
+            location: source.describe(),
+        }
+        .into());
     }
     let mut files = Vec::new();
     for dir in dirs {

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use crate::dag::Dag;
 use crate::diagnostic::Report;
-use crate::error::Error;
+use crate::error::{Error, SpecError};
 use crate::suggest::hint;
 use source::FileText;
 
@@ -188,20 +188,21 @@ impl Loaded {
                 .position(|d| d.spec.name == name)
                 .ok_or_else(|| {
                     let help = hint(name, names(), "there are no pipelines under pipelines/");
-                    Error::usage(format!("no pipeline named `{name}`; {help}"))
+                    SpecError::UnknownPipeline {
+                        name: name.to_string(),
+                        help,
+                    }
                 })?,
             None => match self.specs.pipelines.len() {
                 0 => {
-                    return Err(Error::usage(
-                        "no pipelines found: add one under pipelines/ such as pipelines/train.yaml",
-                    ));
+                    return Err(SpecError::NoPipelines.into());
                 }
                 1 => 0,
                 _ => {
-                    return Err(Error::usage(format!(
-                        "this repository has several pipelines; name one of: {}",
-                        names().collect::<Vec<_>>().join(", ")
-                    )));
+                    return Err(SpecError::PipelineNotNamed {
+                        names: names().map(str::to_string).collect(),
+                    }
+                    .into());
                 }
             },
         };

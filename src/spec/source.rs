@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Repository, Tree};
 
-use crate::error::Error;
+use crate::error::{Error, SpecError};
 
 /// A snapshot of a repository's files.
 pub enum Source {
@@ -48,9 +48,7 @@ impl Source {
         if rev == "HEAD"
             && matches!(repo.head(), Err(e) if e.code() == git2::ErrorCode::UnbornBranch)
         {
-            return Err(Error::usage(
-                "the repository has no commits yet: commit the specs first, or drop --rev",
-            ));
+            return Err(SpecError::NoCommits.into());
         }
         let commit = repo
             .revparse_single(rev)
@@ -151,7 +149,12 @@ impl Source {
                 let object = entry.to_object(repo).map_err(Error::git("read file"))?;
                 match object.as_blob() {
                     Some(blob) => blob.content().to_vec(),
-                    None => return Err(Error::usage(format!("{path} is not a file"))),
+                    None => {
+                        return Err(SpecError::NotAFile {
+                            path: path.to_string(),
+                        }
+                        .into());
+                    }
                 }
             }
         };
@@ -177,10 +180,10 @@ fn walk_dir(root: &Path, dir: &Path, files: &mut Vec<String>) -> Result<(), Erro
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            return Err(Error::usage(format!(
-                "{} is a file; runner reads specs from a directory of that name",
-                dir.display()
-            )));
+            return Err(SpecError::DirIsAFile {
+                dir: dir.to_path_buf(),
+            }
+            .into());
         }
         Err(source) => return Err(Error::Io { path: full, source }),
     };

@@ -1,6 +1,28 @@
 //! Errors that stop a command before it can report anything else. Problems
 //! inside spec files are not errors of this kind: they are collected as
 //! diagnostics and reported together (see `diagnostic`).
+//!
+//! Each area's errors are an enum of their own in a submodule here, not in
+//! the area's module: `error` is in the lowest layer (see `src/lib.rs`), so
+//! the crate [`Error`] may wrap them only if they live at its level too.
+
+mod cache;
+mod deploy;
+mod export;
+mod gitops;
+mod plan;
+mod preview;
+mod record;
+mod spec;
+
+pub use cache::CacheError;
+pub use deploy::{DeployError, ManifestError};
+pub use export::ExportError;
+pub use gitops::{DeploymentFileError, GitOpsError};
+pub use plan::PlanError;
+pub use preview::PreviewError;
+pub use record::RecordError;
+pub use spec::SpecError;
 
 use std::path::PathBuf;
 
@@ -50,7 +72,47 @@ pub enum Error {
         step: String,
         message: String,
     },
+    // An area's errors, boxed: some carry several names and a parser's
+    // error, and every `Result<_, Error>` would be as large as the largest.
+    #[error(transparent)]
+    Spec(Box<SpecError>),
+    #[error(transparent)]
+    Cache(Box<CacheError>),
+    #[error(transparent)]
+    Plan(Box<PlanError>),
+    #[error(transparent)]
+    GitOps(Box<GitOpsError>),
+    #[error(transparent)]
+    Deploy(Box<DeployError>),
+    #[error(transparent)]
+    Record(Box<RecordError>),
+    #[error(transparent)]
+    Preview(Box<PreviewError>),
+    #[error(transparent)]
+    Export(Box<ExportError>),
 }
+
+/// `?` on an area's error boxes it into its variant.
+macro_rules! from_area {
+    ($($variant:ident($area:ty)),* $(,)?) => {
+        $(impl From<$area> for Error {
+            fn from(err: $area) -> Error {
+                Error::$variant(Box::new(err))
+            }
+        })*
+    };
+}
+
+from_area!(
+    Spec(SpecError),
+    Cache(CacheError),
+    Plan(PlanError),
+    GitOps(GitOpsError),
+    Deploy(DeployError),
+    Record(RecordError),
+    Preview(PreviewError),
+    Export(ExportError),
+);
 
 impl Error {
     /// Wraps a git2 error with what runner was doing.
