@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::error::Error;
+use crate::error::{CommentError, Error};
 
 /// Where a comment goes, read from the CI's environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,10 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn missing(what: &str) -> Error {
-    Error::usage(format!("cannot comment: {what}"))
+    CommentError::Missing {
+        what: what.to_string(),
+    }
+    .into()
 }
 
 impl Forge {
@@ -149,9 +152,13 @@ impl Forge {
             _ => "see the API's answer",
         };
         let answer: String = body.chars().take(300).collect();
-        Error::usage(format!(
-            "cannot {what}: {status} ({hint}); the API said: {answer}"
-        ))
+        CommentError::Refused {
+            what: what.to_string(),
+            status: status.to_string(),
+            hint,
+            answer,
+        }
+        .into()
     }
 }
 
@@ -212,7 +219,9 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| Error::usage(format!("cannot make an HTTP client: {e}")))?;
+        .map_err(|e| CommentError::Client {
+            message: e.to_string(),
+        })?;
     let marker = marker(pipeline);
     let body = json!({ "body": body(pipeline, report) });
     let send = |method: reqwest::Method, url: &str, what: &str, payload: Option<&Value>| {
@@ -222,9 +231,11 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
                 .header("content-type", "application/json")
                 .body(payload.to_string());
         }
-        let response = request
-            .send()
-            .map_err(|e| Error::usage(format!("cannot {what}: {url}: {e}")))?;
+        let response = request.send().map_err(|e| CommentError::Unreachable {
+            what: what.to_string(),
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
         let status = response.status();
         Ok::<_, Error>((status, response.text().unwrap_or_default()))
     };
@@ -233,8 +244,12 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
         if !status.is_success() {
             return Err(forge.api_error(what, status, &text));
         }
-        serde_json::from_str::<Value>(&text)
-            .map_err(|e| Error::usage(format!("cannot {what}: the API's answer is not JSON ({e})")))
+        serde_json::from_str::<Value>(&text).map_err(|e| {
+            Error::from(CommentError::NotJson {
+                what: what.to_string(),
+                message: e.to_string(),
+            })
+        })
     };
     // Only a comment this token wrote (GitLab) or a bot or member wrote
     // (GitHub) is updated: anyone can post a comment with the marker.

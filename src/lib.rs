@@ -10,8 +10,8 @@
 //!
 //! | layer | modules | their job |
 //! |---|---|---|
-//! | 0 | `error`, `exit`, `random`, `diagnostic`, `suggest`, `template`, `dag`, `metrics`, `secret`, `proc`, `example` | leaf helpers: the error type, exit codes, source-positioned diagnostics, "did you mean", minijinja, the DAG, metrics files, secret masking, process groups and signals, the example repo |
-//! | 1 | `files`, `git`, `comment` | atomic writes; the checkout (HEAD without libgit2, the work tree's status); the PR comment on GitHub and GitLab |
+//! | 0 | `error`, `exit`, `random`, `diagnostic`, `suggest`, `template`, `dag`, `secret`, `proc`, `example` | leaf helpers: the error type, exit codes, source-positioned diagnostics, "did you mean", minijinja, the DAG, metrics files, secret masking, process groups and signals, the example repo |
+//! | 1 | `files`, `git`, `comment`, `metrics` | atomic writes; the checkout (HEAD without libgit2, the work tree's status); the PR comment on GitHub and GitLab; metrics files |
 //! | 2 | `spec` | the YAML kinds: types, loading (work tree or a git ref), validation |
 //! | 3 | `cache` | hashes behind the stat cache, `runner.lock`, the artifact store |
 //! | 4 | `plan` | what is stale and why: the one `Plan` of run, plan and previews |

@@ -6,13 +6,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::error::MetricsFileError;
+
 /// Reads a metrics file; non-numeric values are left out.
-pub fn read(path: &Path) -> Result<BTreeMap<String, f64>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+pub fn read(path: &Path) -> Result<BTreeMap<String, f64>, MetricsFileError> {
+    let text = std::fs::read_to_string(path)?;
     let value: serde_json::Value = match serde_json::from_str(&text) {
         Ok(value) => value,
         Err(_) => serde_saphyr::from_str(&text)
-            .map_err(|e| format!("not JSON or YAML: {}", e.without_snippet()))?,
+            .map_err(|e| MetricsFileError::NotJsonOrYaml(e.without_snippet().to_string()))?,
     };
     let mut out = BTreeMap::new();
     flatten("", &value, &mut out);

@@ -564,8 +564,10 @@ pub fn choose_stack<'a>(
                 names.iter().copied(),
                 "there are no stacks under stacks/",
             );
-            // Usage, not a typed error: `runner ui` answers it 404.
-            Error::usage(format!("no stack named `{name}`; {help}"))
+            Error::from(crate::error::NotFound::Stack {
+                name: name.to_string(),
+                help,
+            })
         })?),
         None => stacks
             .iter()
@@ -1105,7 +1107,7 @@ impl Plan {
                 false => Ok(found),
                 true => {
                     let help = hint(name, self.steps.iter().map(|s| s.name.as_str()), "-");
-                    Err(Error::from(PlanError::UnknownStep {
+                    Err(Error::from(crate::error::NotFound::Step {
                         pipeline: self.pipeline.clone(),
                         step: name.to_string(),
                         help,

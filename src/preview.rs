@@ -563,7 +563,9 @@ fn gate_preview(
         GateOutcome::AfterRun { steps: rerun }
     } else {
         match crate::promote::run_metrics(plan, head_lock) {
-            Err(message) => GateOutcome::Error { message },
+            Err(err) => GateOutcome::Error {
+                message: err.to_string(),
+            },
             Ok(metrics) => {
                 let input = GateInput {
                     metrics: &metrics,

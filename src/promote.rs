@@ -13,7 +13,7 @@ use crate::cache::Cache;
 use crate::cache::lock::LockFile;
 use crate::deploy::mlflow::MlflowServer;
 use crate::deploy::{self, DeployRequest, Deployed, Deployer};
-use crate::error::Error;
+use crate::error::{Error, PromotionError};
 use crate::exec::events::{Event, PromotionStatus, WriteBackStatus};
 use crate::gate::{self, Check, GateInput};
 use crate::gitops;
@@ -125,7 +125,7 @@ fn gate_and_deploy(
     }
     let (metrics, digest) = match recorded(plan, cache, promotion) {
         Ok(found) => found,
-        Err(message) => return Outcome::new(PromotionStatus::GateError, message, None),
+        Err(err) => return Outcome::new(PromotionStatus::GateError, err.to_string(), None),
     };
     let registry_production = match production_from_registry(promotion, options, emit) {
         Ok(found) => found,
@@ -254,9 +254,9 @@ fn gate_and_deploy(
     };
     if !through_git
         && let Some((session, registered)) = alias
-        && let Err(message) = move_alias(session, registered, emit)
+        && let Err(err) = move_alias(session, registered, emit)
     {
-        return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
+        return Outcome::new(PromotionStatus::Failed, err.to_string(), Some(&digest));
     }
     let mlflow = options
         .tracking
@@ -300,8 +300,8 @@ fn gate_and_deploy(
     if through_git && let Some((session, registered)) = alias {
         match written_back.get() {
             Some(WriteBackStatus::Committed | WriteBackStatus::Pushed) => {
-                if let Err(message) = move_alias(session, registered, emit) {
-                    return Outcome::new(PromotionStatus::Failed, message, Some(&digest));
+                if let Err(err) = move_alias(session, registered, emit) {
+                    return Outcome::new(PromotionStatus::Failed, err.to_string(), Some(&digest));
                 }
             }
             _ => tracking_warning(
@@ -601,7 +601,7 @@ fn commit_message(
 /// an error when two steps report one name with different values. Fan-out
 /// members are left out: each measured one candidate, and the step that
 /// picks among them reports the metrics of the one it chose.
-pub fn run_metrics(plan: &Plan, lock: &LockFile) -> Result<BTreeMap<String, f64>, String> {
+pub fn run_metrics(plan: &Plan, lock: &LockFile) -> Result<BTreeMap<String, f64>, PromotionError> {
     let mut metrics = BTreeMap::new();
     let mut reported_by: BTreeMap<String, &str> = BTreeMap::new();
     // Most steps report none: one pass over the lock finds those that do,
@@ -625,10 +625,11 @@ pub fn run_metrics(plan: &Plan, lock: &LockFile) -> Result<BTreeMap<String, f64>
             if let Some(other) = reported_by.insert(name.clone(), &step.name)
                 && metrics.get(name) != Some(value)
             {
-                return Err(format!(
-                    "steps `{other}` and `{}` both report metric `{name}`; a gate could not tell which it reads: rename one",
-                    step.name
-                ));
+                return Err(PromotionError::MetricClash {
+                    first: other.to_string(),
+                    second: step.name.clone(),
+                    metric: name.clone(),
+                });
             }
             metrics.insert(name.clone(), *value);
         }
@@ -642,18 +643,17 @@ fn recorded(
     plan: &Plan,
     cache: &Cache,
     promotion: &PlannedPromotion,
-) -> Result<(BTreeMap<String, f64>, String), String> {
-    let lock = cache.recorded().map_err(|e| e.to_string())?;
+) -> Result<(BTreeMap<String, f64>, String), Error> {
+    let lock = cache.recorded()?;
     let metrics = run_metrics(plan, &lock.file)?;
     let digest = lock
         .get(&plan.pipeline, &promotion.step)
         .and_then(|entry| entry.outputs.get(&promotion.model_path))
         .map(|d| d.hash.clone())
-        .ok_or_else(|| {
-            format!(
-                "the model `{}` ({}) is not in runner.lock: step `{}` has not run successfully",
-                promotion.spec.model, promotion.model_path, promotion.step
-            )
+        .ok_or_else(|| PromotionError::ModelNotRecorded {
+            model: promotion.spec.model.clone(),
+            path: promotion.model_path.clone(),
+            step: promotion.step.clone(),
         })?;
     Ok((metrics, digest))
 }
@@ -692,7 +692,7 @@ fn move_alias(
     session: &crate::tracking::Session,
     registered: &crate::tracking::Registered,
     emit: &mut dyn FnMut(Event),
-) -> Result<(), String> {
+) -> Result<(), PromotionError> {
     match session.move_alias(registered) {
         Ok(()) => {
             emit(Event::Tracking {
@@ -707,10 +707,11 @@ fn move_alias(
             });
             Ok(())
         }
-        Err(err) if session.required() => Err(format!(
-            "deployed, but the MLflow alias `{}` did not move to version {}: {err}",
-            registered.alias, registered.version
-        )),
+        Err(err) if session.required() => Err(PromotionError::AliasNotMoved {
+            alias: registered.alias.clone(),
+            version: registered.version.to_string(),
+            message: err.to_string(),
+        }),
         Err(err) => {
             tracking_warning(emit, format!("{err}; the alias did not move"));
             Ok(())

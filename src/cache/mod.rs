@@ -217,36 +217,40 @@ impl Cache {
         outputs: impl Iterator<Item = &'a str>,
         metrics: Option<&str>,
         mut entry: StepLock,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let mut stored = Vec::new();
         {
-            let mut hasher = self
-                .hasher
-                .lock()
-                .map_err(|_| "the hash cache is unusable".to_string())?;
+            let mut hasher = self.hasher.lock().map_err(|_| CacheError::HasherPoisoned)?;
             for path in outputs {
                 hasher.forget(path);
-                let digest = hasher
-                    .digest(path)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("output `{path}` disappeared"))?;
+                let digest = hasher.digest(path)?.ok_or_else(|| CacheError::OutputGone {
+                    path: path.to_string(),
+                })?;
                 self.store
                     .put(&self.root, path, &digest, &mut hasher)
-                    .map_err(|e| format!("cannot store output `{path}`: {e}"))?;
+                    .map_err(|e| CacheError::NotStored {
+                        path: path.to_string(),
+                        message: e.to_string(),
+                    })?;
                 stored.push((path.to_string(), digest));
             }
         }
         entry.outputs = stored.into_iter().collect();
         entry.metrics = match metrics {
-            Some(file) => crate::metrics::read(&self.root.join(file))
-                .map_err(|e| format!("metrics file `{file}`: {e}"))?,
+            Some(file) => crate::metrics::read(&self.root.join(file)).map_err(|source| {
+                CacheError::Metrics {
+                    file: file.to_string(),
+                    source,
+                }
+            })?,
             None => BTreeMap::new(),
         };
         self.lock
             .lock()
-            .map_err(|_| "the lock file is unusable".to_string())?
+            .map_err(|_| CacheError::LockPoisoned {
+                file: lock::LOCK_FILE,
+            })?
             .record(pipeline, step, entry)
-            .map_err(|e| e.to_string())
     }
 
     /// At the end of a run: drops entries of removed steps, writes

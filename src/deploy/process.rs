@@ -289,15 +289,14 @@ impl ProcessDeployer {
                 .flatten()
                 .map(|r| r.name)
                 .collect();
-            // Usage, not a typed error: `runner ui` answers it 404.
-            Error::usage(format!(
-                "no service named `{name}`; {}",
-                crate::suggest::hint(
+            Error::from(crate::error::NotFound::Service {
+                name: name.to_string(),
+                help: crate::suggest::hint(
                     name,
                     known.iter().map(String::as_str),
-                    "no service has been deployed here yet (`runner run` deploys one)"
-                )
-            ))
+                    "no service has been deployed here yet (`runner run` deploys one)",
+                ),
+            })
         })?;
         self.refresh(record, write)
     }

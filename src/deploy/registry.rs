@@ -245,9 +245,9 @@ pub fn check_name(name: &str) -> Result<(), Error> {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     match valid {
         true => Ok(()),
-        // Usage, not a typed error: `runner ui` answers it 404.
-        false => Err(Error::usage(format!(
-            "`{name}` is not a service name (letters, digits, `.`, `_` and `-`, starting with a letter or digit)"
-        ))),
+        false => Err(crate::error::NotFound::NotAServiceName {
+            name: name.to_string(),
+        }
+        .into()),
     }
 }

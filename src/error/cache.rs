@@ -22,4 +22,15 @@ pub enum CacheError {
     NoBucket,
     #[error("dep `{path}` does not exist")]
     MissingDep { path: String },
+    #[error("the hash cache is unusable after a failure; run again")]
+    HasherPoisoned,
+    #[error("output `{path}` disappeared")]
+    OutputGone { path: String },
+    #[error("cannot store output `{path}`: {message}")]
+    NotStored { path: String, message: String },
+    #[error("metrics file `{file}`: {source}")]
+    Metrics {
+        file: String,
+        source: super::MetricsFileError,
+    },
 }

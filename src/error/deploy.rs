@@ -1,8 +1,6 @@
 use std::path::PathBuf;
 
-/// Why a deployer cannot be set up or a service's state read. (A service
-/// name that is not one, or names no service, is still `Error::Usage`:
-/// `runner ui` answers those 404.)
+/// Why a deployer cannot be set up or a service's state read.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error(

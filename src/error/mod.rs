@@ -7,22 +7,32 @@
 //! the crate [`Error`] may wrap them only if they live at its level too.
 
 mod cache;
+mod comment;
 mod deploy;
 mod export;
 mod gitops;
+mod metrics_file;
+mod not_found;
 mod plan;
 mod preview;
+mod promote;
 mod record;
 mod spec;
+mod watch;
 
 pub use cache::CacheError;
+pub use comment::CommentError;
 pub use deploy::{DeployError, ManifestError};
 pub use export::ExportError;
 pub use gitops::{DeploymentFileError, GitOpsError};
+pub use metrics_file::MetricsFileError;
+pub use not_found::NotFound;
 pub use plan::PlanError;
 pub use preview::PreviewError;
+pub use promote::PromotionError;
 pub use record::RecordError;
 pub use spec::SpecError;
+pub use watch::WatchError;
 
 use std::path::PathBuf;
 
@@ -57,6 +67,15 @@ pub enum Error {
         upstream: String,
         pipeline: String,
     },
+    #[error(
+        "another run holds .runner/lock (pid {holder}); wait for it, or run again without --no-wait to queue behind it"
+    )]
+    RunLockHeld { holder: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("git write-back: {message}")]
     GitWriteBack { message: String },
     /// The experiment tracker (an MLflow server) failed; `uri` never holds credentials.
@@ -90,6 +109,14 @@ pub enum Error {
     Preview(Box<PreviewError>),
     #[error(transparent)]
     Export(Box<ExportError>),
+    #[error(transparent)]
+    NotFound(Box<NotFound>),
+    #[error(transparent)]
+    Promotion(Box<PromotionError>),
+    #[error(transparent)]
+    Watch(Box<WatchError>),
+    #[error(transparent)]
+    Comment(Box<CommentError>),
 }
 
 /// `?` on an area's error boxes it into its variant.
@@ -112,6 +139,10 @@ from_area!(
     Record(RecordError),
     Preview(PreviewError),
     Export(ExportError),
+    NotFound(NotFound),
+    Promotion(PromotionError),
+    Watch(WatchError),
+    Comment(CommentError),
 );
 
 impl Error {

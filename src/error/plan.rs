@@ -37,12 +37,6 @@ pub enum PlanError {
         "-p {key}: `{key}` is a mapping of params; override one of them, e.g. -p {key}.NAME=VALUE"
     )]
     ParamIsMapping { key: String },
-    #[error("pipeline `{pipeline}` has no step `{step}`; {help}")]
-    UnknownStep {
-        pipeline: String,
-        step: String,
-        help: String,
-    },
 }
 
 /// " nor a.yaml, b.yaml" after the spec file, when there are params files.

@@ -1,6 +1,4 @@
 /// Why a run id given on the command line or to the API picks no one run.
-/// (An id that names no run is still `Error::Usage`: `runner ui` answers
-/// that 404.)
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("`{id}` matches {count} runs; give more of the id")]

@@ -17,8 +17,6 @@ pub enum SpecError {
         /// The work tree or commit looked in.
         location: String,
     },
-    #[error("no pipeline named `{name}`; {help}")]
-    UnknownPipeline { name: String, help: String },
     #[error("no pipelines found: add one under pipelines/ such as pipelines/train.yaml")]
     NoPipelines,
     #[error("this repository has several pipelines; name one of: {}", names.join(", "))]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::events::{
     Event, PromotionStatus, RunStatus, StepStatus, TrackingStatus, WriteBackStatus,
 };
-use crate::error::{Error, RecordError};
+use crate::error::{Error, NotFound, RecordError};
 use crate::plan::{GitInfo, Plan};
 use crate::secret::Masker;
 
@@ -113,8 +113,7 @@ pub fn check_run_id(id: &str) -> Result<(), Error> {
         && !id.contains("..");
     match plausible {
         true => Ok(()),
-        // Usage, not a typed error: `runner ui` answers it 404.
-        false => Err(Error::usage(format!("`{id}` is not a run id"))),
+        false => Err(NotFound::NotARunId { id: id.to_string() }.into()),
     }
 }
 
@@ -555,13 +554,8 @@ pub fn find_run(root: &Path, id: &str) -> Result<RunRecord, Error> {
 pub fn pick_run(id: &str, mut matches: Vec<RunRecord>) -> Result<RunRecord, Error> {
     match matches.len() {
         1 => Ok(matches.remove(0)),
-        // No run is Usage, not a typed error: `runner ui` answers it 404.
-        0 if is_last(id) => Err(Error::usage(
-            "no runs recorded yet: start one with `runner run`",
-        )),
-        0 => Err(Error::usage(format!(
-            "no run `{id}`; `runner runs list` shows them"
-        ))),
+        0 if is_last(id) => Err(NotFound::NoRuns.into()),
+        0 => Err(NotFound::Run { id: id.to_string() }.into()),
         count => Err(RecordError::AmbiguousRun {
             id: id.to_string(),
             count,

@@ -57,9 +57,7 @@ pub fn acquire(root: &Path, wait: bool, events: &mut dyn EventSink) -> Result<Ru
             file.lock().map_err(io)?;
         }
         Err(TryLockError::WouldBlock) => {
-            return Err(Error::usage(format!(
-                "another run holds .runner/lock (pid {holder}); wait for it, or run again without --no-wait to queue behind it"
-            )));
+            return Err(Error::RunLockHeld { holder });
         }
         Err(TryLockError::Error(source)) => return Err(io(source)),
     }

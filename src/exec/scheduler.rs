@@ -426,7 +426,12 @@ async fn run_step(
                     {
                         Ok(Ok(())) => return finish(StepStatus::Succeeded, Some(0), attempt, None),
                         Ok(Err(problem)) => {
-                            return finish(StepStatus::Failed, Some(0), attempt, Some(problem));
+                            return finish(
+                                StepStatus::Failed,
+                                Some(0),
+                                attempt,
+                                Some(problem.to_string()),
+                            );
                         }
                         Err(_) => {
                             return finish(

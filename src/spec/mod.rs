@@ -188,7 +188,7 @@ impl Loaded {
                 .position(|d| d.spec.name == name)
                 .ok_or_else(|| {
                     let help = hint(name, names(), "there are no pipelines under pipelines/");
-                    SpecError::UnknownPipeline {
+                    crate::error::NotFound::Pipeline {
                         name: name.to_string(),
                         help,
                     }

@@ -108,12 +108,12 @@ impl ApiError {
     }
 }
 
-/// A usage error names something that is not there (a run, a service, a
-/// pipeline): 404. Anything else is the server's problem.
+/// A name of something that is not there (a run, a service, a pipeline):
+/// 404. Anything else is the server's problem.
 impl From<Error> for ApiError {
     fn from(err: Error) -> ApiError {
         let status = match err {
-            Error::Usage { .. } => StatusCode::NOT_FOUND,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Service { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

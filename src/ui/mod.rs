@@ -87,7 +87,7 @@ pub fn serve(
         let addr = SocketAddr::new(options.bind, options.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::usage(format!("cannot listen on {addr}: {source}")))?;
+            .map_err(|source| Error::Listen { addr, source })?;
         let local = listener.local_addr().map_err(io)?;
         listening(local, ui.token.as_deref());
         let server =

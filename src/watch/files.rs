@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::error::Error;
+use crate::error::{Error, WatchError};
 
 /// A quiet spell this long ends a burst of writes.
 pub const QUIET: Duration = Duration::from_millis(150);
@@ -138,10 +138,11 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn notify_error(root: &Path, err: notify::Error) -> Error {
-    Error::usage(format!(
-        "cannot watch {} for changes: {err}; on Linux, raise fs.inotify.max_user_watches, or pass --no-files",
-        root.display()
-    ))
+    WatchError::Notify {
+        root: root.display().to_string(),
+        message: err.to_string(),
+    }
+    .into()
 }
 
 /// `path` relative to `root` with `/` separators; `None` outside it.

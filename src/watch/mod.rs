@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::error::Error;
+use crate::error::{Error, WatchError};
 use crate::report::watch::{Out, WatchFormat};
 use crate::spec::types::Concurrency;
 use files::{Debounce, FileEvent, FileWatcher};
@@ -167,9 +167,7 @@ fn load_config(root: &Path, selected: &[String]) -> Result<Result<Config, String
         .filter(|d| selected.is_empty() || selected.contains(&d.spec.name))
         .collect();
     if docs.is_empty() {
-        return Err(Error::usage(
-            "no pipelines to watch: add one under pipelines/ such as pipelines/train.yaml",
-        ));
+        return Err(WatchError::NoPipelines.into());
     }
     let mut pipelines = Vec::new();
     for doc in &docs {
@@ -181,10 +179,11 @@ fn load_config(root: &Path, selected: &[String]) -> Result<Result<Config, String
             .collect::<Result<_, _>>()?;
         let starting_deadline = match &triggers.starting_deadline {
             Some(text) => Some(humantime::parse_duration(text).map_err(|err| {
-                Error::usage(format!(
-                    "pipeline `{}`: invalid on.starting_deadline `{text}`: {err}",
-                    doc.spec.name
-                ))
+                Error::from(WatchError::StartingDeadline {
+                    pipeline: doc.spec.name.clone(),
+                    text: text.clone(),
+                    message: err.to_string(),
+                })
             })?),
             None => None,
         };
@@ -193,20 +192,21 @@ fn load_config(root: &Path, selected: &[String]) -> Result<Result<Config, String
                 let sources = crate::template::Templates::new()
                     .expression_references(expr)
                     .map_err(|e| {
-                        Error::usage(format!(
-                            "pipeline `{}`: retrain_when: {}",
-                            doc.spec.name, e.message
-                        ))
+                        Error::from(WatchError::RetrainWhen {
+                            pipeline: doc.spec.name.clone(),
+                            message: e.message,
+                        })
                     })?
                     .iter()
                     .filter_map(|r| r.split('.').next().map(str::to_string))
                     .collect::<BTreeSet<_>>();
                 for source in &sources {
                     loaded.pipeline(Some(source)).map_err(|err| {
-                        Error::usage(format!(
-                            "pipeline `{}`: retrain_when reads `{source}`: {err}",
-                            doc.spec.name
-                        ))
+                        Error::from(WatchError::RetrainWhenSource {
+                            pipeline: doc.spec.name.clone(),
+                            source_pipeline: source.clone(),
+                            message: err.to_string(),
+                        })
                     })?;
                 }
                 Some((expr.clone(), sources.into_iter().collect()))
@@ -309,9 +309,7 @@ pub fn watch(root: &Path, options: &Options) -> Result<u8, Error> {
         Ok(config) => config,
         Err(problems) => {
             out.problems(&problems);
-            return Err(Error::usage(
-                "the specs have problems (above): fix them, then start `runner watch` again",
-            ));
+            return Err(WatchError::InvalidSpecs.into());
         }
     };
     let upstream = match options.poll_remote {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use git2::{Oid, Repository};
 
-use crate::error::Error;
+use crate::error::{Error, WatchError};
 use crate::git::{Untracked, root_prefix};
 use crate::gitops::{is_runner_state, is_state_file};
 
@@ -28,9 +28,7 @@ impl Upstream {
         let repo = open(root)?;
         let head = repo.head().map_err(Error::git("read HEAD"))?;
         let Some(name) = head.shorthand().ok().filter(|_| head.is_branch()) else {
-            return Err(Error::usage(
-                "--poll-remote needs a branch checked out (HEAD is detached): `git switch BRANCH` first",
-            ));
+            return Err(WatchError::DetachedHead.into());
         };
         let config = repo.config().map_err(Error::git("read the git config"))?;
         let remote = config
@@ -42,9 +40,7 @@ impl Upstream {
             .and_then(|merge| merge.strip_prefix("refs/heads/").map(str::to_string))
             .unwrap_or_else(|| name.to_string());
         if repo.find_remote(&remote).is_err() {
-            return Err(Error::usage(format!(
-                "--poll-remote: the repository has no remote `{remote}`; add it with `git remote add {remote} URL`"
-            )));
+            return Err(WatchError::NoRemote { remote }.into());
         }
         Ok(Upstream {
             remote,
@@ -94,10 +90,11 @@ fn open(root: &Path) -> Result<Repository, Error> {
 pub fn poll(root: &Path, upstream: &Upstream) -> Result<Polled, Error> {
     let Some(remote_head) = crate::gitops::fetch_branch(root, &upstream.remote, &upstream.branch)?
     else {
-        return Err(Error::usage(format!(
-            "{} has no branch {} to follow; push it, or set the branch to follow with `git branch -u REMOTE/BRANCH`",
-            upstream.remote, upstream.branch
-        )));
+        return Err(WatchError::NoUpstreamBranch {
+            remote: upstream.remote.clone(),
+            branch: upstream.branch.clone(),
+        }
+        .into());
     };
     let repo = open(root)?;
     // A person who switched branches since the watch started: their

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
-use crate::error::Error;
+use crate::error::{Error, WatchError};
 
 /// Where the last firing of each schedule is kept.
 pub const STATE_FILE: &str = ".runner/state/watch-schedules.json";
@@ -32,9 +32,11 @@ impl Schedule {
             .year(Year::Disallowed)
             .build();
         let cron = parser.parse(expr).map_err(|err| {
-            Error::usage(format!(
-                "pipeline `{pipeline}`: invalid cron expression `{expr}`: {err}; run `runner validate`"
-            ))
+            Error::from(WatchError::Cron {
+                pipeline: pipeline.to_string(),
+                expr: expr.to_string(),
+                message: err.to_string(),
+            })
         })?;
         Ok(Schedule {
             pipeline: pipeline.to_string(),
