@@ -245,12 +245,7 @@ impl Cache {
             })?,
             None => BTreeMap::new(),
         };
-        self.lock
-            .lock()
-            .map_err(|_| CacheError::LockPoisoned {
-                file: lock::LOCK_FILE,
-            })?
-            .record(pipeline, step, entry)
+        self.recorded()?.record(pipeline, step, entry)
     }
 
     /// At the end of a run: drops entries of removed steps, writes

@@ -299,8 +299,13 @@ impl Stamped<'_> {
     }
 }
 
+/// How runner writes a moment for machines: RFC 3339, UTC, milliseconds.
+pub fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 fn rfc3339<S: serde::Serializer>(time: &DateTime<Utc>, out: S) -> Result<S::Ok, S::Error> {
-    out.collect_str(&time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    out.collect_str(&timestamp(*time))
 }
 
 /// The executor's end of the event channel: each event is stamped as it is

@@ -7,6 +7,8 @@ use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
+use crate::exec::events::timestamp;
+
 /// `--format` of `runner watch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchFormat {
@@ -30,7 +32,7 @@ impl Out {
             WatchFormat::Json => {
                 let mut object = Map::new();
                 object.insert("event".into(), event.into());
-                object.insert("time".into(), now().into());
+                object.insert("time".into(), timestamp(chrono::Utc::now()).into());
                 if let Some(pipeline) = pipeline {
                     object.insert("pipeline".into(), pipeline.into());
                 }
@@ -118,11 +120,6 @@ impl Out {
             }
         }
     }
-}
-
-/// RFC 3339 UTC with milliseconds.
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
