@@ -73,21 +73,11 @@ model_deployer:
     )
 }
 
-/// A committed repository with the pipeline and, when given, a stack.
-fn repo(stack: Option<&str>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::write(root.join("pipelines/p.yaml"), PIPELINE).unwrap();
-    std::fs::write(root.join(".gitignore"), "build/\n").unwrap();
-    if let Some(stack) = stack {
-        std::fs::create_dir_all(root.join("stacks")).unwrap();
-        std::fs::write(root.join("stacks/prod.yaml"), stack).unwrap();
-    }
-    git(root, &["init", "-q", "-b", "main"]);
-    git(root, &["add", "-A"]);
-    git(root, &["commit", "-q", "-m", "init"]);
-    dir
+/// The pipeline (its build/ ignored), to add a stack to and commit.
+fn with_pipeline() -> common::RepoBuilder {
+    common::repo()
+        .file("pipelines/p.yaml", PIPELINE)
+        .file(".gitignore", "build/\n")
 }
 
 fn run_ok(dir: &Path, args: &[&str]) -> String {
@@ -98,7 +88,9 @@ fn run_ok(dir: &Path, args: &[&str]) -> String {
 
 #[test]
 fn kserve_manifests_are_committed_and_updated_in_place() {
-    let dir = repo(Some(&stack("kserve", false)));
+    let dir = with_pipeline()
+        .file("stacks/prod.yaml", stack("kserve", false))
+        .commit();
     let root = dir.path();
     run_ok(root, &["run", "--format", "plain"]);
     let file = root.join("manifests/prod/churn-model.yaml");
@@ -177,7 +169,9 @@ fn kserve_manifests_are_committed_and_updated_in_place() {
 
 #[test]
 fn seldon_manifests_validate_against_the_crd() {
-    let dir = repo(Some(&stack("seldon", true)));
+    let dir = with_pipeline()
+        .file("stacks/prod.yaml", stack("seldon", true))
+        .commit();
     let root = dir.path();
     run_ok(root, &["run", "--format", "plain"]);
     let manifest =
@@ -203,7 +197,7 @@ fn seldon_manifests_validate_against_the_crd() {
 #[test]
 fn a_kubernetes_deployer_without_a_store_url_says_what_to_set() {
     let stack = stack("kserve", false).replace(", url: \"s3://models/runner-cache\"", "");
-    let dir = repo(Some(&stack));
+    let dir = with_pipeline().file("stacks/prod.yaml", &stack).commit();
     let out = runner(dir.path(), &["run", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("artifact_store.url"), "{}", text(&out));
@@ -222,7 +216,7 @@ fn export(dir: &Path, args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn argo_exports_mirror_the_dag_and_validate() {
-    let dir = repo(None);
+    let dir = with_pipeline().commit();
     let schema = schema("argo-workflows-schema.json");
     let workflow = export(dir.path(), &["argo", "p", "--image", "ghcr.io/acme/ml:abc"]);
     check(&schema, &workflow, "the Workflow");
@@ -261,7 +255,7 @@ fn argo_exports_mirror_the_dag_and_validate() {
 
 #[test]
 fn a_cron_export_needs_a_schedule() {
-    let dir = repo(None);
+    let dir = with_pipeline().commit();
     let spec = PIPELINE.replace("on:\n  schedule: [\"0 3 * * 1\"]\n", "");
     std::fs::write(dir.path().join("pipelines/p.yaml"), spec).unwrap();
     let out = runner(dir.path(), &["export", "argo", "p", "--cron"]);
@@ -271,9 +265,11 @@ fn a_cron_export_needs_a_schedule() {
 
 #[test]
 fn gitlab_exports_mirror_the_dag_and_validate() {
-    let dir = repo(None);
+    let dir = with_pipeline().commit();
     let child = export(dir.path(), &["gitlab", "p"]);
-    let on_prod = repo(Some(&stack("kserve", false)));
+    let on_prod = with_pipeline()
+        .file("stacks/prod.yaml", stack("kserve", false))
+        .commit();
     let staged = export(on_prod.path(), &["gitlab", "p", "--stack", "prod"]);
     check(
         &schema("gitlab-ci.json"),
@@ -323,9 +319,9 @@ fn outputs(root: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn steps_run_one_by_one_leave_what_one_run_leaves() {
-    let whole = repo(None);
+    let whole = with_pipeline().commit();
     run_ok(whole.path(), &["run", "--no-deploy", "--format", "plain"]);
-    let stepwise = repo(None);
+    let stepwise = with_pipeline().commit();
     for step in ["prepare", "train", "evaluate", "report"] {
         let out = run_ok(stepwise.path(), &["step", "p", step, "--format", "plain"]);
         assert!(!out.contains("promot"), "{out}");
@@ -475,7 +471,7 @@ fn an_s3_store_shares_outputs_between_checkouts() {
         return;
     };
     let stack = s3_stack(&moto.endpoint);
-    let first = repo(Some(&stack));
+    let first = with_pipeline().file("stacks/prod.yaml", &stack).commit();
     s3_ok(first.path(), &["run", "--no-deploy", "--format", "plain"]);
     let out = s3_ok(first.path(), &["push"]);
     assert!(out.contains("pushed to s3://models/runner-cache"), "{out}");
@@ -484,7 +480,7 @@ fn an_s3_store_shares_outputs_between_checkouts() {
     assert!(out.contains("0 object(s) pushed"), "{out}");
 
     // Another checkout with the same runner.lock: pull, then nothing runs.
-    let second = repo(Some(&stack));
+    let second = with_pipeline().file("stacks/prod.yaml", &stack).commit();
     std::fs::copy(
         first.path().join("runner.lock"),
         second.path().join("runner.lock"),
@@ -503,7 +499,7 @@ fn an_s3_store_shares_outputs_between_checkouts() {
     assert_eq!(declared(first.path()), declared(second.path()));
 
     // `runner step` in a fresh checkout pulls its inputs and pushes its outputs.
-    let third = repo(Some(&stack));
+    let third = with_pipeline().file("stacks/prod.yaml", &stack).commit();
     std::fs::copy(
         first.path().join("runner.lock"),
         third.path().join("runner.lock"),
@@ -534,7 +530,9 @@ fn a_directory_model_is_refused_before_any_manifest_is_written() {
             "run: mkdir -p {{ outputs.model }} && echo {{ params.weight }} > {{ outputs.model }}/weights.txt",
         )
         .replace("outputs: {model: build/model.txt}", "outputs: {model: build/model-dir}");
-    let dir = repo(Some(&stack("kserve", false)));
+    let dir = with_pipeline()
+        .file("stacks/prod.yaml", stack("kserve", false))
+        .commit();
     let root = dir.path();
     std::fs::write(root.join("pipelines/p.yaml"), spec).unwrap();
     git(root, &["commit", "-qam", "a directory model"]);
@@ -556,7 +554,7 @@ fn steps_in_separate_fresh_clones_leave_what_one_run_leaves() {
     let stack = s3_stack(&moto.endpoint);
     // The commit every task of the distributed run checks out; no
     // runner.lock is committed.
-    let origin = repo(Some(&stack));
+    let origin = with_pipeline().file("stacks/prod.yaml", &stack).commit();
     let clones = tempfile::tempdir().unwrap();
     let clone = |name: &str| {
         let dir = clones.path().join(name);

@@ -33,14 +33,13 @@ steps:
     outputs: {page: build/report.html}
 ";
 
-fn repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    std::fs::write(dir.path().join("pipelines/p.yaml"), PIPELINE).unwrap();
-    std::fs::write(dir.path().join("data/in.csv"), "a,b\n1,2\n").unwrap();
-    std::fs::write(dir.path().join("data/notes.txt"), "notes\n").unwrap();
-    dir
+/// The pipeline with its two inputs, outside git.
+fn with_data() -> tempfile::TempDir {
+    common::repo()
+        .file("pipelines/p.yaml", PIPELINE)
+        .file("data/in.csv", "a,b\n1,2\n")
+        .file("data/notes.txt", "notes\n")
+        .files()
 }
 
 /// Runs, and returns the steps that executed this time, sorted.
@@ -62,7 +61,7 @@ fn run(dir: &Path, args: &[&str]) -> Vec<String> {
 
 #[test]
 fn a_second_run_executes_nothing() {
-    let dir = repo();
+    let dir = with_data();
     assert_eq!(
         run(dir.path(), &[]),
         ["evaluate", "prepare", "report", "train"]
@@ -74,7 +73,7 @@ fn a_second_run_executes_nothing() {
 
 #[test]
 fn a_changed_dep_reruns_exactly_that_step_and_its_dependents() {
-    let dir = repo();
+    let dir = with_data();
     run(dir.path(), &[]);
     std::fs::write(dir.path().join("data/in.csv"), "a,b\n1,3\n").unwrap();
     let plan = text(&runner(dir.path(), &["plan"]));
@@ -92,7 +91,7 @@ fn a_changed_dep_reruns_exactly_that_step_and_its_dependents() {
 
 #[test]
 fn only_the_params_a_step_lists_invalidate_it() {
-    let dir = repo();
+    let dir = with_data();
     run(dir.path(), &[]);
     assert!(run(dir.path(), &["-p", "unused=2"]).is_empty());
     let plan = text(&runner(dir.path(), &["plan", "-p", "alpha=0.5"]));
@@ -105,7 +104,7 @@ fn only_the_params_a_step_lists_invalidate_it() {
 
 #[test]
 fn a_deleted_or_changed_output_is_restored_not_recomputed() {
-    let dir = repo();
+    let dir = with_data();
     run(dir.path(), &[]);
     let model = std::fs::read_to_string(dir.path().join("build/model.txt")).unwrap();
     std::fs::remove_file(dir.path().join("build/model.txt")).unwrap();
@@ -128,8 +127,8 @@ fn a_deleted_or_changed_output_is_restored_not_recomputed() {
 
 #[test]
 fn the_lock_file_is_identical_for_identical_inputs() {
-    let a = repo();
-    let b = repo();
+    let a = with_data();
+    let b = with_data();
     run(a.path(), &[]);
     run(b.path(), &[]);
     let lock_a = std::fs::read(a.path().join("runner.lock")).unwrap();
@@ -151,7 +150,7 @@ fn the_lock_file_is_identical_for_identical_inputs() {
 
 #[test]
 fn force_only_and_downstream_choose_what_runs() {
-    let dir = repo();
+    let dir = with_data();
     run(dir.path(), &[]);
     assert_eq!(
         run(dir.path(), &["--force"]),
@@ -184,7 +183,7 @@ fn force_only_and_downstream_choose_what_runs() {
 
 #[test]
 fn cache_false_always_runs_and_metrics_are_recorded() {
-    let dir = repo();
+    let dir = with_data();
     let spec = PIPELINE.replace(
         "    outputs: {page: build/report.html}\n",
         "    outputs: {page: build/report.html}\n    cache: false\n  score:\n    run: |\n      printf '{\"mse\": 1.25, \"test\": {\"r2\": 0.5}}' > m.json\n    metrics: m.json\n",
@@ -201,7 +200,7 @@ fn cache_false_always_runs_and_metrics_are_recorded() {
 
 #[test]
 fn plan_json_says_what_runs_and_why() {
-    let dir = repo();
+    let dir = with_data();
     let out = runner(dir.path(), &["plan", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -219,7 +218,7 @@ fn plan_json_says_what_runs_and_why() {
 
 #[test]
 fn deps_added_removed_and_changed_are_each_named() {
-    let dir = repo();
+    let dir = with_data();
     for name in ["a", "b", "c", "d"] {
         std::fs::write(dir.path().join(format!("data/{name}.txt")), name).unwrap();
     }
@@ -257,7 +256,7 @@ fn deps_added_removed_and_changed_are_each_named() {
 
 #[test]
 fn a_second_run_on_the_checkout_waits_or_fails_with_no_wait() {
-    let dir = repo();
+    let dir = with_data();
     std::fs::write(
         dir.path().join("pipelines/p.yaml"),
         "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  slow:\n    run: touch started; sleep 1\n    cache: false\n",
@@ -355,7 +354,7 @@ fn kill_9_at_any_point_loses_no_finished_step() {
 
 #[test]
 fn an_edited_spec_or_lock_is_read_again_not_taken_from_local_state() {
-    let dir = repo();
+    let dir = with_data();
     run(dir.path(), &[]);
     // The second load of unchanged specs comes from the snapshot.
     assert!(run(dir.path(), &[]).is_empty());

@@ -1,7 +1,11 @@
 //! The real binary on real temporary git repositories.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
+
+use common::{git, repo};
 
 const VALID: &str = "apiVersion: runner/v1
 kind: Pipeline
@@ -47,46 +51,17 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@example.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
 /// A git repo with the valid pipeline and two stacks committed.
-fn repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("pipelines/demo.yaml"), VALID);
-    write(&dir.path().join("stacks/stacks.yml"), STACK);
-    git(dir.path(), &["init", "-q"]);
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-qm", "specs"]);
-    dir
+fn specs() -> tempfile::TempDir {
+    repo()
+        .file("pipelines/demo.yaml", VALID)
+        .file("stacks/stacks.yml", STACK)
+        .commit()
 }
 
 #[test]
 fn valid_repo_validates_from_any_subdirectory() {
-    let repo = repo();
+    let repo = specs();
     let sub = repo.path().join("deep/er");
     std::fs::create_dir_all(&sub).unwrap();
     let out = runner(&sub, &["validate"]);
@@ -99,14 +74,15 @@ fn valid_repo_validates_from_any_subdirectory() {
 
 #[test]
 fn rev_reads_git_objects_not_the_work_tree() {
-    let repo = repo();
+    let repo = specs();
     // Break the work tree only: HEAD stays valid.
-    write(
-        &repo.path().join("pipelines/demo.yaml"),
-        &VALID
+    std::fs::write(
+        repo.path().join("pipelines/demo.yaml"),
+        VALID
             .replace("needs", "x")
             .replace("outputs: {model", "outptus: {model"),
-    );
+    )
+    .unwrap();
     let out = runner(repo.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -139,11 +115,7 @@ fn rev_reads_git_objects_not_the_work_tree() {
 
 #[test]
 fn rev_works_for_a_runner_repo_inside_a_larger_git_repo() {
-    let outer = tempfile::tempdir().unwrap();
-    write(&outer.path().join("ml/pipelines/demo.yaml"), VALID);
-    git(outer.path(), &["init", "-q"]);
-    git(outer.path(), &["add", "-A"]);
-    git(outer.path(), &["commit", "-qm", "specs"]);
+    let outer = repo().file("ml/pipelines/demo.yaml", VALID).commit();
     std::fs::remove_dir_all(outer.path().join("ml/pipelines")).unwrap();
     let out = runner(outer.path(), &["-C", "ml", "validate", "--rev", "main"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -156,7 +128,7 @@ fn rev_works_for_a_runner_repo_inside_a_larger_git_repo() {
 
 #[test]
 fn unknown_rev_is_a_clear_error() {
-    let repo = repo();
+    let repo = specs();
     let out = runner(repo.path(), &["validate", "--rev", "no-such-branch"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -168,11 +140,12 @@ fn unknown_rev_is_a_clear_error() {
 
 #[test]
 fn github_format_annotates_files() {
-    let repo = repo();
-    write(
-        &repo.path().join("pipelines/demo.yaml"),
-        &VALID.replace("params: [alpha]", "params: [alpah]"),
-    );
+    let repo = specs();
+    std::fs::write(
+        repo.path().join("pipelines/demo.yaml"),
+        VALID.replace("params: [alpha]", "params: [alpah]"),
+    )
+    .unwrap();
     let out = runner(repo.path(), &["validate", "--format", "github"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
@@ -183,7 +156,7 @@ fn github_format_annotates_files() {
 
 #[test]
 fn graph_shows_every_edge_kind() {
-    let repo = repo();
+    let repo = specs();
     let out = runner(repo.path(), &["graph"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
@@ -210,20 +183,21 @@ fn graph_shows_every_edge_kind() {
 
 #[test]
 fn graph_of_a_missing_or_invalid_pipeline_fails_clearly() {
-    let repo = repo();
+    let repo = specs();
     let out = runner(repo.path(), &["graph", "dmeo"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out).trim(),
         "error: no pipeline named `dmeo`; did you mean `demo`?"
     );
-    write(
-        &repo.path().join("pipelines/demo.yaml"),
-        &VALID.replace(
+    std::fs::write(
+        repo.path().join("pipelines/demo.yaml"),
+        VALID.replace(
             "deps: [build/model.json]",
             "deps: [build/model.json]\n    needs: [report]",
         ),
-    );
+    )
+    .unwrap();
     let out = runner(repo.path(), &["graph"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -235,7 +209,7 @@ fn graph_of_a_missing_or_invalid_pipeline_fails_clearly() {
 
 #[test]
 fn not_a_directory_is_a_usage_error() {
-    let repo = repo();
+    let repo = specs();
     let out = runner(repo.path(), &["-C", "nowhere", "validate"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(stderr(&out).trim(), "error: -C nowhere: no such directory");

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::{runner, runner_command, text};
+use common::{repo, runner, runner_command, text};
 
 const PIPELINE: &str = "apiVersion: runner/v1
 kind: Pipeline
@@ -73,17 +73,10 @@ fn comment(dir: &Path, env: &[(&str, String)], args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text(&out))
 }
 
-fn repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-    std::fs::write(dir.path().join("pipelines/p.yaml"), PIPELINE).unwrap();
-    dir
-}
-
 #[test]
 fn one_comment_per_pipeline_on_github_created_then_updated() {
     let forge = Forge::start();
-    let dir = repo();
+    let dir = repo().file("pipelines/p.yaml", PIPELINE).files();
     let event = dir.path().join("event.json");
     std::fs::write(&event, r#"{"pull_request": {"number": 7}}"#).unwrap();
     let env = vec![
@@ -138,7 +131,7 @@ fn one_comment_per_pipeline_on_github_created_then_updated() {
 #[test]
 fn one_note_per_pipeline_on_gitlab_created_then_updated() {
     let forge = Forge::start();
-    let dir = repo();
+    let dir = repo().file("pipelines/p.yaml", PIPELINE).files();
     let env = vec![
         ("GITLAB_CI", "true".to_string()),
         ("CI_API_V4_URL", forge.url.clone()),
@@ -166,7 +159,7 @@ fn one_note_per_pipeline_on_gitlab_created_then_updated() {
 
 #[test]
 fn outside_a_pull_request_job_comment_says_why() {
-    let dir = repo();
+    let dir = repo().file("pipelines/p.yaml", PIPELINE).files();
     let out = runner(dir.path(), &["comment"]);
     let (code, out) = (out.status.code().unwrap_or(-1), text(&out));
     assert_eq!(code, 2, "{out}");
@@ -223,7 +216,7 @@ fn two_jobs_creating_at_once_leave_one_comment() {
     // Either way the oldest (100) stays, with this job's report.
     for when in ["before", "after"] {
         let forge = Forge::start();
-        let dir = repo();
+        let dir = repo().file("pipelines/p.yaml", PIPELINE).files();
         let env = github_env(&forge, dir.path());
         // The next create races another job's.
         forge.post(&format!("race?{when}"));
@@ -317,7 +310,7 @@ steps:
 #[test]
 fn many_comments_are_paged_and_an_unrecognised_token_warns_instead_of_failing() {
     let forge = Forge::start();
-    let dir = repo();
+    let dir = repo().file("pipelines/p.yaml", PIPELINE).files();
     let report = dir.path().join("report.md");
     std::fs::write(&report, "r\n").unwrap();
     let mut env = vec![

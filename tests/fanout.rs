@@ -7,44 +7,32 @@ mod common;
 
 use std::path::Path;
 
-use common::{check, git, ran, runner, schema, text, yaml};
+use common::{check, ran, runner, schema, text, yaml};
 
 /// A pipeline of `steps` (YAML under `steps:`) in a fresh git repository,
 /// with the two scripts the training pipelines run.
-fn repo(steps: &str, promote: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("scripts")).unwrap();
-    std::fs::write(
-        root.join("pipelines/p.yaml"),
-        format!(
-            "apiVersion: runner/v1\nkind: Pipeline\nname: p\nparams: {{max_mse: 1.0}}\nsteps:\n{steps}{promote}"
-        ),
-    )
-    .unwrap();
-    // mse = alpha * (2 for ridge, 3 for lasso): the best member is known.
-    std::fs::write(
-        root.join("scripts/train.py"),
-        "import json, sys\n\
-         model, alpha, out, metrics = sys.argv[1:]\n\
-         json.dump({'model': model, 'alpha': float(alpha)}, open(out, 'w'))\n\
-         json.dump({'mse': float(alpha) * (2 if model == 'ridge' else 3)}, open(metrics, 'w'))\n",
-    )
-    .unwrap();
-    // Pairs of (metrics file, model): copies the model with the lowest mse.
-    std::fs::write(
-        root.join("scripts/select.py"),
-        "import json, shutil, sys\n\
-         out, metrics, rest = sys.argv[1], sys.argv[2], sys.argv[3:]\n\
-         pairs = list(zip(rest[0::2], rest[1::2]))\n\
-         best = min(pairs, key=lambda p: json.load(open(p[0]))['mse'])\n\
-         shutil.copy(best[1], out)\n\
-         shutil.copy(best[0], metrics)\n",
-    )
-    .unwrap();
-    git(root, &["init", "-q", "-b", "main"]);
-    dir
+fn trained(steps: &str, promote: &str) -> tempfile::TempDir {
+    common::repo()
+        .pipeline("params: {max_mse: 1.0}\n", &format!("{steps}{promote}"))
+        // mse = alpha * (2 for ridge, 3 for lasso): the best member is known.
+        .file(
+            "scripts/train.py",
+            "import json, sys\n\
+             model, alpha, out, metrics = sys.argv[1:]\n\
+             json.dump({'model': model, 'alpha': float(alpha)}, open(out, 'w'))\n\
+             json.dump({'mse': float(alpha) * (2 if model == 'ridge' else 3)}, open(metrics, 'w'))\n",
+        )
+        // Pairs of (metrics file, model): copies the model with the lowest mse.
+        .file(
+            "scripts/select.py",
+            "import json, shutil, sys\n\
+             out, metrics, rest = sys.argv[1], sys.argv[2], sys.argv[3:]\n\
+             pairs = list(zip(rest[0::2], rest[1::2]))\n\
+             best = min(pairs, key=lambda p: json.load(open(p[0]))['mse'])\n\
+             shutil.copy(best[1], out)\n\
+             shutil.copy(best[0], metrics)\n",
+        )
+        .init()
 }
 
 const TRAIN: &str = r#"  train:
@@ -103,7 +91,7 @@ fn plan(dir: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn members_are_named_by_value_by_key_and_by_combination() {
-    let dir = repo(
+    let dir = trained(
         r#"  scale:
     foreach: [0.5, 2, ridge]
     run: echo {{ item }} > {{ outputs.out }}
@@ -136,7 +124,7 @@ fn members_are_named_by_value_by_key_and_by_combination() {
     // The entry is shell-quoted like any other value.
     assert_eq!(steps[4].1, "echo small '1; touch pwned'");
 
-    let dir = repo(TRAIN, "");
+    let dir = trained(TRAIN, "");
     let names: Vec<String> = plan(dir.path()).into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
@@ -157,7 +145,7 @@ fn members_are_named_by_value_by_key_and_by_combination() {
 
 #[test]
 fn the_group_step_picks_the_best_member_by_its_metrics_and_is_promoted() {
-    let dir = repo(&format!("{TRAIN}{SELECT}"), PROMOTE);
+    let dir = trained(&format!("{TRAIN}{SELECT}"), PROMOTE);
     let out = run(dir.path(), &[]);
     let mut ran = ran(&out);
     assert_eq!(ran.pop().as_deref(), Some("select"), "{}", text(&out));
@@ -190,7 +178,7 @@ fn the_group_step_picks_the_best_member_by_its_metrics_and_is_promoted() {
 #[test]
 fn changing_one_matrix_value_reruns_one_member_and_the_group_dependent() {
     let train = TRAIN.replace("model: [ridge, lasso]", "model: [ridge]");
-    let dir = repo(&format!("{train}{SELECT}"), "");
+    let dir = trained(&format!("{train}{SELECT}"), "");
     assert_eq!(ran(&run(dir.path(), &[])).len(), 3);
     assert!(ran(&run(dir.path(), &[])).is_empty());
 
@@ -214,7 +202,7 @@ fn changing_one_matrix_value_reruns_one_member_and_the_group_dependent() {
 
 #[test]
 fn only_and_runner_step_select_one_member_or_the_whole_group() {
-    let dir = repo(&format!("{TRAIN}{SELECT}"), "");
+    let dir = trained(&format!("{TRAIN}{SELECT}"), "");
     let one = "train@model=lasso,alpha=0.5";
     assert_eq!(ran(&run(dir.path(), &["--only", one])), [one]);
     // The group's name selects every member; the one that ran is up to date.
@@ -252,7 +240,7 @@ fn only_and_runner_step_select_one_member_or_the_whole_group() {
 
 #[test]
 fn duplicate_members_and_colliding_outputs_are_rejected() {
-    let dir = repo(
+    let dir = trained(
         r#"  train:
     foreach: [1, 2, 1]
     run: echo {{ item }} > {{ outputs.model }}
@@ -269,7 +257,7 @@ fn duplicate_members_and_colliding_outputs_are_rejected() {
     );
     assert!(text(&out).contains("pipelines/p.yaml:7:"), "{}", text(&out));
 
-    let dir = repo(
+    let dir = trained(
         r#"  train:
     foreach: [1, 2]
     run: echo {{ item }} > {{ outputs.model }}
@@ -291,7 +279,7 @@ fn duplicate_members_and_colliding_outputs_are_rejected() {
 
 #[test]
 fn exports_give_members_valid_names_and_run_them_by_their_own() {
-    let dir = repo(&format!("{TRAIN}{SELECT}"), "");
+    let dir = trained(&format!("{TRAIN}{SELECT}"), "");
     let out = runner(dir.path(), &["export", "argo", "p"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let workflow = yaml(&String::from_utf8_lossy(&out.stdout));
@@ -333,7 +321,7 @@ fn exports_give_members_valid_names_and_run_them_by_their_own() {
 
 #[test]
 fn templated_needs_deps_and_env_give_each_member_its_own() {
-    let dir = repo(
+    let dir = trained(
         r#"  prep:
     foreach: [a, b]
     run: echo {{ item }} > {{ outputs.data }}

@@ -5,24 +5,8 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{alive, runner, text};
+use common::{alive, repo, runner, text};
 use std::time::{Duration, Instant};
-
-/// A repo with one pipeline file holding `steps` (YAML, indented by 2).
-fn repo(steps: &str) -> tempfile::TempDir {
-    repo_with("", steps)
-}
-
-fn repo_with(params: &str, steps: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-    std::fs::write(
-        dir.path().join("pipelines/p.yaml"),
-        format!("apiVersion: runner/v1\nkind: Pipeline\nname: p\n{params}steps:\n{steps}"),
-    )
-    .unwrap();
-    dir
-}
 
 fn run_json(dir: &Path) -> serde_json::Value {
     let runs = dir.join(".runner/runs");
@@ -54,7 +38,7 @@ fn sleepers(n: usize) -> String {
 
 #[test]
 fn independent_steps_run_in_parallel_up_to_jobs() {
-    let dir = repo(&sleepers(20));
+    let dir = repo().pipeline("", &sleepers(20)).files();
     let start = Instant::now();
     let out = runner(dir.path(), &["run", "-j", "4", "--format", "plain"]);
     let took = start.elapsed();
@@ -68,7 +52,7 @@ fn independent_steps_run_in_parallel_up_to_jobs() {
         "-j 4 ran more than 4 at once: {took:?}"
     );
 
-    let dir = repo(&sleepers(4));
+    let dir = repo().pipeline("", &sleepers(4)).files();
     let start = Instant::now();
     let out = runner(dir.path(), &["run", "-j", "1", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -80,11 +64,9 @@ fn independent_steps_run_in_parallel_up_to_jobs() {
 
 #[test]
 fn dependencies_run_in_order_and_outputs_flow_through_templates() {
-    let dir = repo(
-        "  train:\n    run: cat {{ steps.prepare.outputs.data }} > {{ outputs.model }}\n    outputs: {model: build/model.txt}\n  prepare:\n    run: [sh, -c, 'echo \"$0\" > build/data.txt', '{{ params.word }}']\n    outputs: {data: build/data.txt}\n"
+    let dir = repo().pipeline("", "  train:\n    run: cat {{ steps.prepare.outputs.data }} > {{ outputs.model }}\n    outputs: {model: build/model.txt}\n  prepare:\n    run: [sh, -c, 'echo \"$0\" > build/data.txt', '{{ params.word }}']\n    outputs: {data: build/data.txt}\n"
             .replace("{{ params.word }}", "hello; rm -rf ~")
-            .as_str(),
-    );
+            .as_str()).files();
     let out = runner(dir.path(), &["run", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
@@ -95,10 +77,12 @@ fn dependencies_run_in_order_and_outputs_flow_through_templates() {
 
 #[test]
 fn params_are_shell_quoted_and_overridable() {
-    let dir = repo_with(
-        "params: {word: plain, n: 1}\n",
-        "  echo:\n    run: printf '%s|' {{ params.word }} {{ params.n }} > out.txt\n",
-    );
+    let dir = repo()
+        .pipeline(
+            "params: {word: plain, n: 1}\n",
+            "  echo:\n    run: printf '%s|' {{ params.word }} {{ params.n }} > out.txt\n",
+        )
+        .files();
     let out = runner(
         dir.path(),
         &[
@@ -132,7 +116,12 @@ fn params_are_shell_quoted_and_overridable() {
 
 #[test]
 fn a_timeout_kills_the_step_and_its_grandchildren() {
-    let dir = repo("  slow:\n    run: sleep 30 & echo $! > pid; wait\n    timeout: 500ms\n");
+    let dir = repo()
+        .pipeline(
+            "",
+            "  slow:\n    run: sleep 30 & echo $! > pid; wait\n    timeout: 500ms\n",
+        )
+        .files();
     let start = Instant::now();
     let out = runner(dir.path(), &["run", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -154,9 +143,7 @@ fn a_timeout_kills_the_step_and_its_grandchildren() {
 
 #[test]
 fn sigint_stops_every_step_and_exits_130() {
-    let dir = repo(
-        "  a:\n    run: sleep 30 & echo $! > a.pid; sleep 30\n  b:\n    run: trap '' TERM; echo $$ > b.pid; while true; do sleep 0.1; done\n  later:\n    run: touch later-ran\n    needs: [a]\n",
-    );
+    let dir = repo().pipeline("", "  a:\n    run: sleep 30 & echo $! > a.pid; sleep 30\n  b:\n    run: trap '' TERM; echo $$ > b.pid; while true; do sleep 0.1; done\n  later:\n    run: touch later-ran\n    needs: [a]\n").files();
     let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg("-C")
         .arg(dir.path())
@@ -194,9 +181,7 @@ fn sigint_stops_every_step_and_exits_130() {
 
 #[test]
 fn secrets_never_reach_the_terminal_logs_or_record() {
-    let dir = repo(
-        "  leak:\n    run: echo \"token $TOKEN\"; printf '%s\\n' \"$KEY\"; echo \"$TOKEN\" >&2\n    secrets: [TOKEN, KEY]\n    cache: false\n",
-    );
+    let dir = repo().pipeline("", "  leak:\n    run: echo \"token $TOKEN\"; printf '%s\\n' \"$KEY\"; echo \"$TOKEN\" >&2\n    secrets: [TOKEN, KEY]\n    cache: false\n").files();
     let key = "-----BEGIN KEY-----\nline-one-of-key\nline-two-of-key\n-----END KEY-----";
     for format in ["plain", "json", "tty"] {
         let out = Command::new(env!("CARGO_BIN_EXE_runner"))
@@ -254,7 +239,7 @@ const FAILING: &str = "  a:\n    run: exit 1\n  b:\n    run: echo b\n    needs: 
 
 #[test]
 fn a_failure_stops_new_steps_unless_keep_going() {
-    let dir = repo(FAILING);
+    let dir = repo().pipeline("", FAILING).files();
     let out = runner(dir.path(), &["run", "-j", "2", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run = run_json(dir.path());
@@ -267,7 +252,7 @@ fn a_failure_stops_new_steps_unless_keep_going() {
     );
     assert_eq!(step_status(&run, "b"), "skipped");
 
-    let dir = repo(FAILING);
+    let dir = repo().pipeline("", FAILING).files();
     let out = runner(
         dir.path(),
         &["run", "-j", "2", "--keep-going", "--format", "plain"],
@@ -285,9 +270,7 @@ fn a_failure_stops_new_steps_unless_keep_going() {
 
 #[test]
 fn retries_rerun_a_failed_step_and_missing_outputs_fail_it() {
-    let dir = repo(
-        "  flaky:\n    run: if [ -f tried ]; then echo ok; else touch tried; exit 7; fi\n    retries: 2\n  liar:\n    run: echo done\n    outputs: {model: build/model.json}\n",
-    );
+    let dir = repo().pipeline("", "  flaky:\n    run: if [ -f tried ]; then echo ok; else touch tried; exit 7; fi\n    retries: 2\n  liar:\n    run: echo done\n    outputs: {model: build/model.json}\n").files();
     let out = runner(dir.path(), &["run", "--keep-going", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run = run_json(dir.path());
@@ -309,7 +292,9 @@ fn retries_rerun_a_failed_step_and_missing_outputs_fail_it() {
 
 #[test]
 fn json_events_and_ci_folding() {
-    let dir = repo("  hello:\n    run: echo hi there\n");
+    let dir = repo()
+        .pipeline("", "  hello:\n    run: echo hi there\n")
+        .files();
     let out = runner(dir.path(), &["run", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
@@ -363,7 +348,12 @@ fn json_events_and_ci_folding() {
 
 #[test]
 fn runs_are_listed_shown_and_their_logs_read() {
-    let dir = repo("  hello:\n    run: echo hi from hello\n  bye:\n    run: echo bye; exit 4\n");
+    let dir = repo()
+        .pipeline(
+            "",
+            "  hello:\n    run: echo hi from hello\n  bye:\n    run: echo bye; exit 4\n",
+        )
+        .files();
     runner(dir.path(), &["run", "--keep-going", "--format", "plain"]);
     let out = runner(dir.path(), &["runs", "list"]);
     assert_eq!(out.status.code(), Some(0));
@@ -397,7 +387,9 @@ fn runs_are_listed_shown_and_their_logs_read() {
 
 #[test]
 fn invalid_specs_and_bad_templates_run_nothing() {
-    let dir = repo("  a:\n    run: touch ran; {{ params.x }}\n");
+    let dir = repo()
+        .pipeline("", "  a:\n    run: touch ran; {{ params.x }}\n")
+        .files();
     let out = runner(dir.path(), &["run"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(!dir.path().join("ran").exists());
@@ -407,10 +399,12 @@ fn invalid_specs_and_bad_templates_run_nothing() {
         text(&out)
     );
 
-    let dir = repo_with(
-        "params: {n: 3}\n",
-        "  a:\n    run: touch ran; echo {{ params.n.deep }}\n",
-    );
+    let dir = repo()
+        .pipeline(
+            "params: {n: 3}\n",
+            "  a:\n    run: touch ran; echo {{ params.n.deep }}\n",
+        )
+        .files();
     let out = runner(dir.path(), &["run"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(!dir.path().join("ran").exists());
@@ -427,9 +421,7 @@ fn the_terminal_view_shows_status_lines_and_a_failed_steps_tail() {
         eprintln!("skipped: `script` (util-linux) is not installed; .ci/run installs it");
         return;
     }
-    let dir = repo(
-        "  good:\n    run: echo fine\n  bad:\n    run: echo first clue; echo second clue; exit 2\n",
-    );
+    let dir = repo().pipeline("", "  good:\n    run: echo fine\n  bad:\n    run: echo first clue; echo second clue; exit 2\n").files();
     let command = format!(
         "{} -C {} run",
         env!("CARGO_BIN_EXE_runner"),
@@ -459,7 +451,12 @@ fn the_terminal_view_shows_status_lines_and_a_failed_steps_tail() {
 
 #[test]
 fn a_process_that_leaves_the_step_group_does_not_hold_the_run() {
-    let dir = repo("  daemon:\n    run: setsid sleep 5 & sleep 0.1; echo started\n");
+    let dir = repo()
+        .pipeline(
+            "",
+            "  daemon:\n    run: setsid sleep 5 & sleep 0.1; echo started\n",
+        )
+        .files();
     let start = Instant::now();
     let out = runner(dir.path(), &["run", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -473,7 +470,9 @@ fn a_process_that_leaves_the_step_group_does_not_hold_the_run() {
 
 #[test]
 fn a_secret_equal_to_a_record_key_does_not_corrupt_the_record() {
-    let dir = repo("  a:\n    run: echo \"$TOKEN\"\n    secrets: [TOKEN]\n");
+    let dir = repo()
+        .pipeline("", "  a:\n    run: echo \"$TOKEN\"\n    secrets: [TOKEN]\n")
+        .files();
     let out = Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg("-C")
         .arg(dir.path())
@@ -503,7 +502,9 @@ fn data_checks_pass_or_fail_the_step_with_the_values_they_read() {
     run: touch trained
     needs: [validate]
 ";
-    let dir = repo_with("params: {rows: 1500, min_rows: 1000}\n", steps);
+    let dir = repo()
+        .pipeline("params: {rows: 1500, min_rows: 1000}\n", steps)
+        .files();
     let out = runner(dir.path(), &["run", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
@@ -580,10 +581,12 @@ fn data_checks_pass_or_fail_the_step_with_the_values_they_read() {
     assert!(text(&out).contains("(0.02 < 0.01)"), "{}", text(&out));
 
     // A check that reads a metric the file lacks is an error, not "false".
-    let dir = repo_with(
-        "params: {rows: 1500, min_rows: 1000}\n",
-        &steps.replace("metrics.nulls.rate < 0.05", "metrics.nulls.ratio < 0.05"),
-    );
+    let dir = repo()
+        .pipeline(
+            "params: {rows: 1500, min_rows: 1000}\n",
+            &steps.replace("metrics.nulls.rate < 0.05", "metrics.nulls.ratio < 0.05"),
+        )
+        .files();
     let out = runner(dir.path(), &["run", "--format", "plain"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

@@ -281,9 +281,10 @@ fn unknown_paths_and_bad_ids_are_404_with_a_message() {
 
 #[test]
 fn secrets_are_masked_in_the_logs_served() {
-    let tmp = common::committed_repo(&[(
-        "pipelines/secret.yaml",
-        "apiVersion: runner/v1
+    let tmp = common::repo()
+        .file(
+            "pipelines/secret.yaml",
+            "apiVersion: runner/v1
 kind: Pipeline
 name: secret
 steps:
@@ -292,7 +293,8 @@ steps:
     secrets: [UI_TEST_TOKEN]
     cache: false
 ",
-    )]);
+        )
+        .commit();
     let dir = tmp.path();
     let out = common::runner_command(dir, &["run", "secret", "--format", "plain"])
         .env("UI_TEST_TOKEN", "hunter2-very-secret")
@@ -441,10 +443,10 @@ fn state_changing_requests_need_actions_on_and_the_token() {
 
 #[test]
 fn a_run_started_by_the_api_that_fails_early_says_why() {
-    let tmp = common::committed_repo(&[(
-        "pipelines/secret.yaml",
-        "apiVersion: runner/v1\nkind: Pipeline\nname: secret\nsteps:\n  s:\n    run: echo hi\n    secrets: [UI_TEST_UNSET_SECRET]\n",
-    )]);
+    let tmp = common::repo()
+        .file("pipelines/secret.yaml",
+        "apiVersion: runner/v1\nkind: Pipeline\nname: secret\nsteps:\n  s:\n    run: echo hi\n    secrets: [UI_TEST_UNSET_SECRET]\n")
+        .commit();
     let dir = tmp.path();
     let ui = Server::start(dir, &["--allow-actions"]);
     let token = ui.token.clone().unwrap();
@@ -548,17 +550,17 @@ fn a_run_killed_with_sigkill_is_interrupted_and_its_stream_ends() {
 #[test]
 fn service_names_cannot_leave_the_deployments_on_a_kserve_stack() {
     // x.yaml is what `deployments/prod/../../x.yaml` would read.
-    let tmp = common::committed_repo(&[
-        (
+    let tmp = common::repo()
+        .file(
             "stacks/prod.yaml",
             "apiVersion: runner/v1
 kind: Stack
 name: prod
 model_deployer: {type: kserve, namespace: ml}
 ",
-        ),
-        ("x.yaml", "not-for-you: hunter2\n"),
-    ]);
+        )
+        .file("x.yaml", "not-for-you: hunter2\n")
+        .commit();
     let dir = tmp.path();
     let ui = Server::start(dir, &[]);
     for path in [
@@ -577,10 +579,10 @@ model_deployer: {type: kserve, namespace: ml}
 
 #[test]
 fn a_long_log_is_served_from_its_end_and_a_stream_resumes_where_it_left_off() {
-    let tmp = common::committed_repo(&[(
-        "pipelines/p.yaml",
-        "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  s:\n    run: echo hi\n    cache: false\n",
-    )]);
+    let tmp = common::repo()
+        .file("pipelines/p.yaml",
+        "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  s:\n    run: echo hi\n    cache: false\n")
+        .commit();
     let dir = tmp.path();
     let out = common::runner(dir, &["run", "p", "--format", "plain"]);
     assert!(out.status.success(), "{}", common::text(&out));

@@ -150,17 +150,11 @@ fn started_by<'a>(trigger: &'a str) -> impl Fn(&Value) -> bool + 'a {
 }
 
 /// A directory with one pipeline `p` (YAML `on` block and steps, indented).
-fn repo(on: &str, steps: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    std::fs::write(dir.path().join("data/x.txt"), "0\n").unwrap();
-    std::fs::write(
-        dir.path().join("pipelines/p.yaml"),
-        format!("apiVersion: runner/v1\nkind: Pipeline\nname: p\n{on}steps:\n{steps}"),
-    )
-    .unwrap();
-    dir
+fn watched(on: &str, steps: &str) -> tempfile::TempDir {
+    common::repo()
+        .file("data/x.txt", "0\n")
+        .pipeline(on, steps)
+        .files()
 }
 
 const COPY: &str = "  copy:\n    run: cp data/x.txt build/x.txt\n    deps: [data/x.txt]\n    outputs: {x: build/x.txt}\n";
@@ -185,7 +179,7 @@ fn wait_until(name: &str, timeout: Duration, what: impl Fn() -> bool) {
 
 #[test]
 fn a_dep_change_starts_a_run_within_2s() {
-    let dir = repo("", COPY);
+    let dir = watched("", COPY);
     let watch = Watch::start(dir.path(), &["--no-schedule"]);
     let written = Instant::now();
     std::fs::write(dir.path().join("data/x.txt"), "1\n").unwrap();
@@ -214,7 +208,7 @@ fn a_dep_change_starts_a_run_within_2s() {
 
 #[test]
 fn a_burst_of_50_writes_gives_at_most_2_runs() {
-    let dir = repo("", COPY);
+    let dir = watched("", COPY);
     let watch = Watch::start(dir.path(), &["--no-schedule"]);
     for i in 0..50 {
         std::fs::write(dir.path().join("data/x.txt"), format!("{i}\n")).unwrap();
@@ -246,7 +240,7 @@ fn a_burst_of_50_writes_gives_at_most_2_runs() {
 
 #[test]
 fn a_six_field_schedule_firing_every_2s_starts_runs() {
-    let dir = repo(
+    let dir = watched(
         "on:\n  schedule: ['*/2 * * * * *']\n",
         "  tick:\n    run: echo tick >> ticks.log\n    cache: false\n",
     );
@@ -278,7 +272,7 @@ fn a_six_field_schedule_firing_every_2s_starts_runs() {
 
 #[test]
 fn once_runs_a_missed_schedule_within_its_deadline_then_exits() {
-    let dir = repo(
+    let dir = watched(
         "on:\n  schedule: ['0 0 1 1 *']\n  starting_deadline: 1000d\n",
         "  tick:\n    run: echo tick >> ticks.log\n    cache: false\n",
     );
@@ -309,7 +303,7 @@ fn once_runs_a_missed_schedule_within_its_deadline_then_exits() {
 
 #[test]
 fn sigterm_during_a_long_step_leaves_no_process_behind_and_exits_0() {
-    let dir = repo(
+    let dir = watched(
         "",
         "  slow:\n    run: sleep 30 & echo $! > sleep.pid; echo $$ > sh.pid; wait\n    deps: [data/x.txt]\n",
     );
@@ -338,7 +332,7 @@ fn sigterm_during_a_long_step_leaves_no_process_behind_and_exits_0() {
 
 /// A schedule firing every second on a step that takes 2.5s.
 fn busy(concurrency: &str) -> tempfile::TempDir {
-    repo(
+    watched(
         &format!("on:\n  schedule: ['* * * * * *']\n  concurrency: {concurrency}\n"),
         "  slow:\n    run: echo start >> ticks.log; sleep 2.5\n    cache: false\n",
     )
@@ -390,7 +384,7 @@ fn concurrency_replace_cancels_the_run_and_queue_runs_once_after() {
 
 #[test]
 fn drain_lets_the_run_finish() {
-    let dir = repo(
+    let dir = watched(
         "",
         "  slow:\n    run: touch started; sleep 1; touch finished\n    deps: [data/x.txt]\n",
     );
@@ -619,7 +613,7 @@ fn runners_own_deployment_commits_start_no_run() {
 
 #[test]
 fn once_exits_with_the_code_of_a_failed_run() {
-    let dir = repo(
+    let dir = watched(
         "on:\n  schedule: ['0 0 1 1 *']\n  starting_deadline: 1000d\n",
         "  broken:\n    run: exit 3\n",
     );
@@ -634,7 +628,7 @@ fn once_exits_with_the_code_of_a_failed_run() {
 
 #[test]
 fn a_firing_missed_while_down_runs_once_at_start_within_the_deadline() {
-    let dir = repo(
+    let dir = watched(
         "on:\n  schedule: ['0 0 1 1 *']\n  starting_deadline: 1000d\n",
         "  tick:\n    run: echo tick >> ticks.log\n    cache: false\n",
     );
@@ -731,7 +725,7 @@ fn unpushed_deployment_commits_are_carried_onto_new_remote_commits() {
 
 #[test]
 fn files_in_new_and_recreated_directories_start_runs() {
-    let dir = repo(
+    let dir = watched(
         "on:\n  paths: ['data/**/*.csv', 'incoming/**/*.csv']\n",
         COPY,
     );
@@ -771,7 +765,7 @@ fn files_in_new_and_recreated_directories_start_runs() {
 
 #[test]
 fn a_closed_stdout_does_not_stop_the_watcher() {
-    let dir = repo("", COPY);
+    let dir = watched("", COPY);
     let mut child = runner_command(dir.path(), &["watch", "--no-schedule"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

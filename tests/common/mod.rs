@@ -97,16 +97,54 @@ pub fn check(schema: &serde_json::Value, instance: &serde_json::Value, what: &st
     );
 }
 
-/// A new git repository holding `files` (repo path, text) in one commit.
-pub fn committed_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for (path, text) in files {
-        let path = tmp.path().join(path);
+/// A temporary repository, built file by file and finished as plain files,
+/// a fresh git repository or one commit:
+/// `repo().pipeline("", "  a:\n    run: echo\n").file("data/x", "1").commit()`.
+pub fn repo() -> RepoBuilder {
+    RepoBuilder {
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// The files of a test repository; see [`repo`].
+pub struct RepoBuilder {
+    dir: tempfile::TempDir,
+}
+
+impl RepoBuilder {
+    /// Writes `text` at `path` (relative to the repository), creating folders.
+    pub fn file(self, path: &str, text: impl AsRef<[u8]>) -> Self {
+        let path = self.dir.path().join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
+        self
     }
-    git(tmp.path(), &["init", "-q", "-b", "main"]);
-    git(tmp.path(), &["add", "."]);
-    git(tmp.path(), &["commit", "-qm", "The files of this test"]);
-    tmp
+
+    /// `pipelines/p.yaml`: the pipeline `p` with `header` (params, on, ...)
+    /// before its `steps`.
+    pub fn pipeline(self, header: &str, steps: &str) -> Self {
+        self.file(
+            "pipelines/p.yaml",
+            format!("apiVersion: runner/v1\nkind: Pipeline\nname: p\n{header}steps:\n{steps}"),
+        )
+    }
+
+    /// The files, outside git.
+    pub fn files(self) -> tempfile::TempDir {
+        self.dir
+    }
+
+    /// A git repository on `main` with nothing committed.
+    pub fn init(self) -> tempfile::TempDir {
+        git(self.dir.path(), &["init", "-q", "-b", "main"]);
+        self.dir
+    }
+
+    /// A git repository on `main` holding every file in one commit.
+    pub fn commit(self) -> tempfile::TempDir {
+        let dir = self.init();
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-qm", "The files of this test"]);
+        dir
+    }
 }
