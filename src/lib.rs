@@ -11,7 +11,7 @@
 //! | layer | modules | their job |
 //! |---|---|---|
 //! | 0 | `error`, `exit`, `random`, `diagnostic`, `suggest`, `template`, `dag`, `secret`, `proc`, `example` | leaf helpers: the error type, exit codes, source-positioned diagnostics, "did you mean", minijinja, the DAG, metrics files, secret masking, process groups and signals, the example repo |
-//! | 1 | `files`, `git`, `comment`, `metrics` | atomic writes; the checkout (HEAD without libgit2, the work tree's status); the PR comment on GitHub and GitLab; metrics files |
+//! | 1 | `files`, `git`, `forge`, `signing`, `comment`, `metrics` | atomic writes; the checkout (HEAD without libgit2, the work tree's status); GitHub's and GitLab's REST APIs (pull and merge requests); commit signatures (SSH, GPG); the PR comment; metrics files |
 //! | 2 | `spec` | the YAML kinds: types, loading (work tree or a git ref), validation |
 //! | 3 | `cache` | hashes behind the stat cache, `runner.lock`, the artifact store |
 //! | 4 | `plan` | what is stale and why: the one `Plan` of run, plan and previews |
@@ -38,6 +38,7 @@ pub mod exit;
 pub mod export;
 pub mod files;
 pub mod flow;
+pub mod forge;
 pub mod gate;
 pub mod git;
 pub mod gitops;
@@ -49,6 +50,7 @@ pub mod promote;
 mod random;
 pub mod report;
 pub mod secret;
+pub mod signing;
 pub mod spec;
 pub mod suggest;
 pub mod template;

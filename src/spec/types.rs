@@ -693,6 +693,58 @@ pub struct GitSettings {
     /// Commit message template over `service`, `model`, `metrics`, `run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `push`: the deployment commit goes onto the branch itself.
+    /// `pull_request`: onto `runner/deploy/STACK/SERVICE`, proposed to the
+    /// branch in one pull (merge) request, for a protected branch.
+    #[serde(default)]
+    pub mode: WriteBackMode,
+    /// The pull or merge request of `mode: pull_request`.
+    #[serde(default)]
+    pub pull_request: PullRequestSettings,
+    /// Sign deployment commits with the key in `RUNNER_GIT_SIGNING_KEY`:
+    /// `ssh` (a private key file, as `ssh-keygen -Y sign` takes it) or `gpg`
+    /// (a key id or fingerprint in the default keyring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<crate::signing::SignWith>,
+}
+
+/// Where a deployment commit goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteBackMode {
+    /// Straight onto the branch (`git.push: true` pushes it).
+    #[default]
+    Push,
+    /// Onto its own branch, pushed, and proposed in a pull (merge) request.
+    PullRequest,
+}
+
+/// The pull request (GitHub) or merge request (GitLab) runner keeps open
+/// for a service's deployment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequestSettings {
+    /// `github` or `gitlab` (default: the CI's, else the remote's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<crate::forge::ForgeKind>,
+    /// The REST API's base URL (default: `GITHUB_API_URL` / `CI_API_V4_URL`,
+    /// else `https://api.github.com` / `https://HOST/api/v4`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    /// `OWNER/NAME` on GitHub; a project id or path on GitLab (default:
+    /// `GITHUB_REPOSITORY` / `CI_PROJECT_ID`, else the remote URL's path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Merge once the checks pass: GitHub auto-merge, GitLab "merge when
+    /// the pipeline succeeds".
+    #[serde(default)]
+    pub auto_merge: bool,
+    /// Labels put on the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Users asked to review (GitHub logins, GitLab usernames).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewers: Vec<String>,
 }
 
 impl Default for GitSettings {
@@ -705,6 +757,9 @@ impl Default for GitSettings {
             author: None,
             commit_lock: false,
             message: None,
+            mode: WriteBackMode::Push,
+            pull_request: PullRequestSettings::default(),
+            sign: None,
         }
     }
 }
