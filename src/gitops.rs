@@ -323,6 +323,41 @@ fn committed_blob(repo: &Repository, root: &Path, rel: &str) -> Option<Vec<u8>> 
     object.as_blob().map(|b| b.content().to_vec())
 }
 
+/// Puts each of `files` back as HEAD has it (removed when HEAD has none):
+/// after a proposal the checkout keeps saying what the base branch serves.
+pub fn restore_from_head(root: &Path, files: &[String]) -> Result<(), Error> {
+    let repo = open(root)?;
+    for file in files {
+        let path = root.join(file);
+        match committed_blob(&repo, root, file) {
+            Some(bytes) => crate::files::write_atomic(&path, &bytes)?,
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io { path, source: e });
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
+/// The URL of `remote` (its push URL when it has one): where the forge's
+/// repository is found when the stack does not name it.
+pub fn remote_url(root: &Path, remote: &str) -> Result<String, Error> {
+    let repo = open(root)?;
+    let found = repo
+        .find_remote(remote)
+        .map_err(Error::git("read the remote"))?;
+    let url = found.pushurl().ok().flatten().or_else(|| found.url().ok());
+    url.map(str::to_string).ok_or_else(|| {
+        GitOpsError::NoRemoteUrl {
+            remote: remote.to_string(),
+        }
+        .into()
+    })
+}
+
 /// True when the work tree's `rel` differs from HEAD's (a write that was
 /// not committed yet, such as one made with `--no-commit`).
 pub fn uncommitted(root: &Path, rel: &str) -> bool {
@@ -475,11 +510,16 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
         // Until it is pushed, a ref keeps the commit (and says what is left).
         repo.reference(&pending, commit, true, "runner: deployment to push")
             .map_err(Error::git("keep the deployment commit"))?;
-        match push_once(&repo, request, &pending, remote_head, commit) {
+        let target = Target {
+            remote: request.remote,
+            branch: request.branch,
+            force: false,
+        };
+        match push_once(&repo, &target, &pending, remote_head, commit) {
             // Checked, not trusted: a remote that updates refs without a
             // compare-and-swap (a plain directory, file://) can let a racing
             // push overwrite this one. Only a deployment on the remote counts.
-            Ok(()) if landed(&repo, request, commit) => {
+            Ok(()) if landed(&repo, request.remote, request.branch, commit) => {
                 let _ = repo.find_reference(&pending).and_then(|mut r| r.delete());
                 return Ok(Pushed::Pushed {
                     sha: commit.to_string(),
@@ -503,19 +543,197 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
     ))
 }
 
+/// The branch a service's proposed deployments go to: one per stack and
+/// service, so one pull request follows the newest model.
+pub fn deployment_branch(stack: &str, service: &str) -> String {
+    format!("runner/deploy/{stack}/{service}")
+}
+
+/// A deployment proposed on its own branch, for a pull request to `base`.
+pub struct ProposeRequest<'a> {
+    pub root: &'a Path,
+    pub remote: &'a str,
+    /// The protected branch the pull request targets.
+    pub base: &'a str,
+    /// runner's branch for this service ([`deployment_branch`]).
+    pub head: &'a str,
+    /// The state files, read from the work tree.
+    pub files: &'a [String],
+    pub message: &'a str,
+    pub author: &'a Signature<'static>,
+    /// The deployment file and the source commit this run trained on.
+    pub deployment: &'a str,
+    pub source: &'a str,
+}
+
+/// How a proposal ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proposal {
+    /// The branch holds the deployment now (`sha`): pushed by this call,
+    /// or already there (`attempts: 0`).
+    Branch { sha: String, attempts: u32 },
+    /// The base branch already holds exactly this state: nothing to propose.
+    OnBase { sha: String },
+    /// The guard kept what the base or the branch has.
+    Refused(Refusal),
+}
+
+/// Puts the deployment on `head`, built on the remote `base`'s head, and
+/// pushes it, replacing what `head` had: the local branch and work tree are
+/// not touched. The ordering guard holds against both branches: a newer
+/// deployment on the base or already proposed on `head` is never replaced.
+/// A branch that already proposes these exact files is left as it is.
+pub fn propose(request: &ProposeRequest) -> Result<Proposal, Error> {
+    let repo = open(request.root)?;
+    let prefix = root_prefix(&repo, request.root);
+    let path = repo_path(&prefix, request.deployment);
+    let pending = format!("refs/runner/unpushed/{}", request.head);
+    let fetched = |branch: &str| {
+        fetch_current(&repo, request.remote, branch).map_err(|err| Error::GitWriteBack {
+            message: format!(
+                "cannot fetch {} {branch}: {}; nothing was proposed",
+                request.remote,
+                err.message()
+            ),
+        })
+    };
+    let mut last_error = String::new();
+    for attempt in 1..=PUSH_ATTEMPTS {
+        let Some(base_head) = fetched(request.base)? else {
+            return Err(GitOpsError::NoBaseBranch {
+                remote: request.remote.to_string(),
+                branch: request.base.to_string(),
+            }
+            .into());
+        };
+        let proposed = fetched(request.head)?;
+        for at in std::iter::once(base_head).chain(proposed) {
+            if let Some(refusal) = guard(&repo, at, &path, request.source)? {
+                return Ok(Proposal::Refused(refusal));
+            }
+        }
+        let base = repo
+            .find_commit(base_head)
+            .map_err(Error::git("read the base branch's head"))?;
+        let files = CommitRequest {
+            root: request.root,
+            files: request.files,
+            message: request.message,
+            author: request.author,
+        };
+        let base_tree = base.tree().map_err(Error::git("read a tree"))?;
+        let tree = tree_with(&repo, &base_tree, &files, &prefix)?;
+        let ours = request.root.join(request.deployment);
+        if tree == base.tree_id() || proposes_same_model(&repo, base_head, &ours, &path) {
+            return Ok(Proposal::OnBase {
+                sha: base_head.to_string(),
+            });
+        }
+        let tree = repo.find_tree(tree).map_err(Error::git("read a tree"))?;
+        if let Some(tip) = proposed
+            && proposes_same_model(&repo, tip, &ours, &path)
+        {
+            return Ok(Proposal::Branch {
+                sha: tip.to_string(),
+                attempts: 0,
+            });
+        }
+        let commit = repo
+            .commit(
+                None,
+                request.author,
+                request.author,
+                request.message,
+                &tree,
+                &[&base],
+            )
+            .map_err(Error::git("commit the proposed deployment"))?;
+        repo.reference(&pending, commit, true, "runner: deployment to propose")
+            .map_err(Error::git("keep the deployment commit"))?;
+        let target = Target {
+            remote: request.remote,
+            branch: request.head,
+            force: true,
+        };
+        match push_once(&repo, &target, &pending, proposed, commit) {
+            Ok(()) if landed(&repo, request.remote, request.head, commit) => {
+                let _ = repo.find_reference(&pending).and_then(|mut r| r.delete());
+                return Ok(Proposal::Branch {
+                    sha: commit.to_string(),
+                    attempts: attempt,
+                });
+            }
+            Ok(()) => last_error = "overwritten by a racing push".to_string(),
+            Err(PushError::Moved(why)) => last_error = why,
+            Err(PushError::Failed(why)) => {
+                return Err(left_unpushed(request.remote, request.head, &pending, &why));
+            }
+        }
+        if attempt < PUSH_ATTEMPTS {
+            std::thread::sleep(backoff(attempt));
+        }
+    }
+    Err(left_unpushed(
+        request.remote,
+        request.head,
+        &pending,
+        &format!(
+            "the remote kept moving: still rejected after {PUSH_ATTEMPTS} attempts ({last_error})"
+        ),
+    ))
+}
+
+/// True when commit `tip` proposes the model the work tree's Deployment
+/// file `path` (repo path `repo_path`) names: the branch is up to date, even
+/// though the file written now has another time and run in it.
+fn proposes_same_model(repo: &Repository, tip: Oid, path: &Path, repo_path: &str) -> bool {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_saphyr::from_str::<crate::spec::Deployment>(&text).ok());
+    let theirs = committed_deployment(repo, tip, repo_path).ok().flatten();
+    matches!((ours, theirs), (Some(ours), Some(theirs)) if ours.model.digest == theirs.model.digest)
+}
+
+/// Fetches `branch` and returns its remote head, `None` when the remote
+/// has no such branch now: the tracking ref is dropped first, so a branch
+/// deleted on the remote (a merged pull request's) is not taken for there.
+fn fetch_current(
+    repo: &Repository,
+    remote: &str,
+    branch: &str,
+) -> Result<Option<Oid>, git2::Error> {
+    let tracking = format!("refs/remotes/{remote}/{branch}");
+    if let Ok(mut stale) = repo.find_reference(&tracking) {
+        stale.delete()?;
+    }
+    match fetch(repo, remote, branch) {
+        Err(err) if missing_remote_ref(&err) => Ok(None),
+        other => other,
+    }
+}
+
+/// libgit2's answer to a fetch refspec whose source the remote lacks.
+fn missing_remote_ref(err: &git2::Error) -> bool {
+    let message = err.message().to_ascii_lowercase();
+    message.contains("couldn't find remote ref") || message.contains("no such reference")
+}
+
 /// True when the remote branch, fetched now, holds `commit`.
-fn landed(repo: &Repository, request: &PushRequest, commit: Oid) -> bool {
-    match fetch(repo, request.remote, request.branch) {
+fn landed(repo: &Repository, remote: &str, branch: &str, commit: Oid) -> bool {
+    match fetch(repo, remote, branch) {
         Ok(Some(head)) => head == commit || repo.graph_descendant_of(head, commit).unwrap_or(false),
         _ => false,
     }
 }
 
 fn left_to_push(request: &PushRequest, pending: &str, why: &str) -> Error {
+    left_unpushed(request.remote, request.branch, pending, why)
+}
+
+fn left_unpushed(remote: &str, branch: &str, pending: &str, why: &str) -> Error {
     Error::GitWriteBack {
         message: format!(
-            "cannot push to {} {}: {why}; the deployment commit is kept as {pending}: `git push {} {pending}:refs/heads/{}` pushes it",
-            request.remote, request.branch, request.remote, request.branch
+            "cannot push to {remote} {branch}: {why}; the deployment commit is kept as {pending}: `git push {remote} {pending}:refs/heads/{branch}` pushes it"
         ),
     }
 }
@@ -621,17 +839,26 @@ fn https_token(url: &str) -> Option<String> {
     }
 }
 
+/// The remote branch a push updates.
+struct Target<'a> {
+    remote: &'a str,
+    branch: &'a str,
+    /// Replace whatever the branch holds (runner's own deployment branch),
+    /// rather than only fast-forward it.
+    force: bool,
+}
+
 /// Pushes `local` (holding `commit`) to the branch, expecting the remote
 /// branch at `expected`.
 fn push_once(
     repo: &Repository,
-    request: &PushRequest,
+    target_branch: &Target,
     local: &str,
     expected: Option<Oid>,
     commit: Oid,
 ) -> Result<(), PushError> {
     let failed = |err: git2::Error| PushError::Failed(err.message().to_string());
-    let remote = repo.find_remote(request.remote).map_err(failed)?;
+    let remote = repo.find_remote(target_branch.remote).map_err(failed)?;
     // Where pushes go: `pushurl` when the remote has one.
     let url = remote
         .pushurl()
@@ -639,10 +866,11 @@ fn push_once(
         .flatten()
         .or_else(|| remote.url().ok());
     let Some(directory) = url.and_then(|url| local_repository(url, repo.workdir())) else {
+        let force = if target_branch.force { "+" } else { "" };
         return push_refspec(
             repo,
-            request,
-            &format!("{local}:refs/heads/{}", request.branch),
+            target_branch.remote,
+            &format!("{force}{local}:refs/heads/{}", target_branch.branch),
         );
     };
     // A repository on disk is updated by libgit2 without a compare-and-swap
@@ -650,11 +878,11 @@ fn push_once(
     // go over under a private ref, and the branch moves only if it still is
     // where this deployment was built on (under the ref's lock).
     let incoming = format!("refs/runner/incoming/{commit}");
-    push_refspec(repo, request, &format!("{local}:{incoming}"))?;
+    push_refspec(repo, target_branch.remote, &format!("{local}:{incoming}"))?;
     let target = Repository::open_bare(&directory)
         .or_else(|_| Repository::open(&directory))
         .map_err(failed)?;
-    let branch = format!("refs/heads/{}", request.branch);
+    let branch = format!("refs/heads/{}", target_branch.branch);
     let moved = match expected {
         Some(old) => target.reference_matching(&branch, commit, true, old, "runner: deploy"),
         None => target.reference(&branch, commit, false, "runner: deploy"),
@@ -699,9 +927,9 @@ fn local_repository(url: &str, workdir: Option<&Path>) -> Option<std::path::Path
     path.exists().then_some(path)
 }
 
-fn push_refspec(repo: &Repository, request: &PushRequest, refspec: &str) -> Result<(), PushError> {
+fn push_refspec(repo: &Repository, remote: &str, refspec: &str) -> Result<(), PushError> {
     let failed = |err: git2::Error| PushError::Failed(err.message().to_string());
-    let mut remote = repo.find_remote(request.remote).map_err(failed)?;
+    let mut remote = repo.find_remote(remote).map_err(failed)?;
     let rejected = RefCell::new(None::<String>);
     let result = {
         let mut callbacks = callbacks();

@@ -14,7 +14,8 @@ use crate::cache::lock::LockFile;
 use crate::deploy::mlflow::MlflowServer;
 use crate::deploy::{self, DeployRequest, Deployed, Deployer};
 use crate::error::{Error, PromotionError};
-use crate::exec::events::{Event, PromotionStatus, WriteBackStatus};
+use crate::exec::events::{Event, PromotionStatus, Severity, WriteBackStatus};
+use crate::forge;
 use crate::gate::{self, Check, GateInput};
 use crate::gitops;
 use crate::plan::{Plan, PlannedPromotion};
@@ -22,7 +23,7 @@ use crate::spec::deployment_file;
 use crate::spec::expand::SEPARATOR;
 use crate::spec::types::{
     ApiVersion, DeployedModel, Deployment, DeploymentKind, DeploymentSource, GateRecord,
-    MlflowDeployment, ModelDeployer, ModelDeployerType, Promote, Service,
+    MlflowDeployment, ModelDeployer, ModelDeployerType, Promote, Service, WriteBackMode,
 };
 use crate::template::Templates;
 
@@ -185,21 +186,39 @@ fn gate_and_deploy(
     // to the state file, and the ordering guard stop the promotion here.
     let prepared = match &writer {
         Some(writer) => match writer.prepare(new_model, &digest, &metrics, &checks) {
-            Ok(Ok(prepared)) => prepared,
-            Ok(Err(refusal)) => {
+            Ok(Ready::Go(prepared)) => prepared,
+            Ok(Ready::Refused(refusal)) => {
                 let message = format!("{refusal}; nothing deployed");
                 emit(Event::WriteBack {
                     status: WriteBackStatus::Superseded,
                     message: refusal.to_string(),
                     sha: None,
                     pushed: None,
+                    request: None,
                 });
                 return Outcome::new(PromotionStatus::Superseded, message, Some(&digest));
+            }
+            Ok(Ready::Declined { url }) => {
+                let message = format!(
+                    "{url} proposed this model and was closed without merging; it is not proposed again (a new model is)"
+                );
+                emit(Event::WriteBack {
+                    status: WriteBackStatus::Declined,
+                    message: message.clone(),
+                    sha: None,
+                    pushed: None,
+                    request: Some(url),
+                });
+                let message = format!("not promoted: {message}");
+                return Outcome::new(PromotionStatus::NotPromoted, message, Some(&digest));
             }
             Err(err) => return writer.failed(emit, err, &digest),
         },
         None => None,
     };
+    // A proposal serves nothing before it is merged; a Kubernetes deployer
+    // only writes the manifest the request carries.
+    let proposing = prepared.as_ref().is_some_and(|p| p.proposing.is_some());
     // A new model is registered before it serves; the alias moves to it
     // only once it does.
     // The registry's production already being this model (another
@@ -233,26 +252,34 @@ fn gate_and_deploy(
         },
         _ => None,
     };
-    emit(Event::Deploying {
-        service: service.clone(),
-        digest: digest.clone(),
-    });
-    let deployed = match deploy_model(plan, promotion, &digest, options.stop) {
-        Ok(deployed) => deployed,
-        Err(err) => return Outcome::new(PromotionStatus::Failed, err.to_string(), Some(&digest)),
-    };
-    let url = deployed.record().url();
     // A Kubernetes deployer only writes a manifest: the model is deployed
     // once Git carries it, so the registry's alias waits for the commit.
     let through_git = matches!(
         promotion.stack.model_deployer.kind,
         ModelDeployerType::Kserve | ModelDeployerType::Seldon
     );
+    let deployed = match proposing && !through_git {
+        true => None,
+        false => {
+            emit(Event::Deploying {
+                service: service.clone(),
+                digest: digest.clone(),
+            });
+            match deploy_model(plan, promotion, &digest, options.stop) {
+                Ok(deployed) => Some(deployed),
+                Err(err) => {
+                    return Outcome::new(PromotionStatus::Failed, err.to_string(), Some(&digest));
+                }
+            }
+        }
+    };
+    let url = deployed.as_ref().map(|d| d.record().url());
     let alias = match (options.tracking, &registered, in_registry) {
         (Some(session), Some(registered), false) => Some((session, registered)),
         _ => None,
     };
-    if !through_git
+    let alias_waits_for_git = through_git || proposing;
+    if !alias_waits_for_git
         && let Some((session, registered)) = alias
         && let Err(err) = move_alias(session, registered, emit)
     {
@@ -286,7 +313,11 @@ fn gate_and_deploy(
                     .as_deref()
                     .is_some_and(|m| gitops::uncommitted(&plan.root, m)) =>
         {
-            writer.commit_and_push(emit, prepared)
+            let body = match proposing {
+                true => request_body(plan, promotion, &digest, &metrics, &checks),
+                false => String::new(),
+            };
+            writer.commit_and_push(emit, prepared, &body)
         }
         (Some(writer), None) if written => writer.not_committed(emit),
         (None, _) if written => emit(Event::WriteBack {
@@ -294,10 +325,11 @@ fn gate_and_deploy(
             message: format!("wrote {file}; not committed (not a git repository)"),
             sha: None,
             pushed: None,
+            request: None,
         }),
         _ => {}
     }
-    if through_git && let Some((session, registered)) = alias {
+    if alias_waits_for_git && let Some((session, registered)) = alias {
         match written_back.get() {
             Some(WriteBackStatus::Committed | WriteBackStatus::Pushed) => {
                 if let Err(err) = move_alias(session, registered, emit) {
@@ -307,22 +339,49 @@ fn gate_and_deploy(
             _ => tracking_warning(
                 emit,
                 format!(
-                    "the manifest is not committed, so the alias `{}` stays where it was (version {} is registered)",
+                    "the deployment is not committed to the branch, so the alias `{}` stays where it was (version {} is registered)",
                     registered.alias, registered.version
                 ),
             ),
         }
     }
-    let (status, message) = match deployed {
-        Deployed::Unchanged(_) => (
+    let short_digest = short(&digest);
+    let (status, message) = match (proposing, deployed) {
+        (true, _) | (false, None) => match written_back.get() {
+            Some(WriteBackStatus::Proposed) => (
+                PromotionStatus::Proposed,
+                format!(
+                    "{service}: {short_digest} is proposed; it serves once the pull request is merged (`runner services sync`)"
+                ),
+            ),
+            Some(WriteBackStatus::Superseded) => (
+                PromotionStatus::Superseded,
+                format!("{service}: {short_digest} is not proposed (see the write-back)"),
+            ),
+            Some(WriteBackStatus::Failed) => (
+                PromotionStatus::Failed,
+                format!("{service}: {short_digest} is not proposed (see the write-back)"),
+            ),
+            _ => (
+                PromotionStatus::Unchanged,
+                format!("{service}: the base branch already deploys {short_digest}"),
+            ),
+        },
+        (false, Some(Deployed::Unchanged(_))) => (
             PromotionStatus::Unchanged,
-            format!("{service} already serves this model at {url}"),
+            format!(
+                "{service} already serves this model at {}",
+                url.as_deref().unwrap_or_default()
+            ),
         ),
-        Deployed::Started(_) => (
+        (false, Some(Deployed::Started(_))) => (
             PromotionStatus::Restarted,
-            format!("{service} was down; started again at {url}"),
+            format!(
+                "{service} was down; started again at {}",
+                url.as_deref().unwrap_or_default()
+            ),
         ),
-        Deployed::Updated(_) => {
+        (false, Some(Deployed::Updated(_))) => {
             let mut wrote = match written {
                 true => format!("; wrote {file}"),
                 false => String::new(),
@@ -343,17 +402,21 @@ fn gate_and_deploy(
             }
             (
                 PromotionStatus::Deployed,
-                format!("{service} serves {} at {url}{wrote}", short(&digest)),
+                format!(
+                    "{service} serves {short_digest} at {}{wrote}",
+                    url.as_deref().unwrap_or_default()
+                ),
             )
         }
     };
     Outcome {
-        url: Some(url),
+        url,
         ..Outcome::new(status, message, Some(&digest))
     }
 }
 
-/// Commits and pushes the deployment state of one promotion.
+/// Commits and pushes the deployment state of one promotion, or proposes
+/// it in a pull request (`git.mode: pull_request`).
 struct WriteBack<'a> {
     plan: &'a Plan,
     promotion: &'a PlannedPromotion,
@@ -362,6 +425,18 @@ struct WriteBack<'a> {
     manifest: Option<&'a str>,
     commit: bool,
     push: bool,
+    /// Proposed on runner's own branch, for a protected branch.
+    propose: bool,
+}
+
+/// What `prepare` found before anything is deployed.
+enum Ready {
+    /// Go on; `None` when not committing.
+    Go(Option<Box<Prepared>>),
+    /// The ordering guard keeps what is committed.
+    Refused(gitops::Refusal),
+    /// A pull request proposing this very model was closed unmerged.
+    Declined { url: String },
 }
 
 impl<'a> WriteBack<'a> {
@@ -375,13 +450,15 @@ impl<'a> WriteBack<'a> {
     ) -> Option<WriteBack<'a>> {
         plan.git.as_ref()?;
         let commit = options.commit && promotion.git.commit;
+        let propose = commit && promotion.git.mode == WriteBackMode::PullRequest;
         Some(WriteBack {
             plan,
             promotion,
             file,
             manifest,
             commit,
-            push: commit && (options.push || promotion.git.push),
+            push: commit && !propose && (options.push || promotion.git.push),
+            propose,
         })
     }
 
@@ -393,43 +470,76 @@ impl<'a> WriteBack<'a> {
         self.plan.git.as_ref().map_or("", |g| g.sha.as_str())
     }
 
-    /// Everything the write-back needs, checked before deploying: `None`
-    /// when not committing; `Err(refusal)` when the guard keeps what is
-    /// committed (a new model only).
+    /// Everything the write-back needs, checked before deploying: the
+    /// message, the author, the branch, the guard, and for a proposal the
+    /// forge and its requests for this service.
     fn prepare(
         &self,
         new_model: bool,
         digest: &str,
         metrics: &BTreeMap<String, f64>,
         checks: &[Check],
-    ) -> Result<Result<Option<Prepared>, gitops::Refusal>, Error> {
+    ) -> Result<Ready, Error> {
         if new_model {
             gitops::check_not_edited(&self.plan.root, self.file)?;
         }
         if !self.commit {
-            return Ok(Ok(None));
+            return Ok(Ready::Go(None));
         }
         let message = commit_message(self.plan, self.promotion, digest, metrics, checks)?;
         let author = gitops::author(self.promotion.git.author.as_deref())?;
-        let branch = match self.push {
+        let branch = match self.push || self.propose {
             true => Some(self.branch()?),
             false => None,
         };
-        if new_model {
-            let remote = branch
-                .as_deref()
-                .map(|b| (self.promotion.git.remote.as_str(), b));
-            if let Some(refusal) =
-                gitops::check_guard(&self.plan.root, remote, self.file, self.source())?
-            {
-                return Ok(Err(refusal));
-            }
+        let remote = self.promotion.git.remote.as_str();
+        if new_model
+            && let Some(refusal) = gitops::check_guard(
+                &self.plan.root,
+                branch.as_deref().map(|b| (remote, b)),
+                self.file,
+                self.source(),
+            )?
+        {
+            return Ok(Ready::Refused(refusal));
         }
-        Ok(Ok(Some(Prepared {
+        let proposing = match self.propose {
+            true => {
+                let settings = &self.promotion.git.pull_request;
+                let forge = forge::Repo::resolve(
+                    settings.forge,
+                    settings.api.as_deref(),
+                    settings.repository.as_deref(),
+                    &gitops::remote_url(&self.plan.root, remote)?,
+                )?;
+                let head =
+                    gitops::deployment_branch(&self.plan.stack, &self.promotion.spec.service.name);
+                let requests = forge::requests_for(&forge, &head)?;
+                let marker = request_marker(self.plan, self.promotion, digest);
+                // The newest request for this model decides: one closed
+                // unmerged is a person's "no", not to be asked again.
+                if let Some(closed) = requests
+                    .iter()
+                    .find(|r| r.body.contains(&marker))
+                    .filter(|r| r.state == forge::RequestState::Closed)
+                {
+                    return Ok(Ready::Declined {
+                        url: closed.url.clone(),
+                    });
+                }
+                let open = requests
+                    .into_iter()
+                    .find(|r| r.state == forge::RequestState::Open);
+                Some(Proposing { forge, head, open })
+            }
+            false => None,
+        };
+        Ok(Ready::Go(Some(Box::new(Prepared {
             message,
             author,
             branch,
-        })))
+            proposing,
+        }))))
     }
 
     fn failed(&self, emit: &mut dyn FnMut(Event), err: Error, digest: &str) -> Outcome {
@@ -439,6 +549,7 @@ impl<'a> WriteBack<'a> {
             message: message.clone(),
             sha: None,
             pushed: None,
+            request: None,
         });
         Outcome::new(PromotionStatus::Failed, message, Some(digest))
     }
@@ -453,29 +564,46 @@ impl<'a> WriteBack<'a> {
             message: format!("wrote {}; not committed ({why})", self.file),
             sha: None,
             pushed: None,
+            request: None,
         });
     }
 
-    fn commit_and_push(&self, emit: &mut dyn FnMut(Event), prepared: Prepared) {
+    /// The state files this promotion commits.
+    fn files(&self) -> Vec<String> {
+        let mut files = vec![self.file.to_string()];
+        files.extend(self.manifest.map(str::to_string));
+        if self.promotion.git.commit_lock {
+            files.push(crate::cache::lock::LOCK_FILE.to_string());
+        }
+        files
+    }
+
+    fn commit_and_push(
+        &self,
+        emit: &mut dyn FnMut(Event),
+        prepared: Box<Prepared>,
+        proposal: &str,
+    ) {
         let root = &self.plan.root;
+        let files = self.files();
+        let Prepared {
+            message,
+            author,
+            branch,
+            proposing,
+        } = *prepared;
+        if let (Some(proposing), Some(branch)) = (proposing, &branch) {
+            return self.propose(emit, proposing, branch, &message, &author, proposal);
+        }
         let mut send = |status, message: String, sha: Option<String>, pushed: Option<String>| {
             emit(Event::WriteBack {
                 status,
                 message,
                 sha,
                 pushed,
+                request: None,
             })
         };
-        let mut files = vec![self.file.to_string()];
-        files.extend(self.manifest.map(str::to_string));
-        if self.promotion.git.commit_lock {
-            files.push(crate::cache::lock::LOCK_FILE.to_string());
-        }
-        let Prepared {
-            message,
-            author,
-            branch,
-        } = prepared;
         let sha = match gitops::commit(&gitops::CommitRequest {
             root,
             files: &files,
@@ -487,7 +615,6 @@ impl<'a> WriteBack<'a> {
             Err(err) => return send(WriteBackStatus::Failed, err.to_string(), None, None),
         };
         let subject = message.lines().next().unwrap_or_default().to_string();
-        let short_sha = |sha: &str| sha.get(..12).unwrap_or(sha).to_string();
         let Some(branch) = branch else {
             return send(
                 WriteBackStatus::Committed,
@@ -537,14 +664,220 @@ impl<'a> WriteBack<'a> {
             ),
         }
     }
+
+    /// Pushes the deployment to runner's branch (built on the remote base
+    /// branch, not on the checkout), puts the work tree's state files back
+    /// as HEAD has them, and opens or updates the one request for it.
+    fn propose(
+        &self,
+        emit: &mut dyn FnMut(Event),
+        proposing: Proposing,
+        base: &str,
+        message: &str,
+        author: &git2::Signature<'static>,
+        body: &str,
+    ) {
+        let root = &self.plan.root;
+        let remote = &self.promotion.git.remote;
+        let files = self.files();
+        let proposed = gitops::propose(&gitops::ProposeRequest {
+            root,
+            remote,
+            base,
+            head: &proposing.head,
+            files: &files,
+            message,
+            author,
+            deployment: self.file,
+            source: self.source(),
+        });
+        // runner.lock is the checkout's own cache state: it stays.
+        let proposed_only: Vec<String> = files
+            .into_iter()
+            .filter(|f| f != crate::cache::lock::LOCK_FILE)
+            .collect();
+        if let Err(err) = gitops::restore_from_head(root, &proposed_only) {
+            emit(Event::Notice {
+                severity: Severity::Warning,
+                message: format!(
+                    "the proposal is pushed, but the work tree's state files were not put back as HEAD has them ({err}): `git checkout -- {}` does it",
+                    proposed_only.join(" ")
+                ),
+            });
+        }
+        let mut send = |status, message: String, sha: Option<String>, request: Option<String>| {
+            emit(Event::WriteBack {
+                status,
+                message,
+                pushed: sha.as_ref().map(|_| format!("{remote}/{}", proposing.head)),
+                sha,
+                request,
+            })
+        };
+        let sha = match proposed {
+            Ok(gitops::Proposal::Branch { sha, .. }) => sha,
+            Ok(gitops::Proposal::OnBase { sha }) => {
+                return send(
+                    WriteBackStatus::Pushed,
+                    format!(
+                        "{remote}/{base} already holds this deployment ({})",
+                        short_sha(&sha)
+                    ),
+                    None,
+                    None,
+                );
+            }
+            Ok(gitops::Proposal::Refused(refusal)) => {
+                return send(
+                    WriteBackStatus::Superseded,
+                    format!("{refusal}; not proposed"),
+                    None,
+                    None,
+                );
+            }
+            Err(err) => return send(WriteBackStatus::Failed, err.to_string(), None, None),
+        };
+        let settings = &self.promotion.git.pull_request;
+        let subject = message.lines().next().unwrap_or_default();
+        let title = subject.trim_end_matches("[skip ci]").trim_end();
+        let opened = forge::open_or_update(
+            &proposing.forge,
+            proposing.open.as_ref(),
+            &forge::Proposal {
+                head: &proposing.head,
+                base,
+                title,
+                body,
+                labels: &settings.labels,
+                reviewers: &settings.reviewers,
+                auto_merge: settings.auto_merge,
+            },
+        );
+        match opened {
+            Ok(opened) => {
+                for warning in &opened.warnings {
+                    emit(Event::Notice {
+                        severity: Severity::Warning,
+                        message: warning.clone(),
+                    });
+                }
+                let verb = match opened.created {
+                    true => "opened",
+                    false => "updated",
+                };
+                emit(Event::WriteBack {
+                    status: WriteBackStatus::Proposed,
+                    message: format!(
+                        "{} on {remote}/{}; {verb} {} to merge it into {base}",
+                        short_sha(&sha),
+                        proposing.head,
+                        opened.url
+                    ),
+                    pushed: Some(format!("{remote}/{}", proposing.head)),
+                    sha: Some(sha),
+                    request: Some(opened.url),
+                })
+            }
+            Err(err) => send(
+                WriteBackStatus::Failed,
+                format!(
+                    "pushed {} to {remote}/{}, but the pull request was not opened or updated: {err}; the next run tries again",
+                    short_sha(&sha),
+                    proposing.head
+                ),
+                Some(sha),
+                None,
+            ),
+        }
+    }
+}
+
+fn short_sha(sha: &str) -> String {
+    sha.get(..12).unwrap_or(sha).to_string()
 }
 
 /// What a commit needs, checked before deploying.
 struct Prepared {
     message: String,
     author: git2::Signature<'static>,
-    /// The branch to push to, when pushing.
+    /// The branch to push to, or to propose to.
     branch: Option<String>,
+    proposing: Option<Proposing>,
+}
+
+/// The forge, runner's branch and the request already open for it.
+struct Proposing {
+    forge: forge::Repo,
+    head: String,
+    open: Option<forge::Request>,
+}
+
+/// The hidden line that ties a request to the model it proposes: a request
+/// closed unmerged with this line is not opened again.
+fn request_marker(plan: &Plan, promotion: &PlannedPromotion, digest: &str) -> String {
+    format!(
+        "<!-- runner:deploy {}/{} model={digest} -->",
+        plan.stack, promotion.spec.service.name
+    )
+}
+
+/// The request's body: what a reviewer decides on. The gate's record, the
+/// metrics against production's, the model and where it came from.
+fn request_body(
+    plan: &Plan,
+    promotion: &PlannedPromotion,
+    digest: &str,
+    metrics: &BTreeMap<String, f64>,
+    checks: &[Check],
+) -> String {
+    let service = &promotion.spec.service.name;
+    let mut body = format!(
+        "{}\nrunner proposes a new model for `{service}` on stack `{}`. Merging this pull request makes it production: `runner services sync` on the base branch serves it.\n\n",
+        request_marker(plan, promotion, digest),
+        plan.stack
+    );
+    let source = plan.git.as_ref().map_or("", |g| g.sha.as_str());
+    body.push_str("| | |\n|---|---|\n");
+    body.push_str(&format!(
+        "| model | `{}` `{digest}` |\n",
+        promotion.model_path
+    ));
+    body.push_str(&format!("| pipeline | `{}` |\n", plan.pipeline));
+    body.push_str(&format!(
+        "| source | `{}` (run `{}`) |\n",
+        short_sha(source),
+        plan.run_id
+    ));
+    if let Some(production) = &promotion.production {
+        body.push_str(&format!(
+            "| production | `{}` from `{}` |\n",
+            production.model.digest,
+            short_sha(&production.source.commit)
+        ));
+    }
+    if !checks.is_empty() {
+        body.push_str("\n### Gate\n\n| check | | values |\n|---|---|---|\n");
+        for check in checks {
+            let mark = if check.passed { "passed" } else { "failed" };
+            body.push_str(&format!(
+                "| `{}` | {mark} | `{}` |\n",
+                check.check, check.shown
+            ));
+        }
+    }
+    if !metrics.is_empty() {
+        body.push_str("\n### Metrics against production\n\n| metric | production | this model | change |\n|---|---|---|---|\n");
+        let production = promotion.production.as_ref().map(|p| &p.metrics);
+        for (name, value) in metrics {
+            let before = production.and_then(|m| m.get(name));
+            let (before, change) = match before {
+                Some(before) => (before.to_string(), format!("{:+}", value - before)),
+                None => ("-".to_string(), "new".to_string()),
+            };
+            body.push_str(&format!("| {name} | {before} | {value} | {change} |\n"));
+        }
+    }
+    body
 }
 
 /// The commit message: the stack's `git.message` template (default

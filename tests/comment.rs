@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use common::forge::Forge;
 use common::{repo, runner, runner_command, text};
 
 const PIPELINE: &str = "apiVersion: runner/v1
@@ -20,47 +20,6 @@ steps:
     params: [alpha]
     outputs: {model: build/model.txt}
 ";
-
-struct Forge {
-    child: Child,
-    url: String,
-}
-
-impl Forge {
-    fn start() -> Forge {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_forge.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("PORT ").unwrap().to_string();
-        Forge {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn state(&self) -> serde_json::Value {
-        let out = Command::new("python3")
-            .args(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"])
-            .arg(format!("{}/state", self.url))
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for Forge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn comment(dir: &Path, env: &[(&str, String)], args: &[&str]) -> (i32, String) {
     let mut all = vec!["comment"];
@@ -169,29 +128,15 @@ fn outside_a_pull_request_job_comment_says_why() {
     );
 }
 
-impl Forge {
-    /// A POST to one of the fake forge's own endpoints (see fake_forge.py).
-    fn post(&self, path: &str) {
-        let out = Command::new("python3")
-            .args(["-c", "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method='POST')).read()"])
-            .arg(format!("{}/{path}", self.url))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-    }
-
-    /// Runner's comments for pipeline `p` (the outsider's, id 2, is not).
-    fn ours(&self) -> Vec<serde_json::Value> {
-        self.state()["github"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| {
-                c["id"] != 2 && c["body"].as_str().unwrap().starts_with("<!-- runner:p -->")
-            })
-            .cloned()
-            .collect()
-    }
+/// Runner's comments for pipeline `p` (the outsider's, id 2, is not).
+fn ours(forge: &Forge) -> Vec<serde_json::Value> {
+    forge.state()["github"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"] != 2 && c["body"].as_str().unwrap().starts_with("<!-- runner:p -->"))
+        .cloned()
+        .collect()
 }
 
 fn github_env(forge: &Forge, dir: &Path) -> Vec<(&'static str, String)> {
@@ -219,12 +164,12 @@ fn two_jobs_creating_at_once_leave_one_comment() {
         let dir = repo().file("pipelines/p.yaml", PIPELINE).files();
         let env = github_env(&forge, dir.path());
         // The next create races another job's.
-        forge.post(&format!("race?{when}"));
+        forge.post(&format!("/race?{when}"));
         let report = dir.path().join("report.md");
         std::fs::write(&report, "mine\n").unwrap();
         let (code, out) = comment(dir.path(), &env, &["--file", report.to_str().unwrap()]);
         assert_eq!(code, 0, "{out}");
-        let ours = forge.ours();
+        let ours = ours(&forge);
         assert_eq!(ours.len(), 1, "the other job raced {when}: {ours:#?}");
         assert_eq!(ours[0]["id"], 100, "the oldest is kept");
         assert_eq!(ours[0]["body"], "<!-- runner:p -->\nmine\n");
@@ -295,7 +240,7 @@ steps:
     }
     let out = command.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let ours = forge.ours();
+    let ours = ours(&forge);
     assert_eq!(ours.len(), 1, "{ours:#?}");
     let body = ours[0]["body"].as_str().unwrap();
     assert!(body.contains("### runner: `p` succeeded"), "{body}");
@@ -322,7 +267,7 @@ fn many_comments_are_paged_and_an_unrecognised_token_warns_instead_of_failing() 
     ];
     let file = ["--pipeline", "p", "--file", report.to_str().unwrap()];
     // 150 notes of other pipelines first: runner's is on the second page.
-    forge.post("seed?n=150");
+    forge.post("/seed?n=150");
     for verb in ["created", "updated"] {
         let (code, out) = comment(dir.path(), &env, &file);
         assert_eq!(code, 0, "{out}");

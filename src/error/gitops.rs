@@ -18,6 +18,15 @@ pub enum GitOpsError {
         "HEAD is detached and no branch is known: set `git.branch` in the stack to push the deployment"
     )]
     NoBranch,
+    /// `git.mode: pull_request` targets a branch the remote does not have.
+    #[error(
+        "{remote} has no branch `{branch}` to propose the deployment to: push it first, or set `git.branch` in the stack to the branch pull requests target; nothing was proposed"
+    )]
+    NoBaseBranch { remote: String, branch: String },
+    #[error(
+        "the remote `{remote}` has no URL: set one with `git remote set-url {remote} URL`, or set `git.pull_request.repository` in the stack"
+    )]
+    NoRemoteUrl { remote: String },
 }
 
 /// Why a committed Deployment file cannot be read: the history view shows

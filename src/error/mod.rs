@@ -10,6 +10,7 @@ mod cache;
 mod comment;
 mod deploy;
 mod export;
+mod forge;
 mod gitops;
 mod metrics_file;
 mod not_found;
@@ -24,6 +25,7 @@ pub use cache::CacheError;
 pub use comment::CommentError;
 pub use deploy::{DeployError, ManifestError};
 pub use export::ExportError;
+pub use forge::ForgeError;
 pub use gitops::{DeploymentFileError, GitOpsError};
 pub use metrics_file::MetricsFileError;
 pub use not_found::NotFound;
@@ -117,6 +119,8 @@ pub enum Error {
     Watch(Box<WatchError>),
     #[error(transparent)]
     Comment(Box<CommentError>),
+    #[error(transparent)]
+    Forge(Box<ForgeError>),
 }
 
 /// `?` on an area's error boxes it into its variant.
@@ -143,6 +147,7 @@ from_area!(
     Promotion(PromotionError),
     Watch(WatchError),
     Comment(CommentError),
+    Forge(ForgeError),
 );
 
 impl Error {

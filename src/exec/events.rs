@@ -90,6 +90,9 @@ pub enum PromotionStatus {
     Failed,
     /// A deployment from a newer source commit is already committed.
     Superseded,
+    /// The gate passed and the deployment waits in a pull (merge) request:
+    /// it serves once merged (`git.mode: pull_request`).
+    Proposed,
 }
 
 impl PromotionStatus {
@@ -108,6 +111,7 @@ impl PromotionStatus {
             PromotionStatus::Deployed => "deployed",
             PromotionStatus::Failed => "failed",
             PromotionStatus::Superseded => "superseded",
+            PromotionStatus::Proposed => "proposed",
         }
     }
 }
@@ -126,6 +130,12 @@ pub enum WriteBackStatus {
     NotCommitted,
     /// Could not be completed; what is left is in the message (exit 4).
     Failed,
+    /// Pushed to runner's deployment branch and proposed in a pull (merge)
+    /// request, opened or updated.
+    Proposed,
+    /// A pull (merge) request for this model was closed without merging:
+    /// not proposed again.
+    Declined,
 }
 
 /// What the experiment tracker did.
@@ -242,6 +252,9 @@ pub enum Event {
         /// `remote/branch` when pushed.
         #[serde(skip_serializing_if = "Option::is_none")]
         pushed: Option<String>,
+        /// The pull (merge) request's web address, when proposed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
     },
     /// The experiment tracker (MLflow) did something, or failed to.
     Tracking {

@@ -142,6 +142,9 @@ pub struct WriteBackRecord {
     pub sha: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed: Option<String>,
+    /// The pull (merge) request proposing the deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 /// One gate check of a run.
@@ -417,12 +420,14 @@ impl Recorder {
                 message,
                 sha,
                 pushed,
+                request,
             } => {
                 self.record.write_back = Some(WriteBackRecord {
                     status: *status,
                     message: message.clone(),
                     sha: sha.clone(),
                     pushed: pushed.clone(),
+                    request: request.clone(),
                 });
                 self.save()?;
             }

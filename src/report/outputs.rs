@@ -49,6 +49,14 @@ pub fn outputs(record: &RunRecord, metrics: &BTreeMap<String, f64>) -> Vec<(&'st
                 .unwrap_or_default(),
         ),
         (
+            "pull-request",
+            record
+                .write_back
+                .as_ref()
+                .and_then(|w| w.request.clone())
+                .unwrap_or_default(),
+        ),
+        (
             "mlflow-run-id",
             record
                 .tracking

@@ -229,6 +229,8 @@ impl Reporter for PlainReporter {
                     WriteBackStatus::Superseded => "SUPERSEDED",
                     WriteBackStatus::NotCommitted => "WROTE",
                     WriteBackStatus::Failed => "FAIL",
+                    WriteBackStatus::Proposed => "PROPOSED",
+                    WriteBackStatus::Declined => "DECLINED",
                 };
                 self.print(&status(label, message));
                 if *outcome == WriteBackStatus::Failed && self.ci == Ci::GitHub {
@@ -248,6 +250,7 @@ impl Reporter for PlainReporter {
                     PromotionStatus::Superseded => "SUPERSEDED",
                     PromotionStatus::Unchanged | PromotionStatus::Restarted => "SERVING",
                     PromotionStatus::Deployed => "DEPLOYED",
+                    PromotionStatus::Proposed => "PROPOSED",
                 };
                 self.print(&status(label, message));
                 if outcome.is_failure() && self.ci == Ci::GitHub {

@@ -179,8 +179,12 @@ impl Reporter for TtyReporter {
             } => {
                 let color = match status {
                     WriteBackStatus::Failed => "31",
-                    WriteBackStatus::Superseded | WriteBackStatus::NotCommitted => "33",
-                    WriteBackStatus::Committed | WriteBackStatus::Pushed => "32",
+                    WriteBackStatus::Superseded
+                    | WriteBackStatus::NotCommitted
+                    | WriteBackStatus::Declined => "33",
+                    WriteBackStatus::Committed
+                    | WriteBackStatus::Pushed
+                    | WriteBackStatus::Proposed => "32",
                 };
                 let word = match status {
                     WriteBackStatus::Committed => "committed",
@@ -188,6 +192,8 @@ impl Reporter for TtyReporter {
                     WriteBackStatus::Superseded => "superseded",
                     WriteBackStatus::NotCommitted => "not committed",
                     WriteBackStatus::Failed => "write-back failed",
+                    WriteBackStatus::Proposed => "proposed",
+                    WriteBackStatus::Declined => "declined",
                 };
                 self.line(format!("\x1b[{color}m{word}\x1b[0m: {message}"));
             }

@@ -3,6 +3,7 @@
 // Each test file uses some of these helpers, not all.
 #![allow(dead_code)]
 
+pub mod forge;
 pub mod http;
 pub mod ui;
 
