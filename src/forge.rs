@@ -635,10 +635,7 @@ mod tests {
             );
         }
         assert_eq!(parse_remote("/srv/git/ml.git"), None);
-        assert_eq!(
-            parse_remote("file:///srv/git/ml.git").map(|p| p.kind),
-            Some(None)
-        );
+        assert_eq!(parse_remote("file:///srv/git/ml.git"), None);
     }
 
     #[test]

@@ -7,142 +7,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::world::World;
 use common::{git, runner, runner_command, text};
-
-const TRAIN: &str = r#"import json, sys
-version = open("data/version.txt").read().strip()
-json.dump({"version": version, "weight": 2.0}, open(sys.argv[1], "w"))
-json.dump({"mse": 1.5}, open(sys.argv[2], "w"))
-"#;
-
-fn pipeline() -> String {
-    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model_server.py");
-    format!(
-        r#"apiVersion: runner/v1
-kind: Pipeline
-name: p
-params: {{max_mse: 1.9}}
-steps:
-  train:
-    run: python3 steps/train.py {{{{ outputs.model }}}} build/metrics.json
-    deps: [steps/train.py, data/version.txt]
-    outputs: {{model: build/model.json}}
-    metrics: build/metrics.json
-promote:
-  model: train.model
-  gate: [metrics.mse <= params.max_mse]
-  service:
-    name: svc
-    serve: [python3, {server}, "{{{{ model.path }}}}", "{{{{ port }}}}"]
-    predict: /predict
-    ready_timeout: 20s
-"#,
-        server = server.display()
-    )
-}
 
 const STACK: &str = "apiVersion: runner/v1
 kind: Stack
 name: local
 git: {push: true, branch: main}
 ";
-
-/// A bare remote with the pipeline on `main`, and a place for clones.
-struct World {
-    tmp: tempfile::TempDir,
-    clones: Vec<PathBuf>,
-}
-
-impl World {
-    fn new() -> World {
-        let tmp = tempfile::tempdir().unwrap();
-        let remote = tmp.path().join("remote.git");
-        git(
-            tmp.path(),
-            &[
-                "init",
-                "-q",
-                "--bare",
-                "-b",
-                "main",
-                remote.to_str().unwrap(),
-            ],
-        );
-        let seed = tmp.path().join("seed");
-        git(
-            tmp.path(),
-            &["clone", "-q", &url(&remote), seed.to_str().unwrap()],
-        );
-        for (path, text) in [
-            ("pipelines/p.yaml", pipeline()),
-            ("stacks/local.yaml", STACK.to_string()),
-            ("steps/train.py", TRAIN.to_string()),
-            ("data/version.txt", "v0\n".to_string()),
-            ("README.md", "# demo\n".to_string()),
-            (".gitignore", "build/\n".to_string()),
-        ] {
-            std::fs::create_dir_all(seed.join(path).parent().unwrap()).unwrap();
-            std::fs::write(seed.join(path), text).unwrap();
-        }
-        git(&seed, &["checkout", "-q", "-b", "main"]);
-        git(&seed, &["add", "-A"]);
-        git(&seed, &["commit", "-qm", "pipeline"]);
-        git(&seed, &["push", "-q", "origin", "main"]);
-        World {
-            tmp,
-            clones: Vec::new(),
-        }
-    }
-
-    fn remote(&self) -> PathBuf {
-        self.tmp.path().join("remote.git")
-    }
-
-    fn seed(&self) -> PathBuf {
-        self.tmp.path().join("seed")
-    }
-
-    /// A new source commit on the remote's main (a new data version).
-    fn source_commit(&self, version: &str) -> String {
-        let seed = self.seed();
-        git(&seed, &["pull", "-q", "--rebase", "origin", "main"]);
-        std::fs::write(seed.join("data/version.txt"), format!("{version}\n")).unwrap();
-        git(&seed, &["commit", "-qam", &format!("data {version}")]);
-        git(&seed, &["push", "-q", "origin", "main"]);
-        git(&seed, &["rev-parse", "HEAD"])
-    }
-
-    fn clone(&mut self, name: &str) -> PathBuf {
-        let dir = self.tmp.path().join(name);
-        git(
-            self.tmp.path(),
-            &["clone", "-q", &url(&self.remote()), dir.to_str().unwrap()],
-        );
-        self.clones.push(dir.clone());
-        dir
-    }
-
-    /// A file as the remote's main has it.
-    fn remote_file(&self, path: &str) -> String {
-        git(&self.remote(), &["show", &format!("main:{path}")])
-    }
-
-    fn remote_log(&self) -> String {
-        git(&self.remote(), &["log", "main", "--format=%H %s%n%b"])
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for clone in &self.clones {
-            let _ = runner(clone, &["services", "delete", "svc"]);
-        }
-    }
-}
-
-fn url(path: &Path) -> String {
-    format!("file://{}", path.display())
-}
 
 /// `git status`, without runner.lock (written by every run; the user commits it).
 fn status(dir: &Path) -> String {
@@ -163,7 +35,7 @@ fn run(dir: &Path, args: &[&str], code: i32) -> String {
 
 #[test]
 fn a_deployment_is_committed_and_pushed_once_and_other_changes_survive() {
-    let mut world = World::new();
+    let mut world = World::new(STACK);
     let dir = world.clone("a");
     // A person's work in progress: a modified file, a staged file, an untracked file.
     std::fs::write(dir.join("README.md"), "# demo\nwork in progress\n").unwrap();
@@ -219,7 +91,7 @@ fn a_deployment_is_committed_and_pushed_once_and_other_changes_survive() {
 
 #[test]
 fn runner_ignores_its_own_commit_and_respects_a_revert() {
-    let mut world = World::new();
+    let mut world = World::new(STACK);
     let dir = world.clone("a");
     run(&dir, &[], 0);
     // CI on runner's own commit: nothing to do, and it says why.
@@ -267,7 +139,7 @@ fn runner_ignores_its_own_commit_and_respects_a_revert() {
 
 #[test]
 fn a_late_run_on_an_older_commit_does_not_overwrite_a_newer_deployment() {
-    let mut world = World::new();
+    let mut world = World::new(STACK);
     let s1 = world.source_commit("v1");
     let s2 = world.source_commit("v2");
     let new = world.clone("new");
@@ -288,7 +160,7 @@ fn a_late_run_on_an_older_commit_does_not_overwrite_a_newer_deployment() {
 
 #[test]
 fn uncommitted_edits_to_the_deployment_file_stop_the_run() {
-    let mut world = World::new();
+    let mut world = World::new(STACK);
     let dir = world.clone("a");
     run(&dir, &[], 0);
     world.source_commit("v2");
@@ -320,7 +192,7 @@ fn uncommitted_edits_to_the_deployment_file_stop_the_run() {
 
 #[test]
 fn no_commit_writes_the_file_and_a_later_run_commits_it() {
-    let mut world = World::new();
+    let mut world = World::new(STACK);
     let dir = world.clone("a");
     let before = git(&world.remote(), &["rev-parse", "main"]);
     let out = run(&dir, &["--no-commit"], 0);
@@ -338,7 +210,7 @@ fn no_commit_writes_the_file_and_a_later_run_commits_it() {
 
 #[test]
 fn eight_racing_runs_end_committed_or_superseded_with_the_newest_deployed() {
-    let mut world = World::new();
+    let mut world = World::new(STACK);
     let sources: Vec<String> = (1..=8)
         .map(|i| world.source_commit(&format!("v{i}")))
         .collect();
@@ -397,7 +269,7 @@ fn eight_racing_runs_end_committed_or_superseded_with_the_newest_deployed() {
 
 #[test]
 fn a_push_from_a_branch_with_other_commits_sends_only_the_deployment() {
-    let mut world = World::new();
+    let mut world = World::new(STACK);
     let dir = world.clone("a");
     git(&dir, &["checkout", "-q", "-b", "feature"]);
     std::fs::write(dir.join("feature.txt"), "work in progress\n").unwrap();
@@ -414,7 +286,7 @@ fn a_push_from_a_branch_with_other_commits_sends_only_the_deployment() {
 
 #[test]
 fn a_reverted_model_is_not_pushed_again_from_its_source_commit() {
-    let mut world = World::new();
+    let mut world = World::new(STACK);
     let s1 = world.source_commit("v1");
     let first = world.clone("first");
     run(&first, &[], 0);
@@ -434,7 +306,7 @@ fn a_reverted_model_is_not_pushed_again_from_its_source_commit() {
 
 #[test]
 fn a_failed_index_write_changes_nothing() {
-    let mut world = World::new();
+    let mut world = World::new(STACK);
     let dir = world.clone("a");
     std::fs::write(dir.join(".git/index.lock"), "").unwrap();
     let head = git(&dir, &["rev-parse", "HEAD"]);

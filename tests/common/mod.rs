@@ -6,6 +6,7 @@
 pub mod forge;
 pub mod http;
 pub mod ui;
+pub mod world;
 
 use std::path::Path;
 use std::process::{Command, Output};
