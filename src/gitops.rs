@@ -21,6 +21,7 @@ use git2::{Oid, Repository, Signature, Sort};
 use crate::cache::lock::LOCK_FILE;
 use crate::error::{DeploymentFileError, Error, GitOpsError};
 use crate::git::{self, Untracked, repo_path, root_prefix};
+use crate::signing::Signer;
 
 /// Files runner writes and commits itself (`manifests/` holds the default
 /// `manifests_dir` of the kserve and seldon deployers).
@@ -245,6 +246,8 @@ pub struct CommitRequest<'a> {
     pub files: &'a [String],
     pub message: &'a str,
     pub author: &'a Signature<'static>,
+    /// Signs the commit when the stack says `git.sign`.
+    pub signer: Option<&'a Signer>,
 }
 
 /// Commits `files` (their work tree content) on top of HEAD; `None` when
@@ -270,16 +273,14 @@ pub fn commit(request: &CommitRequest) -> Result<Option<Oid>, Error> {
     let tree = repo.find_tree(tree).map_err(Error::git("read a tree"))?;
     // The commit first, HEAD last: if the index cannot be written, HEAD
     // has not moved and nothing the person sees has changed.
-    let oid = repo
-        .commit(
-            None,
-            request.author,
-            request.author,
-            request.message,
-            &tree,
-            &[&head],
-        )
-        .map_err(Error::git("commit the deployment state"))?;
+    let oid = new_commit(
+        &repo,
+        request.author,
+        request.message,
+        &tree,
+        &head,
+        request.signer,
+    )?;
     let unchanged = |what: &str, err: git2::Error| Error::GitWriteBack {
         message: format!(
             "cannot {what} ({}); HEAD was not moved and nothing changed (the commit would have been {oid})",
@@ -311,6 +312,32 @@ pub fn commit(request: &CommitRequest) -> Result<Option<Oid>, Error> {
         });
     }
     Ok(Some(oid))
+}
+
+/// A commit of `tree` on `parent`, not on any ref yet; signed (a `gpgsig`
+/// header, as git writes it) when there is a signer.
+fn new_commit(
+    repo: &Repository,
+    author: &Signature,
+    message: &str,
+    tree: &git2::Tree,
+    parent: &git2::Commit,
+    signer: Option<&Signer>,
+) -> Result<Oid, Error> {
+    let Some(signer) = signer else {
+        return repo
+            .commit(None, author, author, message, tree, &[parent])
+            .map_err(Error::git("commit the deployment state"));
+    };
+    let buffer = repo
+        .commit_create_buffer(author, author, message, tree, &[parent])
+        .map_err(Error::git("build the deployment commit"))?;
+    let signature = signer.sign(&buffer)?;
+    let text = std::str::from_utf8(&buffer).map_err(|_| Error::GitWriteBack {
+        message: "the commit message is not UTF-8, so it cannot be signed".to_string(),
+    })?;
+    repo.commit_signed(text, &signature, Some("gpgsig"))
+        .map_err(Error::git("write the signed deployment commit"))
 }
 
 /// The content HEAD has for the work tree path `rel`.
@@ -433,6 +460,7 @@ pub struct PushRequest<'a> {
     pub files: &'a [String],
     pub message: &'a str,
     pub author: &'a Signature<'static>,
+    pub signer: Option<&'a Signer>,
     /// The deployment file and the source commit this run trained on.
     pub deployment: &'a str,
     pub source: &'a str,
@@ -482,6 +510,7 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
                     files: request.files,
                     message: request.message,
                     author: request.author,
+                    signer: request.signer,
                 };
                 let base_tree = base.tree().map_err(Error::git("read a tree"))?;
                 let tree = tree_with(&repo, &base_tree, &files, &prefix)?;
@@ -493,16 +522,14 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
                     });
                 }
                 let tree = repo.find_tree(tree).map_err(Error::git("read a tree"))?;
-                commit = repo
-                    .commit(
-                        None,
-                        request.author,
-                        request.author,
-                        request.message,
-                        &tree,
-                        &[&base],
-                    )
-                    .map_err(Error::git("put the deployment on the remote head"))?;
+                commit = new_commit(
+                    &repo,
+                    request.author,
+                    request.message,
+                    &tree,
+                    &base,
+                    request.signer,
+                )?;
             } else {
                 commit = request.commit;
             }
@@ -561,6 +588,7 @@ pub struct ProposeRequest<'a> {
     pub files: &'a [String],
     pub message: &'a str,
     pub author: &'a Signature<'static>,
+    pub signer: Option<&'a Signer>,
     /// The deployment file and the source commit this run trained on.
     pub deployment: &'a str,
     pub source: &'a str,
@@ -620,6 +648,7 @@ pub fn propose(request: &ProposeRequest) -> Result<Proposal, Error> {
             files: request.files,
             message: request.message,
             author: request.author,
+            signer: request.signer,
         };
         let base_tree = base.tree().map_err(Error::git("read a tree"))?;
         let tree = tree_with(&repo, &base_tree, &files, &prefix)?;
@@ -638,16 +667,14 @@ pub fn propose(request: &ProposeRequest) -> Result<Proposal, Error> {
                 attempts: 0,
             });
         }
-        let commit = repo
-            .commit(
-                None,
-                request.author,
-                request.author,
-                request.message,
-                &tree,
-                &[&base],
-            )
-            .map_err(Error::git("commit the proposed deployment"))?;
+        let commit = new_commit(
+            &repo,
+            request.author,
+            request.message,
+            &tree,
+            &base,
+            request.signer,
+        )?;
         repo.reference(&pending, commit, true, "runner: deployment to propose")
             .map_err(Error::git("keep the deployment commit"))?;
         let target = Target {

@@ -488,6 +488,12 @@ impl<'a> WriteBack<'a> {
         }
         let message = commit_message(self.plan, self.promotion, digest, metrics, checks)?;
         let author = gitops::author(self.promotion.git.author.as_deref())?;
+        let signer = self
+            .promotion
+            .git
+            .sign
+            .map(crate::signing::Signer::from_env)
+            .transpose()?;
         let branch = match self.push || self.propose {
             true => Some(self.branch()?),
             false => None,
@@ -537,6 +543,7 @@ impl<'a> WriteBack<'a> {
         Ok(Ready::Go(Some(Box::new(Prepared {
             message,
             author,
+            signer,
             branch,
             proposing,
         }))))
@@ -589,11 +596,17 @@ impl<'a> WriteBack<'a> {
         let Prepared {
             message,
             author,
+            signer,
             branch,
             proposing,
         } = *prepared;
+        let commit = Commit {
+            message: &message,
+            author: &author,
+            signer: signer.as_ref(),
+        };
         if let (Some(proposing), Some(branch)) = (proposing, &branch) {
-            return self.propose(emit, proposing, branch, &message, &author, proposal);
+            return self.propose(emit, proposing, branch, &commit, proposal);
         }
         let mut send = |status, message: String, sha: Option<String>, pushed: Option<String>| {
             emit(Event::WriteBack {
@@ -609,6 +622,7 @@ impl<'a> WriteBack<'a> {
             files: &files,
             message: &message,
             author: &author,
+            signer: commit.signer,
         }) {
             Ok(Some(sha)) => sha,
             Ok(None) => return,
@@ -631,6 +645,7 @@ impl<'a> WriteBack<'a> {
             files: &files,
             message: &message,
             author: &author,
+            signer: commit.signer,
             deployment: self.file,
             source: self.source(),
         });
@@ -673,10 +688,10 @@ impl<'a> WriteBack<'a> {
         emit: &mut dyn FnMut(Event),
         proposing: Proposing,
         base: &str,
-        message: &str,
-        author: &git2::Signature<'static>,
+        commit: &Commit,
         body: &str,
     ) {
+        let message = commit.message;
         let root = &self.plan.root;
         let remote = &self.promotion.git.remote;
         let files = self.files();
@@ -687,7 +702,8 @@ impl<'a> WriteBack<'a> {
             head: &proposing.head,
             files: &files,
             message,
-            author,
+            author: commit.author,
+            signer: commit.signer,
             deployment: self.file,
             source: self.source(),
         });
@@ -800,9 +816,18 @@ fn short_sha(sha: &str) -> String {
 struct Prepared {
     message: String,
     author: git2::Signature<'static>,
+    /// `git.sign`'s key, checked usable.
+    signer: Option<crate::signing::Signer>,
     /// The branch to push to, or to propose to.
     branch: Option<String>,
     proposing: Option<Proposing>,
+}
+
+/// The parts of the deployment commit, whichever branch it goes to.
+struct Commit<'a> {
+    message: &'a str,
+    author: &'a git2::Signature<'static>,
+    signer: Option<&'a crate::signing::Signer>,
 }
 
 /// The forge, runner's branch and the request already open for it.

@@ -18,6 +18,7 @@ mod plan;
 mod preview;
 mod promote;
 mod record;
+mod signing;
 mod spec;
 mod watch;
 
@@ -33,6 +34,7 @@ pub use plan::PlanError;
 pub use preview::PreviewError;
 pub use promote::PromotionError;
 pub use record::RecordError;
+pub use signing::SigningError;
 pub use spec::SpecError;
 pub use watch::WatchError;
 
@@ -121,6 +123,8 @@ pub enum Error {
     Comment(Box<CommentError>),
     #[error(transparent)]
     Forge(Box<ForgeError>),
+    #[error(transparent)]
+    Signing(Box<SigningError>),
 }
 
 /// `?` on an area's error boxes it into its variant.
@@ -148,6 +152,7 @@ from_area!(
     Watch(WatchError),
     Comment(CommentError),
     Forge(ForgeError),
+    Signing(SigningError),
 );
 
 impl Error {
