@@ -432,6 +432,10 @@ pub enum Refusal {
     /// This source commit was deployed in `deployed_in`, and that was
     /// replaced since (a person's revert): only a newer source promotes.
     Replaced { deployed_in: String },
+    /// A rollback found another model deployed than the one it rolls back.
+    Moved { digest: String },
+    /// A person rolled this very model back in `in_commit`.
+    RolledBack { in_commit: String },
 }
 
 impl std::fmt::Display for Refusal {
@@ -444,6 +448,14 @@ impl std::fmt::Display for Refusal {
             Refusal::Replaced { deployed_in } => write!(
                 f,
                 "this source commit was deployed in {deployed_in} and that deployment was replaced since (a revert?); only a newer source commit promotes again"
+            ),
+            Refusal::RolledBack { in_commit } => write!(
+                f,
+                "this model was rolled back in {in_commit}; only a new model promotes (`runner run --force` does not override this: revert the rollback to serve it again)"
+            ),
+            Refusal::Moved { digest } => write!(
+                f,
+                "the remote deploys {digest} now, not the model this rolls back from: pull, and roll back again if you still mean to"
             ),
         }
     }
@@ -461,9 +473,22 @@ pub struct PushRequest<'a> {
     pub message: &'a str,
     pub author: &'a Signature<'static>,
     pub signer: Option<&'a Signer>,
-    /// The deployment file and the source commit this run trained on.
+    /// The deployment file.
     pub deployment: &'a str,
-    pub source: &'a str,
+    /// What the deployment on the remote may be replaced by this one.
+    pub guard: Guard<'a>,
+}
+
+/// When a deployment on the remote may be replaced.
+#[derive(Debug, Clone, Copy)]
+pub enum Guard<'a> {
+    /// A promotion of model `digest` trained on `source`: never over one
+    /// from a newer source commit (the ordering guard), nor a model a
+    /// person rolled back from.
+    Newer { source: &'a str, digest: &'a str },
+    /// A rollback: only over the model it rolls back from (`digest`), so
+    /// a promotion that landed meanwhile is never undone unseen.
+    Replaces { digest: &'a str },
 }
 
 /// How many times a rejected push is retried.
@@ -493,11 +518,11 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
             Err(err) => return Err(left_to_push(request, &pending, err.message())),
         };
         if let Some(head) = remote_head {
-            if let Some(refusal) = guard(
+            if let Some(refusal) = check(
                 &repo,
                 head,
                 &repo_path(&prefix, request.deployment),
-                request.source,
+                request.guard,
             )? {
                 return Ok(Pushed::Refused(refusal));
             }
@@ -592,6 +617,8 @@ pub struct ProposeRequest<'a> {
     /// The deployment file and the source commit this run trained on.
     pub deployment: &'a str,
     pub source: &'a str,
+    /// The model proposed.
+    pub digest: &'a str,
 }
 
 /// How a proposal ended.
@@ -636,7 +663,7 @@ pub fn propose(request: &ProposeRequest) -> Result<Proposal, Error> {
         };
         let proposed = fetched(request.head)?;
         for at in std::iter::once(base_head).chain(proposed) {
-            if let Some(refusal) = guard(&repo, at, &path, request.source)? {
+            if let Some(refusal) = guard(&repo, at, &path, request.source, request.digest)? {
                 return Ok(Proposal::Refused(refusal));
             }
         }
@@ -1046,10 +1073,35 @@ fn fetch_with(
     Ok(repo.refname_to_id(&tracking).ok())
 }
 
+/// `guard` at `at`, a commit holding the deployment file `path`.
+fn check(repo: &Repository, at: Oid, path: &str, guard: Guard) -> Result<Option<Refusal>, Error> {
+    match guard {
+        Guard::Newer { source, digest } => self::guard(repo, at, path, source, digest),
+        Guard::Replaces { digest } => {
+            let there = committed_deployment(repo, at, path)
+                .map_err(|source| GitOpsError::UnreadableDeployment { source })?;
+            match there {
+                Some(there) if there.model.digest != digest => Ok(Some(Refusal::Moved {
+                    digest: there.model.digest,
+                })),
+                _ => Ok(None),
+            }
+        }
+    }
+}
+
 /// The ordering guard at `at` (a commit holding the deployment file `path`,
 /// repo path): refuses when the deployment there came from a newer source
 /// commit, or when this source was deployed before and replaced since.
-fn guard(repo: &Repository, at: Oid, path: &str, ours: &str) -> Result<Option<Refusal>, Error> {
+/// A model a person rolled back from is not promoted again either, from
+/// any source: only a new model is.
+fn guard(
+    repo: &Repository,
+    at: Oid,
+    path: &str,
+    ours: &str,
+    digest: &str,
+) -> Result<Option<Refusal>, Error> {
     let unreadable = |why: String| Error::GitWriteBack {
         message: format!(
             "cannot check the deployment committed at {at}: {why}; nothing was overwritten"
@@ -1087,13 +1139,40 @@ fn guard(repo: &Repository, at: Oid, path: &str, ours: &str) -> Result<Option<Re
         .map_err(|e| unreadable(e.message().to_string()))?;
     walk.push(at)
         .map_err(|e| unreadable(e.message().to_string()))?;
+    let mut redeployed = false;
     for oid in walk.take(HISTORY_DEPTH).flatten() {
         let Ok(commit) = repo.find_commit(oid) else {
             continue;
         };
-        if commit.message().is_ok_and(|m| m.contains(&trailer)) && touches(&commit, path) {
+        let Ok(message) = commit.message() else {
+            continue;
+        };
+        if !touches(&commit, path) {
+            continue;
+        }
+        if message.contains(&trailer) {
             return Ok(Some(Refusal::Replaced {
                 deployed_in: oid.to_string(),
+            }));
+        }
+        // Put back after a rollback (a later rollback `--to` it): older
+        // rollbacks from it no longer count.
+        let deploys_it = |at: Oid| {
+            committed_deployment(repo, at, path)
+                .ok()
+                .flatten()
+                .is_some_and(|d| d.model.digest == digest)
+        };
+        if deploys_it(oid) {
+            redeployed = true;
+        }
+        if !redeployed
+            && message.contains("\nRunner-Rollback: ")
+            && let Ok(parent) = commit.parent_id(0)
+            && deploys_it(parent)
+        {
+            return Ok(Some(Refusal::RolledBack {
+                in_commit: oid.to_string(),
             }));
         }
     }
@@ -1180,6 +1259,38 @@ pub fn deployment_at_head(
         .map_err(|source| GitOpsError::UnreadableDeployment { source }.into())
 }
 
+/// The Deployment file `path` at `rev` (a sha, branch or `HEAD~2`): the
+/// commit's id, the file's exact text and what it says; `None` when the
+/// commit has no such file.
+pub fn deployment_at_rev(
+    root: &Path,
+    rev: &str,
+    path: &str,
+) -> Result<Option<(String, String, crate::spec::Deployment)>, Error> {
+    let repo = open(root)?;
+    let commit = repo
+        .revparse_single(rev)
+        .and_then(|object| object.peel_to_commit())
+        .map_err(|source| Error::UnknownRev {
+            rev: rev.to_string(),
+            source,
+        })?;
+    let path = repo_path(&root_prefix(&repo, root), path);
+    let unreadable = |source| GitOpsError::UnreadableDeployment { source };
+    let Some(deployment) = committed_deployment(&repo, commit.id(), &path).map_err(unreadable)?
+    else {
+        return Ok(None);
+    };
+    let text = commit
+        .tree()
+        .and_then(|tree| tree.get_path(Path::new(&path)))
+        .and_then(|entry| entry.to_object(&repo))
+        .and_then(|object| object.peel_to_blob())
+        .map_err(Error::git("read the deployment file"))?;
+    let text = String::from_utf8_lossy(text.content()).into_owned();
+    Ok(Some((commit.id().to_string(), text, deployment)))
+}
+
 /// `git log` of a Deployment file from HEAD, newest first (parents after
 /// their children, then by time), at most `limit` commits: who promoted
 /// which model, when, with which metrics. Looks at the last
@@ -1243,7 +1354,7 @@ pub fn check_guard(
     root: &Path,
     remote: Option<(&str, &str)>,
     deployment: &str,
-    source: &str,
+    (source, digest): (&str, &str),
 ) -> Result<Option<Refusal>, Error> {
     let repo = open(root)?;
     let path = repo_path(&root_prefix(&repo, root), deployment);
@@ -1256,7 +1367,7 @@ pub fn check_guard(
         None => repo.head().ok().and_then(|h| h.target()),
     };
     match at {
-        Some(at) => guard(&repo, at, &path, source),
+        Some(at) => guard(&repo, at, &path, source, digest),
         None => Ok(None),
     }
 }

@@ -20,7 +20,7 @@
 //! | 7 | `exec` | the scheduler and step processes; it emits events, never prints |
 //! | 8 | `tracking` | experiment trackers (MLflow) |
 //! | 9 | `promote` | the promotion: gates, deploy, write-back |
-//! | 10 | `flow`, `preview`, `export` | a whole run as one call; PR previews; Argo and GitLab exports |
+//! | 10 | `flow`, `preview`, `export`, `serving` | a whole run as one call; PR previews; Argo and GitLab exports; serving a Deployment outside a run (sync, rollback) |
 //! | 11 | `report` | reporters: the events rendered for a terminal, CI logs, JSON, JUnit, Markdown |
 //! | 12 | `ui`, `watch` | `runner ui` and `runner watch`: long-running front ends; each run they start is a `runner run` child in its own process group |
 //! | 13 | `cli` | flags to calls, outcomes to exit codes: the only module that parses flags |
@@ -50,6 +50,7 @@ pub mod promote;
 mod random;
 pub mod report;
 pub mod secret;
+pub mod serving;
 pub mod signing;
 pub mod spec;
 pub mod suggest;

@@ -504,7 +504,7 @@ impl<'a> WriteBack<'a> {
                 &self.plan.root,
                 branch.as_deref().map(|b| (remote, b)),
                 self.file,
-                self.source(),
+                (self.source(), digest),
             )?
         {
             return Ok(Ready::Refused(refusal));
@@ -541,6 +541,7 @@ impl<'a> WriteBack<'a> {
             false => None,
         };
         Ok(Ready::Go(Some(Box::new(Prepared {
+            digest: digest.to_string(),
             message,
             author,
             signer,
@@ -594,6 +595,7 @@ impl<'a> WriteBack<'a> {
         let root = &self.plan.root;
         let files = self.files();
         let Prepared {
+            digest,
             message,
             author,
             signer,
@@ -601,6 +603,7 @@ impl<'a> WriteBack<'a> {
             proposing,
         } = *prepared;
         let commit = Commit {
+            digest: &digest,
             message: &message,
             author: &author,
             signer: signer.as_ref(),
@@ -647,7 +650,10 @@ impl<'a> WriteBack<'a> {
             author: &author,
             signer: commit.signer,
             deployment: self.file,
-            source: self.source(),
+            guard: gitops::Guard::Newer {
+                source: self.source(),
+                digest: commit.digest,
+            },
         });
         let target = format!("{}/{branch}", self.promotion.git.remote);
         match pushed {
@@ -706,6 +712,7 @@ impl<'a> WriteBack<'a> {
             signer: commit.signer,
             deployment: self.file,
             source: self.source(),
+            digest: commit.digest,
         });
         // runner.lock is the checkout's own cache state: it stays.
         let proposed_only: Vec<String> = files
@@ -814,6 +821,8 @@ fn short_sha(sha: &str) -> String {
 
 /// What a commit needs, checked before deploying.
 struct Prepared {
+    /// The model promoted.
+    digest: String,
     message: String,
     author: git2::Signature<'static>,
     /// `git.sign`'s key, checked usable.
@@ -825,6 +834,8 @@ struct Prepared {
 
 /// The parts of the deployment commit, whichever branch it goes to.
 struct Commit<'a> {
+    /// The model it deploys.
+    digest: &'a str,
     message: &'a str,
     author: &'a git2::Signature<'static>,
     signer: Option<&'a crate::signing::Signer>,

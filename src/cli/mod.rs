@@ -9,6 +9,7 @@ mod init;
 pub(crate) mod metrics;
 mod params;
 mod plan;
+mod rollback;
 pub(crate) mod run;
 mod runs;
 mod schema;
@@ -70,6 +71,8 @@ enum Command {
     /// Model servers: list, status, start, stop, delete, logs, predict, sync.
     #[command(subcommand)]
     Services(services::Command),
+    /// Serve an earlier Deployment of a service again and commit it (`--steps N`, `--to COMMIT`).
+    Rollback(rollback::Args),
     /// Post the pipeline's plan (or a report) as ONE comment on the PR/MR, updated in place.
     Comment(comment::Args),
     /// Start runs on file changes, new remote commits and cron schedules, until stopped.
@@ -113,6 +116,7 @@ pub fn main() -> u8 {
         Command::Metrics(command) => root().and_then(|root| metrics::run(&root, command)),
         Command::Services(command) => root().and_then(|root| services::run(&root, command)),
         Command::Params(command) => root().and_then(|root| params::run(&root, command)),
+        Command::Rollback(args) => root().and_then(|root| rollback::run(&root, args)),
         Command::Comment(args) => root().and_then(|root| comment::run(&root, args)),
         Command::Watch(args) => root().and_then(|root| watch::run(&root, args)),
         Command::Step(args) => root().and_then(|root| step::run(&root, args)),

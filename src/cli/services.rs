@@ -6,7 +6,7 @@ use clap::{Subcommand, ValueEnum};
 
 use super::exit;
 use crate::cache::Cache;
-use crate::deploy::{self, Deployed, Deployer, ServiceRecord, ServiceState};
+use crate::deploy::{self, Deployed, ServiceRecord, ServiceState};
 use crate::error::Error;
 use crate::plan::choose_stack;
 
@@ -259,7 +259,7 @@ fn sync(root: &Path, stack: Option<&str>) -> Result<u8, Error> {
         let deployment = &doc.spec;
         wanted.push(deployment.service.clone());
         let manifests = deploy::committed_manifest(&stack, &deployment.service).is_some();
-        let result = sync_one(
+        let result = crate::serving::serve_deployment(
             root,
             &loaded,
             &cache,
@@ -302,83 +302,4 @@ fn sync(root: &Path, stack: Option<&str>) -> Result<u8, Error> {
     } else {
         exit::SUCCESS
     })
-}
-
-fn sync_one(
-    root: &Path,
-    loaded: &crate::spec::Loaded,
-    cache: &Cache,
-    (deployer, settings): (&dyn Deployer, &crate::spec::types::ModelDeployer),
-    deployment: &crate::spec::Deployment,
-    manifests: bool,
-) -> Result<Deployed, Error> {
-    let fail = |message: String| Error::Service {
-        name: deployment.service.clone(),
-        message,
-    };
-    let pipeline = loaded
-        .specs
-        .pipelines
-        .iter()
-        .map(|d| &d.spec)
-        .find(|p| p.name == deployment.pipeline)
-        .ok_or_else(|| {
-            fail(format!(
-                "its pipeline `{}` is not in pipelines/",
-                deployment.pipeline
-            ))
-        })?;
-    let promote = pipeline
-        .promote
-        .as_ref()
-        .filter(|p| p.service.name == deployment.service)
-        .ok_or_else(|| {
-            fail(format!(
-                "pipeline `{}` does not promote to this service any more",
-                pipeline.name
-            ))
-        })?;
-    let path = &deployment.model.path;
-    let digest = &deployment.model.digest;
-    // The work tree's copy when it is that model; else the artifact store's,
-    // restored next to the service (the work tree is not touched). A
-    // manifest deployer only names the model's address in the store.
-    let model_file = match cache.digest(path)? {
-        _ if manifests => root.join(path),
-        Some(now) if &now.hash == digest => root.join(path),
-        _ => {
-            let file_name = Path::new(path).file_name().unwrap_or_default();
-            let incoming = root
-                .join(crate::deploy::SERVICES_DIR)
-                .join(".incoming")
-                .join(digest.trim_start_matches("blake3:"))
-                .join(file_name);
-            if !cache.restore_to(digest, &incoming)? {
-                return Err(fail(format!(
-                    "its model {digest} is neither at {path} nor in the artifact store; `runner run {}` builds it",
-                    pipeline.name
-                )));
-            }
-            incoming
-        }
-    };
-    let served = crate::promote::serve(
-        deployer,
-        &crate::promote::Serve {
-            root,
-            deployer: settings,
-            stack: &deployment.stack,
-            pipeline: &deployment.pipeline,
-            promote,
-            model_path: path,
-            model_file: &model_file,
-            digest,
-            params: &minijinja::Value::from(minijinja::value::Serde(&pipeline.params)),
-        },
-        &std::sync::atomic::AtomicBool::new(false),
-    );
-    if model_file.starts_with(root.join(crate::deploy::SERVICES_DIR)) {
-        let _ = std::fs::remove_dir_all(model_file.parent().unwrap_or(&model_file));
-    }
-    served
 }

@@ -18,6 +18,7 @@ mod plan;
 mod preview;
 mod promote;
 mod record;
+mod rollback;
 mod signing;
 mod spec;
 mod watch;
@@ -34,6 +35,7 @@ pub use plan::PlanError;
 pub use preview::PreviewError;
 pub use promote::PromotionError;
 pub use record::RecordError;
+pub use rollback::RollbackError;
 pub use signing::SigningError;
 pub use spec::SpecError;
 pub use watch::WatchError;
@@ -125,6 +127,8 @@ pub enum Error {
     Forge(Box<ForgeError>),
     #[error(transparent)]
     Signing(Box<SigningError>),
+    #[error(transparent)]
+    Rollback(Box<RollbackError>),
 }
 
 /// `?` on an area's error boxes it into its variant.
@@ -153,6 +157,7 @@ from_area!(
     Comment(CommentError),
     Forge(ForgeError),
     Signing(SigningError),
+    Rollback(RollbackError),
 );
 
 impl Error {
