@@ -2,32 +2,19 @@
 //! place: found again by a hidden marker, never posted twice. GitHub's REST
 //! API under GitHub Actions, GitLab's notes API under GitLab CI.
 
-use std::time::Duration;
-
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::error::{CommentError, Error};
+use crate::forge::{self, ForgeKind, Repo};
 
-/// Where a comment goes, read from the CI's environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Forge {
-    GitHub {
-        api: String,
-        repository: String,
-        number: u64,
-        token: String,
-    },
-    GitLab {
-        api: String,
-        project: String,
-        iid: u64,
-        /// A personal or project token (`PRIVATE-TOKEN`).
-        token: String,
-    },
+/// Where a comment goes, read from the CI's environment: the pull request
+/// (GitHub) or merge request (GitLab, its `iid`) of this job.
+#[derive(Debug, Clone)]
+pub struct Forge {
+    repo: Repo,
+    number: u64,
 }
-
-/// GitHub refuses comments over 65,536 characters; keep a margin for the note.
-const MAX_BODY: usize = 64_000;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -59,106 +46,60 @@ impl Forge {
                 .ok_or_else(|| {
                     missing("this workflow run is not for a pull request (no number in its event); run `runner comment` on `pull_request` events")
                 })?;
-            return Ok(Forge::GitHub {
-                api: env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
-                repository: env("GITHUB_REPOSITORY")
-                    .ok_or_else(|| missing("GITHUB_REPOSITORY is not set"))?,
-                number,
-                token: env("GITHUB_TOKEN").ok_or_else(|| {
-                    missing("GITHUB_TOKEN is not set: pass `env: GITHUB_TOKEN: ${{ github.token }}` to the step")
-                })?,
-            });
+            let api = env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
+            let repository =
+                env("GITHUB_REPOSITORY").ok_or_else(|| missing("GITHUB_REPOSITORY is not set"))?;
+            let token = env("GITHUB_TOKEN").ok_or_else(|| {
+                missing("GITHUB_TOKEN is not set: pass `env: GITHUB_TOKEN: ${{ github.token }}` to the step")
+            })?;
+            let repo = Repo::new(ForgeKind::Github, &api, repository, token)?;
+            return Ok(Forge { repo, number });
         }
         if env("GITLAB_CI").as_deref() == Some("true") {
             // CI_JOB_TOKEN may not write merge request notes.
             let token = env("GITLAB_TOKEN").ok_or_else(|| {
                 missing("set GITLAB_TOKEN to a project or personal token with the `api` scope (CI_JOB_TOKEN may not write notes)")
             })?;
-            return Ok(Forge::GitLab {
-                api: env("CI_API_V4_URL").ok_or_else(|| missing("CI_API_V4_URL is not set"))?,
-                // The merge request's own project: a fork's pipeline runs in
-                // the fork, but the MR (and its iid) belongs to the target.
-                project: env("CI_MERGE_REQUEST_PROJECT_ID")
-                    .or_else(|| env("CI_PROJECT_ID"))
-                    .ok_or_else(|| missing("CI_PROJECT_ID is not set"))?,
-                iid: env("CI_MERGE_REQUEST_IID")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| {
-                        missing("this job is not for a merge request (no CI_MERGE_REQUEST_IID); run it in a merge request pipeline")
-                    })?,
-                token,
-            });
+            let api = env("CI_API_V4_URL").ok_or_else(|| missing("CI_API_V4_URL is not set"))?;
+            // The merge request's own project: a fork's pipeline runs in
+            // the fork, but the MR (and its iid) belongs to the target.
+            let project = env("CI_MERGE_REQUEST_PROJECT_ID")
+                .or_else(|| env("CI_PROJECT_ID"))
+                .ok_or_else(|| missing("CI_PROJECT_ID is not set"))?;
+            let number = env("CI_MERGE_REQUEST_IID")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| {
+                    missing("this job is not for a merge request (no CI_MERGE_REQUEST_IID); run it in a merge request pipeline")
+                })?;
+            let repo = Repo::new(ForgeKind::Gitlab, &api, project, token)?;
+            return Ok(Forge { repo, number });
         }
         Err(missing(
             "not running in GitHub Actions or GitLab CI (GITHUB_ACTIONS / GITLAB_CI are not `true`)",
         ))
     }
 
-    fn comments_url(&self) -> String {
-        match self {
-            Forge::GitHub {
-                api,
-                repository,
-                number,
-                ..
-            } => format!("{api}/repos/{repository}/issues/{number}/comments"),
-            Forge::GitLab {
-                api, project, iid, ..
-            } => {
-                format!("{api}/projects/{project}/merge_requests/{iid}/notes")
-            }
+    /// "pull request #7" or "merge request !7".
+    pub fn describe(&self) -> String {
+        match self.repo.kind {
+            ForgeKind::Github => format!("pull request #{}", self.number),
+            ForgeKind::Gitlab => format!("merge request !{}", self.number),
         }
     }
 
-    fn comment_url(&self, id: u64) -> String {
-        match self {
-            Forge::GitHub {
-                api, repository, ..
-            } => {
-                format!("{api}/repos/{repository}/issues/comments/{id}")
-            }
-            Forge::GitLab { .. } => format!("{}/{id}", self.comments_url()),
+    fn comments_path(&self) -> String {
+        let (project, number) = (&self.repo.project, self.number);
+        match self.repo.kind {
+            ForgeKind::Github => format!("/repos/{project}/issues/{number}/comments"),
+            ForgeKind::Gitlab => format!("/projects/{project}/merge_requests/{number}/notes"),
         }
     }
 
-    fn request(
-        &self,
-        client: &reqwest::blocking::Client,
-        method: reqwest::Method,
-        url: &str,
-    ) -> reqwest::blocking::RequestBuilder {
-        let request = client.request(method, url).header("user-agent", "runner");
-        match self {
-            Forge::GitHub { token, .. } => request
-                .header("authorization", format!("Bearer {token}"))
-                .header("accept", "application/vnd.github+json"),
-            Forge::GitLab { token, .. } => request.header("PRIVATE-TOKEN", token.as_str()),
+    fn comment_path(&self, id: u64) -> String {
+        match self.repo.kind {
+            ForgeKind::Github => format!("/repos/{}/issues/comments/{id}", self.repo.project),
+            ForgeKind::Gitlab => format!("{}/{id}", self.comments_path()),
         }
-    }
-
-    /// A failed call, with the status and what is likely missing.
-    fn api_error(&self, what: &str, status: reqwest::StatusCode, body: &str) -> Error {
-        let hint = match (self, status.as_u16()) {
-            (_, 401) => "the token was refused: is it set and still valid?",
-            (Forge::GitHub { .. }, 403) => {
-                "the token may not write comments: give the job `permissions: pull-requests: write`"
-            }
-            (Forge::GitLab { .. }, 403) => {
-                "the token may not write notes: use a GITLAB_TOKEN with the `api` scope"
-            }
-            (_, 404) => {
-                "not found: check the repository and the PR/MR number, and that the token can see them"
-            }
-            _ => "see the API's answer",
-        };
-        let answer: String = body.chars().take(300).collect();
-        CommentError::Refused {
-            what: what.to_string(),
-            status: status.to_string(),
-            hint,
-            answer,
-        }
-        .into()
     }
 }
 
@@ -177,15 +118,15 @@ pub struct Upserted {
 /// workflow token) or a member, on GitLab by this token's user, never a
 /// system note.
 fn trusted(forge: &Forge, comment: &Value, me: Option<u64>) -> bool {
-    match forge {
-        Forge::GitHub { .. } => {
+    match forge.repo.kind {
+        ForgeKind::Github => {
             comment["user"]["type"] == "Bot"
                 || matches!(
                     comment["author_association"].as_str(),
                     Some("OWNER" | "MEMBER" | "COLLABORATOR")
                 )
         }
-        Forge::GitLab { .. } => {
+        ForgeKind::Gitlab => {
             comment["system"] != true && me.is_some() && comment["author"]["id"].as_u64() == me
         }
     }
@@ -198,82 +139,36 @@ pub fn marker(pipeline: &str) -> String {
 
 /// The comment's body: the marker, then the report (shortened to fit).
 pub fn body(pipeline: &str, report: &str) -> String {
-    let mut report = report.trim_end().to_string();
-    if report.len() > MAX_BODY {
-        let mut cut = MAX_BODY;
-        while !report.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let cut = report[..cut].rfind('\n').unwrap_or(cut);
-        let left = report[cut..].trim_start_matches('\n').lines().count();
-        report.truncate(cut);
-        report.push_str(&format!(
-            "\n\n_The report was shortened: {left} more lines are in the job's log._"
-        ));
-    }
-    format!("{}\n{report}\n", marker(pipeline))
+    let report = forge::shortened(report.trim_end(), |left| {
+        format!("_The report was shortened: {left} more lines are in the job's log._")
+    });
+    format!("{}\n{}\n", marker(pipeline), report.trim_end())
 }
 
 /// Creates the pipeline's comment, or updates the one that has its marker.
 pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, Error> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| CommentError::Client {
-            message: e.to_string(),
-        })?;
     let marker = marker(pipeline);
     let body = json!({ "body": body(pipeline, report) });
-    let send = |method: reqwest::Method, url: &str, what: &str, payload: Option<&Value>| {
-        let mut request = forge.request(&client, method, url);
-        if let Some(payload) = payload {
-            request = request
-                .header("content-type", "application/json")
-                .body(payload.to_string());
-        }
-        let response = request.send().map_err(|e| CommentError::Unreachable {
-            what: what.to_string(),
-            url: url.to_string(),
-            message: e.to_string(),
-        })?;
-        let status = response.status();
-        Ok::<_, Error>((status, response.text().unwrap_or_default()))
-    };
-    let call = |method: reqwest::Method, url: &str, what: &str, payload: Option<&Value>| {
-        let (status, text) = send(method, url, what, payload)?;
-        if !status.is_success() {
-            return Err(forge.api_error(what, status, &text));
-        }
-        serde_json::from_str::<Value>(&text).map_err(|e| {
-            Error::from(CommentError::NotJson {
-                what: what.to_string(),
-                message: e.to_string(),
-            })
-        })
-    };
+    let repo = &forge.repo;
     // Only a comment this token wrote (GitLab) or a bot or member wrote
     // (GitHub) is updated: anyone can post a comment with the marker.
-    let me = match forge {
-        Forge::GitLab { api, .. } => call(
-            reqwest::Method::GET,
-            &format!("{api}/user"),
-            "read the token's user",
-            None,
-        )?["id"]
-            .as_u64(),
-        Forge::GitHub { .. } => None,
+    let me = match repo.kind {
+        ForgeKind::Gitlab => {
+            repo.call(Method::GET, "/user", "read the token's user", None)?["id"].as_u64()
+        }
+        ForgeKind::Github => None,
     };
     // Every comment of ours, oldest first.
     let ours = || -> Result<Vec<u64>, Error> {
         let mut ids = Vec::new();
         for page in 1.. {
             // Oldest first on both (GitLab lists the newest first by default).
-            let order = match forge {
-                Forge::GitHub { .. } => "",
-                Forge::GitLab { .. } => "&order_by=created_at&sort=asc",
+            let order = match repo.kind {
+                ForgeKind::Github => "",
+                ForgeKind::Gitlab => "&order_by=created_at&sort=asc",
             };
-            let url = format!("{}?per_page=100&page={page}{order}", forge.comments_url());
-            let comments = call(reqwest::Method::GET, &url, "list the comments", None)?;
+            let path = format!("{}?per_page=100&page={page}{order}", forge.comments_path());
+            let comments = repo.call(Method::GET, &path, "list the comments", None)?;
             let comments = comments.as_array().cloned().unwrap_or_default();
             ids.extend(
                 comments
@@ -294,13 +189,13 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
         Ok(ids)
     };
     let update = |id: u64| {
-        let method = match forge {
-            Forge::GitHub { .. } => reqwest::Method::PATCH,
-            Forge::GitLab { .. } => reqwest::Method::PUT,
+        let method = match repo.kind {
+            ForgeKind::Github => Method::PATCH,
+            ForgeKind::Gitlab => Method::PUT,
         };
-        call(
+        repo.call(
             method,
-            &forge.comment_url(id),
+            &forge.comment_path(id),
             "update the comment",
             Some(&body),
         )
@@ -311,10 +206,10 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
     let keep_one = |ids: &[u64]| -> Result<(), Error> {
         for &id in ids.iter().skip(1) {
             let what = "delete a duplicate comment";
-            let (status, text) = send(reqwest::Method::DELETE, &forge.comment_url(id), what, None)?;
+            let (status, text) = repo.send(Method::DELETE, &forge.comment_path(id), what, None)?;
             // 404: the other job deleted it first.
-            if !status.is_success() && status != reqwest::StatusCode::NOT_FOUND {
-                return Err(forge.api_error(what, status, &text));
+            if !status.is_success() && status != StatusCode::NOT_FOUND {
+                return Err(repo.refused(what, status, &text));
             }
         }
         Ok(())
@@ -329,9 +224,9 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
             warning: None,
         });
     }
-    let created = call(
-        reqwest::Method::POST,
-        &forge.comments_url(),
+    let created = repo.call(
+        Method::POST,
+        &forge.comments_path(),
         "create the comment",
         Some(&body),
     )?["id"]
@@ -341,10 +236,10 @@ pub fn upsert(forge: &Forge, pipeline: &str, report: &str) -> Result<Upserted, E
     let warning = (!now.contains(&created)).then(|| {
         format!(
             "the comment runner just created ({created}) is not listed as runner's own, so the next run will create another; {}",
-            match forge {
-                Forge::GitHub { .. } =>
+            match repo.kind {
+                ForgeKind::Github =>
                     "post with the workflow's GITHUB_TOKEN, or a token of a repository member",
-                Forge::GitLab { .. } =>
+                ForgeKind::Gitlab =>
                     "GITLAB_TOKEN's user must be the one that writes the notes (GET /user must answer its id)",
             }
         )

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -44,7 +44,7 @@ impl std::fmt::Debug for Repo {
     }
 }
 
-/// GitHub refuses bodies over 65,536 characters; keep a margin for the note.
+/// Under GitHub's limit on bodies, with a margin for the note.
 const MAX_BODY: usize = 64_000;
 
 impl Repo {
@@ -65,14 +65,32 @@ impl Repo {
         )
     }
 
-    /// An API call: the JSON answer, or why the forge refused.
-    fn call(
+    /// The repository `project` on the forge at `api`, called with `token`.
+    pub fn new(kind: ForgeKind, api: &str, project: String, token: String) -> Result<Repo, Error> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ForgeError::Client {
+                message: e.to_string(),
+            })?;
+        Ok(Repo {
+            kind,
+            api: api.trim_end_matches('/').to_string(),
+            project,
+            token,
+            client,
+        })
+    }
+
+    /// An API call under [`Repo::api`]: the status and the answer's text,
+    /// whatever the status.
+    pub fn send(
         &self,
         method: Method,
         path: &str,
         what: &str,
         payload: Option<&Value>,
-    ) -> Result<Value, Error> {
+    ) -> Result<(StatusCode, String), Error> {
         let url = format!("{}{path}", self.api);
         let mut request = self
             .client
@@ -95,15 +113,20 @@ impl Repo {
             message: e.to_string(),
         })?;
         let status = response.status();
-        let text = response.text().unwrap_or_default();
+        Ok((status, response.text().unwrap_or_default()))
+    }
+
+    /// An API call: the JSON answer, or why the forge refused.
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        what: &str,
+        payload: Option<&Value>,
+    ) -> Result<Value, Error> {
+        let (status, text) = self.send(method, path, what, payload)?;
         if !status.is_success() {
-            return Err(ForgeError::Refused {
-                what: what.to_string(),
-                status: status.to_string(),
-                hint: self.hint(status.as_u16()),
-                answer: text.chars().take(300).collect(),
-            }
-            .into());
+            return Err(self.refused(what, status, &text));
         }
         if text.trim().is_empty() {
             return Ok(Value::Null);
@@ -117,22 +140,29 @@ impl Repo {
         })
     }
 
-    /// What a refusal most likely means, and what to do.
-    fn hint(&self, status: u16) -> &'static str {
-        match (self.kind, status) {
+    /// A refused call, with what the status most likely means and what to do.
+    pub fn refused(&self, what: &str, status: StatusCode, answer: &str) -> Error {
+        let hint = match (self.kind, status.as_u16()) {
             (_, 401) => "the token was refused: is it set and still valid?",
             (ForgeKind::Github, 403) => {
-                "the token may not open pull requests: give the job `permissions: pull-requests: write` and `contents: write`"
+                "the token lacks a permission: give the job `permissions: pull-requests: write` (and `contents: write` to push runner's branch)"
             }
             (ForgeKind::Gitlab, 403) => {
-                "the token may not open merge requests: use a GITLAB_TOKEN with the `api` scope"
+                "the token may not write to merge requests: use a GITLAB_TOKEN with the `api` scope"
             }
             (_, 404) => {
-                "not found: check `git.pull_request.repository` (or the remote's URL) and that the token can see the repository"
+                "not found: check the repository (`git.pull_request.repository`, the remote's URL or the CI's), the request's number, and that the token can see them"
             }
             (_, 422) => "the forge refused the request's content: see its answer",
             _ => "see the API's answer",
+        };
+        ForgeError::Refused {
+            what: what.to_string(),
+            status: status.to_string(),
+            hint,
+            answer: answer.chars().take(300).collect(),
         }
+        .into()
     }
 
     fn requests_path(&self) -> String {
@@ -202,19 +232,7 @@ fn resolve_with(
                 "no token to open the request with: set {token_var} (or RUNNER_GIT_TOKEN)"
             ),
         })?;
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| ForgeError::Unknown {
-            what: format!("cannot make an HTTP client: {e}"),
-        })?;
-    Ok(Repo {
-        kind,
-        api: api.trim_end_matches('/').to_string(),
-        project,
-        token,
-        client,
-    })
+    Repo::new(kind, &api, project, token)
 }
 
 /// What a remote URL says about its forge.
@@ -391,7 +409,9 @@ pub fn open_or_update(
     open: Option<&Request>,
     proposal: &Proposal,
 ) -> Result<Proposed, Error> {
-    let body = shortened(proposal.body);
+    let body = shortened(proposal.body, |_| {
+        "_Shortened to fit: the run's record has the rest._".to_string()
+    });
     let mut warnings = Vec::new();
     let (request, created) = match (repo.kind, open) {
         (ForgeKind::Github, Some(open)) => {
@@ -571,8 +591,10 @@ fn auto_merge(repo: &Repo, request: &Request, warnings: &mut Vec<String>) {
     }
 }
 
-/// The body, cut at a line to fit the forge's limit, with a note.
-fn shortened(body: &str) -> String {
+/// `body` cut at a line to fit the forge's limit (GitHub refuses bodies
+/// over 65,536 characters), with `note` saying where the rest is; `note`
+/// is given the number of lines cut.
+pub fn shortened(body: &str, note: impl Fn(usize) -> String) -> String {
     if body.len() <= MAX_BODY {
         return body.to_string();
     }
@@ -581,10 +603,8 @@ fn shortened(body: &str) -> String {
         cut -= 1;
     }
     let cut = body[..cut].rfind('\n').unwrap_or(cut);
-    format!(
-        "{}\n\n_Shortened to fit: the run's record has the rest._\n",
-        &body[..cut]
-    )
+    let left = body[cut..].trim_start_matches('\n').lines().count();
+    format!("{}\n\n{}\n", &body[..cut], note(left))
 }
 
 #[cfg(test)]
@@ -717,8 +737,13 @@ mod tests {
     #[test]
     fn long_bodies_are_cut_at_a_line() {
         let body = "line\n".repeat(20_000);
-        let short = shortened(&body);
-        assert!(short.len() < MAX_BODY + 100 && short.ends_with("the rest._\n"));
-        assert_eq!(shortened("short"), "short");
+        let note = |left: usize| format!("_{left} more lines elsewhere._");
+        let short = shortened(&body, note);
+        assert!(short.len() < MAX_BODY + 100, "{}", short.len());
+        assert!(
+            short.ends_with("\n\n_7200 more lines elsewhere._\n"),
+            "{short:?}"
+        );
+        assert_eq!(shortened("short", note), "short");
     }
 }

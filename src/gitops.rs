@@ -264,7 +264,7 @@ pub fn commit(request: &CommitRequest) -> Result<Option<Oid>, Error> {
     let tree = tree_with(
         &repo,
         &head.tree().map_err(Error::git("read HEAD"))?,
-        request,
+        (request.root, request.files),
         &prefix,
     )?;
     if tree == head.tree_id() {
@@ -400,12 +400,12 @@ pub fn uncommitted(root: &Path, rel: &str) -> bool {
 fn tree_with(
     repo: &Repository,
     base: &git2::Tree,
-    request: &CommitRequest,
+    (root, files): (&Path, &[String]),
     prefix: &str,
 ) -> Result<Oid, Error> {
     let mut update = git2::build::TreeUpdateBuilder::new();
-    for file in request.files {
-        let path = request.root.join(file);
+    for file in files {
+        let path = root.join(file);
         let bytes = std::fs::read(&path).map_err(|source| Error::Io { path, source })?;
         let blob = repo.blob(&bytes).map_err(Error::git("store a file"))?;
         update.upsert(repo_path(prefix, file), blob, git2::FileMode::Blob);
@@ -530,15 +530,9 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
                 let base = repo
                     .find_commit(head)
                     .map_err(Error::git("read the remote head"))?;
-                let files = CommitRequest {
-                    root: request.root,
-                    files: request.files,
-                    message: request.message,
-                    author: request.author,
-                    signer: request.signer,
-                };
                 let base_tree = base.tree().map_err(Error::git("read a tree"))?;
-                let tree = tree_with(&repo, &base_tree, &files, &prefix)?;
+                let files = (request.root, request.files);
+                let tree = tree_with(&repo, &base_tree, files, &prefix)?;
                 if tree == base.tree_id() {
                     // The remote already holds exactly this state.
                     return Ok(Pushed::Pushed {
@@ -559,28 +553,19 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
                 commit = request.commit;
             }
         }
-        // Until it is pushed, a ref keeps the commit (and says what is left).
-        repo.reference(&pending, commit, true, "runner: deployment to push")
-            .map_err(Error::git("keep the deployment commit"))?;
         let target = Target {
             remote: request.remote,
             branch: request.branch,
             force: false,
         };
-        match push_once(&repo, &target, &pending, remote_head, commit) {
-            // Checked, not trusted: a remote that updates refs without a
-            // compare-and-swap (a plain directory, file://) can let a racing
-            // push overwrite this one. Only a deployment on the remote counts.
-            Ok(()) if landed(&repo, request.remote, request.branch, commit) => {
-                let _ = repo.find_reference(&pending).and_then(|mut r| r.delete());
+        match push_kept(&repo, &target, &pending, remote_head, commit)? {
+            Attempt::Landed => {
                 return Ok(Pushed::Pushed {
                     sha: commit.to_string(),
                     attempts: attempt,
                 });
             }
-            Ok(()) => last_error = "overwritten by a racing push".to_string(),
-            Err(PushError::Moved(why)) => last_error = why,
-            Err(PushError::Failed(why)) => return Err(left_to_push(request, &pending, &why)),
+            Attempt::Retry(why) => last_error = why,
         }
         if attempt < PUSH_ATTEMPTS {
             std::thread::sleep(backoff(attempt));
@@ -670,15 +655,9 @@ pub fn propose(request: &ProposeRequest) -> Result<Proposal, Error> {
         let base = repo
             .find_commit(base_head)
             .map_err(Error::git("read the base branch's head"))?;
-        let files = CommitRequest {
-            root: request.root,
-            files: request.files,
-            message: request.message,
-            author: request.author,
-            signer: request.signer,
-        };
         let base_tree = base.tree().map_err(Error::git("read a tree"))?;
-        let tree = tree_with(&repo, &base_tree, &files, &prefix)?;
+        let files = (request.root, request.files);
+        let tree = tree_with(&repo, &base_tree, files, &prefix)?;
         let ours = request.root.join(request.deployment);
         if tree == base.tree_id() || proposes_same_model(&repo, base_head, &ours, &path) {
             return Ok(Proposal::OnBase {
@@ -702,26 +681,19 @@ pub fn propose(request: &ProposeRequest) -> Result<Proposal, Error> {
             &base,
             request.signer,
         )?;
-        repo.reference(&pending, commit, true, "runner: deployment to propose")
-            .map_err(Error::git("keep the deployment commit"))?;
         let target = Target {
             remote: request.remote,
             branch: request.head,
             force: true,
         };
-        match push_once(&repo, &target, &pending, proposed, commit) {
-            Ok(()) if landed(&repo, request.remote, request.head, commit) => {
-                let _ = repo.find_reference(&pending).and_then(|mut r| r.delete());
+        match push_kept(&repo, &target, &pending, proposed, commit)? {
+            Attempt::Landed => {
                 return Ok(Proposal::Branch {
                     sha: commit.to_string(),
                     attempts: attempt,
                 });
             }
-            Ok(()) => last_error = "overwritten by a racing push".to_string(),
-            Err(PushError::Moved(why)) => last_error = why,
-            Err(PushError::Failed(why)) => {
-                return Err(left_unpushed(request.remote, request.head, &pending, &why));
-            }
+            Attempt::Retry(why) => last_error = why,
         }
         if attempt < PUSH_ATTEMPTS {
             std::thread::sleep(backoff(attempt));
@@ -777,6 +749,42 @@ fn landed(repo: &Repository, remote: &str, branch: &str, commit: Oid) -> bool {
     match fetch(repo, remote, branch) {
         Ok(Some(head)) => head == commit || repo.graph_descendant_of(head, commit).unwrap_or(false),
         _ => false,
+    }
+}
+
+/// One push of a deployment commit.
+enum Attempt {
+    /// The commit is the remote branch's head.
+    Landed,
+    /// The remote moved (why): fetch and try again.
+    Retry(String),
+}
+
+/// Pushes `commit` to `target` if the remote branch is still at
+/// `expected`. Until it lands, the ref `pending` keeps the commit (and
+/// says what is left to push).
+fn push_kept(
+    repo: &Repository,
+    target: &Target,
+    pending: &str,
+    expected: Option<Oid>,
+    commit: Oid,
+) -> Result<Attempt, Error> {
+    repo.reference(pending, commit, true, "runner: deployment to push")
+        .map_err(Error::git("keep the deployment commit"))?;
+    match push_once(repo, target, pending, expected, commit) {
+        // Checked, not trusted: a remote that updates refs without a
+        // compare-and-swap (a plain directory, file://) can let a racing
+        // push overwrite this one. Only a deployment on the remote counts.
+        Ok(()) if landed(repo, target.remote, target.branch, commit) => {
+            let _ = repo.find_reference(pending).and_then(|mut r| r.delete());
+            Ok(Attempt::Landed)
+        }
+        Ok(()) => Ok(Attempt::Retry("overwritten by a racing push".to_string())),
+        Err(PushError::Moved(why)) => Ok(Attempt::Retry(why)),
+        Err(PushError::Failed(why)) => {
+            Err(left_unpushed(target.remote, target.branch, pending, &why))
+        }
     }
 }
 

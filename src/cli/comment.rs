@@ -55,10 +55,7 @@ pub(super) fn post(
         false => "updated",
     };
     let id = upserted.id;
-    let on = match forge {
-        Forge::GitHub { number, .. } => format!("pull request #{number}"),
-        Forge::GitLab { iid, .. } => format!("merge request !{iid}"),
-    };
+    let on = forge.describe();
     eprintln!("{verb} the `{pipeline}` comment ({id}) on {on}");
     Ok(())
 }
