@@ -11,8 +11,8 @@
 //! | layer | modules | their job |
 //! |---|---|---|
 //! | 0 | `error`, `exit`, `random`, `diagnostic`, `suggest`, `template`, `dag`, `secret`, `proc`, `example` | leaf helpers: the error type, exit codes, source-positioned diagnostics, "did you mean", minijinja, the DAG, metrics files, secret masking, process groups and signals, the example repo |
-//! | 1 | `files`, `git`, `forge`, `signing`, `comment`, `metrics` | atomic writes; the checkout (HEAD without libgit2, the work tree's status); GitHub's and GitLab's REST APIs (pull and merge requests); commit signatures (SSH, GPG); the PR comment; metrics files |
-//! | 2 | `spec` | the YAML kinds: types, loading (work tree or a git ref), validation |
+//! | 1 | `files`, `git`, `forge`, `signing`, `metrics` | atomic writes; the checkout (HEAD without libgit2, the work tree's status); GitHub's and GitLab's REST APIs (pull and merge requests, comments); commit signatures (SSH, GPG); metrics files |
+//! | 2 | `spec`, `comment` | the YAML kinds: types, loading (work tree or a git ref), validation; the one PR/MR comment per pipeline |
 //! | 3 | `cache` | hashes behind the stat cache, `runner.lock`, the artifact store |
 //! | 4 | `plan` | what is stale and why: the one `Plan` of run, plan and previews |
 //! | 5 | `gate`, `gitops` | gate checks on metrics; deployment commits and pushes |
