@@ -131,6 +131,34 @@ pub struct PlanOptions {
 }
 
 impl Plan {
+    /// A test of whether a step of this plan writes a path: one of its
+    /// outputs (or metrics files) is the path, is in it or holds it.
+    pub fn writes(&self) -> impl Fn(&str) -> bool + '_ {
+        let written: std::collections::BTreeSet<&str> = self
+            .steps
+            .iter()
+            .flat_map(|s| {
+                s.outputs
+                    .iter()
+                    .map(|(_, path)| path.as_str())
+                    .chain(s.metrics.as_deref())
+            })
+            .collect();
+        move |path: &str| {
+            let holds = |dir: &str| written.contains(dir);
+            // Paths in `path/` sort together, from `path/` on.
+            let dir = format!("{path}/");
+            let inside = written
+                .range::<str, _>((
+                    std::ops::Bound::Included(dir.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .next()
+                .is_some_and(|next| next.starts_with(&dir));
+            holds(path) || inside || path.match_indices('/').any(|(at, _)| holds(&path[..at]))
+        }
+    }
+
     /// Plans a run of `pipeline` (or the only one). `loaded` must be valid.
     pub fn build(
         loaded: &Loaded,

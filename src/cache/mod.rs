@@ -5,6 +5,7 @@ pub mod hash;
 pub mod lock;
 pub mod metrics;
 pub mod remote;
+pub mod stat_cache;
 pub mod store;
 
 use std::path::Path;
@@ -100,11 +101,13 @@ impl Cache {
         }
     }
 
-    /// Drops what [`Cache::prefetch`] took: after the decision, steps write
-    /// files, and every digest is taken when it is asked for.
-    pub fn end_prefetch(&self) {
+    /// After the decision, steps write files: keeps what [`Cache::prefetch`]
+    /// took only for the paths no step of the run writes (`untouched`), so
+    /// a large source directory is walked once, not again as each step that
+    /// reads it starts. Every other digest is taken when it is asked for.
+    pub fn end_prefetch(&self, untouched: impl Fn(&str) -> bool) {
         if let Ok(mut prefetched) = self.prefetched.lock() {
-            std::mem::take(&mut *prefetched);
+            prefetched.retain(|path, _| untouched(path));
         }
     }
 
@@ -195,12 +198,13 @@ impl Cache {
         Ok(true)
     }
 
-    /// The digests of a step's deps as it starts; a missing dep is an error.
+    /// The digests of a step's deps as it starts (what no step writes, as
+    /// the plan saw it); a missing dep is an error.
     pub fn hash_deps(&self, paths: &[String]) -> Result<Digests, Error> {
         let mut deps = Vec::new();
         for path in paths {
             let digest = self
-                .digest(path)?
+                .digest_for_decision(path)?
                 .ok_or_else(|| CacheError::MissingDep { path: path.clone() })?;
             deps.push((path.clone(), digest));
         }
@@ -295,7 +299,7 @@ mod tests {
         let taken = cache.prefetched.lock().unwrap();
         assert_eq!(taken.keys().collect::<Vec<_>>(), ["in.txt"]);
         drop(taken);
-        cache.end_prefetch();
+        cache.end_prefetch(|path| path != "in.txt");
         assert!(cache.prefetched.lock().unwrap().is_empty());
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::hash::{Digest, Hasher, hash_file, list_files};
+use super::hash::{Digest, Hasher, hash_file};
 use crate::error::Error;
 
 /// A directory of objects (`objects/ab/cdef...`) and directory manifests (`trees/...json`).
@@ -79,13 +79,8 @@ impl Store {
         if !path.is_dir() {
             return self.put_file(&path, &digest.hash);
         }
-        let mut files = Vec::new();
-        list_files(&path, "", &mut files)?;
         let mut manifest = BTreeMap::new();
-        for file in files {
-            let Some(file_digest) = hasher.digest(&format!("{rel}/{file}"))? else {
-                continue;
-            };
+        for (file, file_digest) in hasher.files_of(rel)? {
             self.put_file(&path.join(&file), &file_digest.hash)?;
             manifest.insert(file, file_digest.hash);
         }

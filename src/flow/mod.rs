@@ -89,7 +89,10 @@ pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned,
     };
     let cache = cache?.with_store(root, plan.store_dir.as_deref());
     plan.decide(&cache, &request.selection)?;
-    cache.end_prefetch();
+    {
+        let writes = plan.writes();
+        cache.end_prefetch(|path| !writes(path));
+    }
     Ok(Planned::Ready(Box::new(plan), Box::new(cache)))
 }
 
