@@ -38,6 +38,8 @@ fn measured(mut cmd: Command) -> Cost {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let start = Instant::now();
+    // Reaped by wait4 below, which also reads its rusage.
+    #[allow(clippy::zombie_processes)]
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));

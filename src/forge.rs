@@ -107,7 +107,16 @@ impl Repo {
                 .header("content-type", "application/json")
                 .body(payload.to_string());
         }
-        let response = request.send().map_err(|e| ForgeError::Unreachable {
+        let started = std::time::Instant::now();
+        let response = request.send();
+        tracing::debug!(
+            what,
+            url = %crate::secret::redact_url(&url),
+            status = ?response.as_ref().map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+            ms = started.elapsed().as_millis() as u64,
+            "forge"
+        );
+        let response = response.map_err(|e| ForgeError::Unreachable {
             what: what.to_string(),
             url: url.clone(),
             message: e.to_string(),

@@ -568,6 +568,7 @@ pub fn push(request: &PushRequest) -> Result<Pushed, Error> {
             Attempt::Retry(why) => last_error = why,
         }
         if attempt < PUSH_ATTEMPTS {
+            tracing::debug!(attempt, why = %last_error, "the remote moved: trying again");
             std::thread::sleep(backoff(attempt));
         }
     }
@@ -696,6 +697,7 @@ pub fn propose(request: &ProposeRequest) -> Result<Proposal, Error> {
             Attempt::Retry(why) => last_error = why,
         }
         if attempt < PUSH_ATTEMPTS {
+            tracing::debug!(attempt, why = %last_error, "the remote moved: trying again");
             std::thread::sleep(backoff(attempt));
         }
     }
@@ -772,7 +774,17 @@ fn push_kept(
 ) -> Result<Attempt, Error> {
     repo.reference(pending, commit, true, "runner: deployment to push")
         .map_err(Error::git("keep the deployment commit"))?;
-    match push_once(repo, target, pending, expected, commit) {
+    let pushed = push_once(repo, target, pending, expected, commit);
+    tracing::debug!(
+        remote = target.remote,
+        branch = target.branch,
+        force = target.force,
+        expected = ?expected.map(|oid| oid.to_string()),
+        commit = %commit,
+        result = ?pushed,
+        "git push"
+    );
+    match pushed {
         // Checked, not trusted: a remote that updates refs without a
         // compare-and-swap (a plain directory, file://) can let a racing
         // push overwrite this one. Only a deployment on the remote counts.
@@ -824,6 +836,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base.min(2000) + jitter)
 }
 
+#[derive(Debug)]
 enum PushError {
     /// The remote branch moved on (not a fast-forward): fetch and retry.
     Moved(String),
@@ -1073,12 +1086,27 @@ fn fetch_with(
     let mut origin = repo.find_remote(remote)?;
     let tracking = format!("refs/remotes/{}/{}", remote, branch);
     options.remote_callbacks(callbacks());
-    origin.fetch(
+    let started = std::time::Instant::now();
+    let fetched = origin.fetch(
         &[format!("+refs/heads/{}:{tracking}", branch)],
         Some(&mut options),
         None,
-    )?;
-    Ok(repo.refname_to_id(&tracking).ok())
+    );
+    let head = fetched
+        .as_ref()
+        .ok()
+        .and(repo.refname_to_id(&tracking).ok());
+    tracing::debug!(
+        remote,
+        url = %crate::secret::redact_url(origin.url().unwrap_or_default()),
+        branch,
+        head = ?head.map(|oid| oid.to_string()),
+        error = ?fetched.as_ref().err().map(|e| e.message()),
+        ms = started.elapsed().as_millis() as u64,
+        "git fetch"
+    );
+    fetched?;
+    Ok(head)
 }
 
 /// `guard` at `at`, a commit holding the deployment file `path`.

@@ -59,6 +59,12 @@ pub fn promote(
     emit: &mut dyn FnMut(Event),
 ) -> Option<Promoted> {
     let promotion = plan.promotion.as_ref()?;
+    let _span = tracing::debug_span!(
+        "promote",
+        service = %promotion.spec.service.name,
+        step = %promotion.step
+    )
+    .entered();
     let mut write_back = None;
     let outcome = gate_and_deploy(plan, cache, promotion, options, &mut |event| {
         if let Event::WriteBack { status, .. } = &event {

@@ -38,6 +38,21 @@ pub fn uri_password(uri: &str) -> Option<String> {
         .map(|p| p.to_string())
 }
 
+/// A URL fit for a log: its user and password (a token in a git remote
+/// URL, `https://x-access-token:…@github.com/…`) replaced by `***`.
+pub fn redact_url(raw: &str) -> String {
+    match raw.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+                None => raw.to_string(),
+            }
+        }
+        None => raw.to_string(),
+    }
+}
+
 /// Replaces known secret values in text.
 #[derive(Debug, Clone, Default)]
 pub struct Masker {
@@ -86,6 +101,23 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("https://x-access-token:ghs_abc@github.com/o/r.git"),
+            "https://***@github.com/o/r.git"
+        );
+        assert_eq!(
+            redact_url("https://github.com/o/r"),
+            "https://github.com/o/r"
+        );
+        assert_eq!(redact_url("file:///srv/r.git"), "file:///srv/r.git");
+        assert_eq!(
+            redact_url("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
+    }
 
     #[test]
     fn single_and_multi_line_values_are_masked() {

@@ -393,3 +393,29 @@ fn an_edited_spec_or_lock_is_read_again_not_taken_from_local_state() {
     assert_eq!(run(dir.path(), &[]), ["report"]);
     assert_eq!(std::fs::read_to_string(&lock).unwrap(), text_before);
 }
+
+/// A directory dep is hashed once, at planning, unless a step of the run
+/// writes into it: then the step that reads it hashes it as it starts, so
+/// its cache key covers what the upstream step wrote.
+#[test]
+fn a_directory_dep_a_step_writes_into_is_hashed_after_that_step() {
+    let dir = common::repo()
+        .file("data/raw.txt", "raw")
+        .pipeline(
+            "",
+            "  generate:\n    run: cat data/raw.txt > data/gen.txt\n    deps: [data/raw.txt]\n    outputs: {gen: data/gen.txt}\n  count:\n    run: ls data > {{ outputs.list }}\n    deps: [data]\n    outputs: {list: list.txt}\n    needs: [generate]\n",
+        )
+        .init();
+    let first = common::ran(&runner(dir.path(), &["run", "--format", "json"]));
+    assert_eq!(first, ["generate", "count"]);
+    std::fs::write(dir.path().join("data/raw.txt"), "raw, again").unwrap();
+    let second = common::ran(&runner(dir.path(), &["run", "--format", "json"]));
+    assert_eq!(second, ["generate", "count"]);
+    // Had `count` recorded `data` as the plan saw it (gen.txt before
+    // `generate` rewrote it), this run would see it changed and run it again.
+    let again = runner(dir.path(), &["run", "--format", "json"]);
+    assert!(common::ran(&again).is_empty(), "{}", text(&again));
+    std::fs::write(dir.path().join("data/more.txt"), "more").unwrap();
+    let third = common::ran(&runner(dir.path(), &["run", "--format", "json"]));
+    assert_eq!(third, ["count"]);
+}

@@ -163,6 +163,12 @@ impl Hasher {
         let hashed_ns = now_ns();
         let path = self.root.join(rel);
         let hash = hash_file_with(&path, &mut Vec::new())?;
+        tracing::trace!(
+            file = rel,
+            bytes = stat.size,
+            known = known.is_some(),
+            "hashed"
+        );
         self.counts.files_read += 1;
         self.counts.bytes_read += stat.size;
         let entry = Entry {
@@ -201,6 +207,12 @@ impl Hasher {
             && let Some(settled) = self.still_the_same(&path, racy)?
         {
             self.counts.files_vouched += files - racy.len() as u64;
+            tracing::debug!(
+                dir = rel,
+                files,
+                racy_rehashed = racy.len(),
+                "directory vouched for by its stats' fingerprint"
+            );
             if settled.len() != racy.len()
                 && let Some(kept) = self.cache.dirs.get_mut(rel)
             {
@@ -275,6 +287,15 @@ impl Hasher {
         let to_hash: Vec<usize> = (0..walked.len())
             .filter(|&i| entries[i].is_none())
             .collect();
+        tracing::debug!(
+            dir = rel,
+            files = walked.len(),
+            folders = folders.len(),
+            folders_unchanged = unchanged.len(),
+            read = to_hash.len(),
+            vouched = walked.len() - to_hash.len(),
+            "directory compared file by file"
+        );
         let hashed_ns = now_ns();
         let hashes = hash_files(&path, &walked, &to_hash)?;
         self.counts.files_read += to_hash.len() as u64;
@@ -422,6 +443,13 @@ impl Hasher {
 
     /// Saves the stat cache (atomically) when it changed.
     pub fn save(&mut self) -> Result<(), Error> {
+        let counts = self.counts;
+        tracing::debug!(
+            files_read = counts.files_read,
+            bytes_read = counts.bytes_read,
+            files_vouched = counts.files_vouched,
+            "hashing: files read, and files the stat cache vouched for"
+        );
         if !self.dirty || self.state_file.as_os_str().is_empty() {
             return Ok(());
         }
@@ -678,8 +706,9 @@ fn hash_files(
                         if start >= which.len() {
                             return Ok(done);
                         }
-                        for at in start..(start + chunk).min(which.len()) {
-                            done.push((at, hash_one(which[at], &mut buf)?));
+                        let end = (start + chunk).min(which.len());
+                        for (at, &file) in which.iter().enumerate().take(end).skip(start) {
+                            done.push((at, hash_one(file, &mut buf)?));
                         }
                     }
                 })

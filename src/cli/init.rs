@@ -114,7 +114,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8, Error> {
     say(
         "1. runner run: every stale step, in parallel where the graph allows; then the gate, the deployment and the commit",
     );
-    let code = super::run::run(&root, &super::run::Args::with(&[DEMO_PIPELINE]))?;
+    let code = super::run::run(&root, &super::run::Args::with(&[DEMO_PIPELINE]), false)?;
     if code != exit::SUCCESS {
         return Ok(code);
     }

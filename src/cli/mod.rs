@@ -41,6 +41,9 @@ struct Cli {
     /// Use DIR as the repository root (default: the git work tree around the current directory).
     #[arg(short = 'C', long = "repo", value_name = "DIR", global = true)]
     repo: Option<PathBuf>,
+    /// `-v` lists the steps that are up to date or restored (by default one line counts them); `-vv` also writes the debug log to stderr (as `RUNNER_LOG=debug` does).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -97,6 +100,9 @@ enum Command {
 /// Parses the command line, runs the command and returns its exit code.
 pub fn main() -> u8 {
     let cli = Cli::parse();
+    if let Some(problem) = crate::log::init(cli.verbose >= 2) {
+        eprintln!("warning: {problem}");
+    }
     if !matches!(
         cli.command,
         Command::Run(_) | Command::Step(_) | Command::Watch(_) | Command::Ui(_)
@@ -108,7 +114,7 @@ pub fn main() -> u8 {
         Command::Validate(args) => root().and_then(|root| validate::run(&root, args)),
         Command::Schema(args) => schema::run(args),
         Command::Graph(args) => root().and_then(|root| graph::run(&root, args)),
-        Command::Run(args) => root().and_then(|root| run::run(&root, args)),
+        Command::Run(args) => root().and_then(|root| run::run(&root, args, cli.verbose > 0)),
         Command::Plan(args) | Command::Status(args) => {
             root().and_then(|root| plan::run(&root, args))
         }

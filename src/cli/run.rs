@@ -164,12 +164,13 @@ pub fn plan(
     }
 }
 
-pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
-    run_scoped(root, args, Scope::Pipeline)
+pub fn run(root: &Path, args: &Args, verbose: bool) -> Result<u8, Error> {
+    run_scoped(root, args, Scope::Pipeline, verbose)
 }
 
-/// `runner run`, or with `Scope::Step` the one step `args` selects.
-pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
+/// `runner run`, or with `Scope::Step` the one step `args` selects;
+/// `verbose` lists up-to-date steps one by one.
+pub fn run_scoped(root: &Path, args: &Args, scope: Scope, verbose: bool) -> Result<u8, Error> {
     if args.dry_run {
         crate::cache::init_state_dir(root);
         let (plan, _) = match plan(root, &args.plan, false)? {
@@ -192,7 +193,7 @@ pub fn run_scoped(root: &Path, args: &Args, scope: Scope) -> Result<u8, Error> {
         preview: args.preview,
         gate_fails_run: args.fail_on_gate,
     };
-    let mut reporter = report::reporter(args.format);
+    let mut reporter = report::reporter(args.format, verbose);
     // GitHub masks the secrets in the job's log from here on.
     let mut mask_on_github = |plan: &Plan| {
         if Ci::detect() == Ci::GitHub {

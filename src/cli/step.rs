@@ -57,5 +57,5 @@ pub fn run(root: &Path, args: &Args) -> Result<u8, Error> {
         argv.push("--no-wait");
     }
     argv.extend(["--", &args.pipeline]);
-    run::run_scoped(root, &run::Args::with(&argv), Scope::Step)
+    run::run_scoped(root, &run::Args::with(&argv), Scope::Step, true)
 }

@@ -594,11 +594,13 @@ fn health(
     port: u16,
 ) -> Result<(), String> {
     let url = format!("http://127.0.0.1:{port}{}", record.health);
-    match client.get(&url).send() {
+    let answer = match client.get(&url).send() {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!("{url} answered {}", response.status())),
         Err(err) => Err(format!("{url}: {}", crate::error::chain(&err))),
-    }
+    };
+    tracing::debug!(service = %record.name, url, healthy = ?answer, "health check");
+    answer
 }
 
 /// A port nothing listens on right now.

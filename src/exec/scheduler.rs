@@ -277,7 +277,7 @@ async fn run_step(
         })
         .await;
         if let Ok(Ok(true)) = restored {
-            let reason = format!("restored {} from the cache", outputs.join(", "));
+            let reason = format!("{} {} from the cache", super::RESTORED, outputs.join(", "));
             return up_to_date(plan, index, reason, started, events);
         }
     }
@@ -360,8 +360,23 @@ async fn run_step(
                 }
             })
         };
+        tracing::debug!(
+            step = %step.name,
+            attempt,
+            argv = ?spec.argv,
+            cwd = %spec.cwd.display(),
+            "spawn"
+        );
+        let spawned = Instant::now();
         let result = process::run(&spec, lines_tx, cancel.clone()).await;
         let _ = forward.await;
+        tracing::debug!(
+            step = %step.name,
+            attempt,
+            exit = ?result.as_ref().map_err(|e| e.to_string()),
+            ms = spawned.elapsed().as_millis() as u64,
+            "exited"
+        );
         let (status, exit_code, reason) = match result {
             Err(err) => (
                 StepStatus::Failed,

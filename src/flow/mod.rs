@@ -68,16 +68,18 @@ pub enum Planned {
 /// Loads, validates and plans. `replay` persists a killed run's journal
 /// (a run does; a plan only reads).
 pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned, Error> {
+    let _span = tracing::debug_span!("plan", pipeline = request.pipeline.as_deref()).entered();
     // runner.lock and the stat cache are read, and the files runner.lock
     // records looked at, on a second core while the specs load and the
     // commands render: a no-op run is mostly these.
     let (loaded, cache) = std::thread::scope(|scope| {
         let cache = scope.spawn(|| {
+            let _span = tracing::debug_span!("prefetch").entered();
             let cache = Cache::open(root, replay)?;
             cache.prefetch(request.pipeline.as_deref());
             Ok::<Cache, Error>(cache)
         });
-        let loaded = load_plan(root, request, replay);
+        let loaded = tracing::debug_span!("load").in_scope(|| load_plan(root, request, replay));
         let cache = cache
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -88,7 +90,13 @@ pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned,
         Err(invalid) => return Ok(Planned::Invalid(invalid)),
     };
     let cache = cache?.with_store(root, plan.store_dir.as_deref());
-    plan.decide(&cache, &request.selection)?;
+    crate::log::mask_secrets(&plan.secret_values);
+    tracing::debug_span!("decide").in_scope(|| plan.decide(&cache, &request.selection))?;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for (step, decision) in plan.steps.iter().zip(&plan.decisions) {
+            tracing::debug!(step = %step.name, decision = ?decision, "decided");
+        }
+    }
     {
         let writes = plan.writes();
         cache.end_prefetch(|path| !writes(path));

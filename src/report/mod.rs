@@ -15,7 +15,7 @@ pub mod watch;
 use std::collections::VecDeque;
 use std::io::IsTerminal;
 
-use crate::exec::events::{Event, Severity};
+use crate::exec::events::{Event, Severity, StepStatus};
 use crate::report::plan::PlanFormat;
 
 pub use json::JsonReporter;
@@ -58,16 +58,61 @@ pub enum Format {
 }
 
 /// The reporter for a format; `auto` looks at stderr and the CI variables.
-pub fn reporter(format: Format) -> Box<dyn Reporter> {
+/// `verbose` lists the up-to-date and restored steps one by one instead of
+/// counting them in one line.
+pub fn reporter(format: Format, verbose: bool) -> Box<dyn Reporter> {
     let ci = Ci::detect();
+    let fresh = Fresh::new(verbose);
     match format {
         Format::Json => Box::new(JsonReporter::default()),
-        Format::Tty => Box::new(TtyReporter::new()),
-        Format::Plain => Box::new(PlainReporter::new(ci)),
+        Format::Tty => Box::new(TtyReporter::new(fresh)),
+        Format::Plain => Box::new(PlainReporter::new(ci, fresh)),
         Format::Auto if ci == Ci::None && std::io::stderr().is_terminal() => {
-            Box::new(TtyReporter::new())
+            Box::new(TtyReporter::new(fresh))
         }
-        Format::Auto => Box::new(PlainReporter::new(ci)),
+        Format::Auto => Box::new(PlainReporter::new(ci, fresh)),
+    }
+}
+
+/// The steps with nothing to do, counted into one line: a no-op of 1,000
+/// steps says `1000 up to date`, as ninja and cargo say nothing of work not
+/// done. Ran, failed and skipped steps are always shown.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    verbose: bool,
+    up_to_date: usize,
+    restored: usize,
+}
+
+impl Fresh {
+    pub fn new(verbose: bool) -> Fresh {
+        Fresh {
+            verbose,
+            ..Fresh::default()
+        }
+    }
+
+    /// True when a finished step gets its own line; else it is counted.
+    fn shows(&mut self, status: StepStatus, reason: Option<&str>) -> bool {
+        if status != StepStatus::UpToDate || self.verbose {
+            return true;
+        }
+        match reason.is_some_and(|r| r.starts_with(crate::exec::RESTORED)) {
+            true => self.restored += 1,
+            false => self.up_to_date += 1,
+        }
+        false
+    }
+
+    /// `1000 up to date, 3 restored from the cache`, when steps were counted.
+    fn summary(&self) -> Option<String> {
+        let line = match (self.up_to_date, self.restored) {
+            (0, 0) => return None,
+            (fresh, 0) => format!("{fresh} up to date"),
+            (0, restored) => format!("{restored} restored from the cache"),
+            (fresh, restored) => format!("{fresh} up to date, {restored} restored from the cache"),
+        };
+        Some(format!("{line} (-v lists them)"))
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{BufWriter, Stderr, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Ci, Reporter, seconds};
+use super::{Ci, Fresh, Reporter, seconds};
 use crate::exec::events::{
     Event, PromotionStatus, RunStatus, Stamped, StepStatus, TrackingStatus, WriteBackStatus,
 };
@@ -19,15 +19,17 @@ pub struct PlainReporter {
     held: HashMap<String, Vec<String>>,
     /// When each step started, for GitLab's section timing.
     started: HashMap<String, u64>,
+    fresh: Fresh,
 }
 
 impl PlainReporter {
-    pub fn new(ci: Ci) -> PlainReporter {
+    pub fn new(ci: Ci, fresh: Fresh) -> PlainReporter {
         PlainReporter {
             ci,
             out: BufWriter::new(std::io::stderr()),
             held: HashMap::new(),
             started: HashMap::new(),
+            fresh,
         }
     }
 
@@ -113,6 +115,9 @@ impl Reporter for PlainReporter {
                 reason,
                 ..
             } => {
+                if !self.fresh.shows(*outcome, reason.as_deref()) {
+                    return;
+                }
                 let label = match outcome {
                     StepStatus::Succeeded => "OK",
                     StepStatus::UpToDate => "FRESH",
@@ -274,6 +279,9 @@ impl Reporter for PlainReporter {
                     RunStatus::Interrupted => "INTERRUPTED",
                     RunStatus::Running => "RUNNING",
                 };
+                if let Some(fresh) = self.fresh.summary() {
+                    self.print(&status("FRESH", &fresh));
+                }
                 self.print(&status(
                     word,
                     &format!(

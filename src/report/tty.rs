@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Reporter, Tail, seconds};
+use super::{Fresh, Reporter, Tail, seconds};
 use crate::exec::events::{
     Event, PromotionStatus, RunStatus, Stamped, StepStatus, TrackingStatus, WriteBackStatus,
 };
@@ -18,11 +18,13 @@ pub struct TtyReporter {
     running: HashMap<String, ProgressBar>,
     tails: HashMap<String, Tail>,
     style: ProgressStyle,
+    fresh: Fresh,
 }
 
 impl TtyReporter {
-    pub fn new() -> TtyReporter {
+    pub fn new(fresh: Fresh) -> TtyReporter {
         TtyReporter {
+            fresh,
             bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             running: HashMap::new(),
             tails: HashMap::new(),
@@ -108,6 +110,9 @@ impl Reporter for TtyReporter {
                 if let Some(bar) = self.running.remove(step) {
                     bar.finish_and_clear();
                     self.bars.remove(&bar);
+                }
+                if !self.fresh.shows(*status, reason.as_deref()) {
+                    return;
                 }
                 let (mark, color) = match status {
                     StepStatus::Succeeded => ("✓", "32"),
@@ -228,18 +233,15 @@ impl Reporter for TtyReporter {
                     RunStatus::Interrupted => "\x1b[33minterrupted\x1b[0m",
                     RunStatus::Running => "running",
                 };
+                if let Some(fresh) = self.fresh.summary() {
+                    self.line(format!("\x1b[2m=\x1b[0m {fresh}"));
+                }
                 self.line(format!(
                     "{word} in {}: {succeeded} ran, {up_to_date} up to date, {failed} failed, {skipped} skipped (run {run_id})",
                     seconds(*duration_ms)
                 ));
             }
         }
-    }
-}
-
-impl Default for TtyReporter {
-    fn default() -> Self {
-        TtyReporter::new()
     }
 }
 

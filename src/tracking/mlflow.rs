@@ -171,6 +171,7 @@ impl Client {
         json_body: bool,
     ) -> Result<Value, Failure> {
         let url = format!("{}{path}", self.base);
+        let method_name = method.to_string();
         let mut request = self.http.request(method, &url);
         request = match &self.auth {
             Auth::None => request,
@@ -184,11 +185,20 @@ impl Client {
             };
             request = request.header("content-type", kind).body(body);
         }
+        let started = std::time::Instant::now();
         let response = request.send().map_err(|e| Failure {
             status: None,
             code: None,
             message: crate::error::chain(&e),
-        })?;
+        });
+        tracing::debug!(
+            method = %method_name,
+            url = %crate::secret::redact_url(&url),
+            status = ?response.as_ref().map(|r| r.status().as_u16()).map_err(|f| &f.message),
+            ms = started.elapsed().as_millis() as u64,
+            "mlflow"
+        );
+        let response = response?;
         let status = response.status();
         let text = response.text().unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
