@@ -9,6 +9,29 @@ use crate::error::Error;
 /// Writes a file so that a reader (or a crash) never sees half of it: a temp
 /// file next to it, then a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    replace_with(path, |tmp| std::fs::write(tmp, bytes))
+}
+
+/// Copies `from` to `path` atomically, in the kernel (`copy_file_range`:
+/// a reflink on btrfs and XFS, where the copy shares blocks until either is
+/// written). Never a hard link: an output edited in place would change the
+/// stored copy with it.
+pub fn copy_atomic(from: &Path, path: &Path) -> Result<(), Error> {
+    replace_with(path, |tmp| std::fs::copy(from, tmp).map(|_| ())).map_err(|err| match err {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Io {
+            path: from.to_path_buf(),
+            source,
+        },
+        other => other,
+    })
+}
+
+/// Writes a temporary file beside `path` with `write`, then renames it over
+/// `path`: readers see the old file or the new one, never half of one.
+fn replace_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -21,6 +44,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
+    if let Err(err) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(err));
+    }
     std::fs::rename(&tmp, path).map_err(io)
 }

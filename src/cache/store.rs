@@ -96,11 +96,7 @@ impl Store {
         if object.exists() {
             return Ok(());
         }
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        crate::files::write_atomic(&object, &bytes)
+        crate::files::copy_atomic(path, &object)
     }
 
     /// Puts the output recorded with `digest` back at `rel`. False when the
@@ -147,11 +143,7 @@ impl Store {
     }
 
     fn copy_out(&self, hash: &str, target: &Path) -> Result<(), Error> {
-        let bytes = std::fs::read(self.object(hash)).map_err(|source| Error::Io {
-            path: self.object(hash),
-            source,
-        })?;
-        crate::files::write_atomic(target, &bytes)
+        crate::files::copy_atomic(&self.object(hash), target)
     }
 }
 
