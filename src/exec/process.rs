@@ -1,8 +1,10 @@
 //! One step as a subprocess in its own process group, so a timeout or a
 //! cancellation stops everything the step started, grandchildren included.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::unistd::Pid;
@@ -12,6 +14,36 @@ use tokio::sync::{mpsc, watch};
 
 /// How long output is still read after a step ended.
 const DRAIN: Duration = Duration::from_secs(1);
+
+/// `program` found on runner's `PATH`, looked up once per run: spawning
+/// `sh` by name tries every `PATH` directory before its own, for every
+/// step. A name the step's `env` may find elsewhere (it sets `PATH`), a
+/// path, or a name not found is left as it is, for the spawn to search
+/// (and to report).
+fn on_path(program: &str, env: &[(String, String)]) -> PathBuf {
+    static FOUND: Mutex<Option<HashMap<String, Option<PathBuf>>>> = Mutex::new(None);
+    if program.contains('/') || env.iter().any(|(name, _)| name == "PATH") {
+        return PathBuf::from(program);
+    }
+    let Ok(mut found) = FOUND.lock() else {
+        return PathBuf::from(program);
+    };
+    let path = found
+        .get_or_insert_with(HashMap::new)
+        .entry(program.to_string())
+        .or_insert_with(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let dirs = std::env::var_os("PATH")?;
+            std::env::split_paths(&dirs)
+                .filter(|dir| dir.is_absolute())
+                .map(|dir| dir.join(program))
+                .find(|candidate| {
+                    std::fs::metadata(candidate)
+                        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+                })
+        });
+    path.clone().unwrap_or_else(|| PathBuf::from(program))
+}
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -76,7 +108,8 @@ pub async fn run(
             "empty command",
         ));
     };
-    let mut child = Command::new(program)
+    let mut child = Command::new(on_path(program, &spec.env))
+        .arg0(program)
         .args(args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
