@@ -455,7 +455,34 @@ impl Hasher {
         }
         crate::files::write_atomic(&self.state_file, &stat_cache::encode_main(&self.cache))?;
         self.dirty = false;
+        self.drop_orphan_details();
         Ok(())
+    }
+
+    /// Deletes the entry files of directories the stat cache no longer
+    /// summarizes (forgotten, or no longer a dep): they would never be read.
+    fn drop_orphan_details(&self) {
+        let Some(dir) = stat_cache::detail_file(&self.state_file, "")
+            .parent()
+            .map(Path::to_path_buf)
+        else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let kept: foldhash::HashSet<PathBuf> = self
+            .cache
+            .dirs
+            .keys()
+            .map(|rel| stat_cache::detail_file(&self.state_file, rel))
+            .collect();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "bin") && !kept.contains(&path) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 
@@ -930,6 +957,12 @@ mod tests {
         assert_eq!(h.counts.files_read, 1);
         let fresh = digest_path(&dir.path().join("data")).unwrap();
         assert_eq!(now.hash, fresh);
+        // A forgotten directory's entry file goes with the next save.
+        let details = dir.path().join(".runner/state/stat-dirs");
+        assert_eq!(std::fs::read_dir(&details).unwrap().count(), 1);
+        h.forget("data");
+        h.save().unwrap();
+        assert_eq!(std::fs::read_dir(&details).unwrap().count(), 0);
     }
 
     #[test]
