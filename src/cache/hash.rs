@@ -427,7 +427,15 @@ impl Hasher {
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         };
         let before = self.cache.files.len() + self.cache.dirs.len();
-        self.cache.files.retain(|path, _| !inside(path, rel));
+        // Only a directory can have entries under it: a file (an output
+        // recorded after each of thousands of steps) is one removal, not a
+        // scan of every entry.
+        match self.root.join(rel).is_dir() || self.cache.dirs.contains_key(rel) {
+            true => self.cache.files.retain(|path, _| !inside(path, rel)),
+            false => {
+                self.cache.files.remove(rel);
+            }
+        }
         self.cache
             .dirs
             .retain(|dir, _| !inside(dir, rel) && !inside(rel, dir));
