@@ -162,7 +162,7 @@ impl Hasher {
         }
         let hashed_ns = now_ns();
         let path = self.root.join(rel);
-        let hash = hash_file_with(&path, &mut Vec::new())?;
+        let hash = hash_raw(&path)?;
         tracing::trace!(
             file = rel,
             bytes = stat.size,
@@ -374,10 +374,9 @@ impl Hasher {
         racy: &[(String, Entry)],
     ) -> Result<Option<Vec<(String, Entry)>>, Error> {
         let mut still = Vec::new();
-        let mut buf = Vec::new();
         for (name, entry) in racy {
             let hashed_ns = now_ns();
-            let hash = match hash_file_with(&dir.join(name), &mut buf) {
+            let hash = match hash_raw(&dir.join(name)) {
                 Ok(hash) => hash,
                 Err(_) => return Ok(None),
             };
@@ -723,10 +722,9 @@ fn hash_files(
     files: &[(String, FileStat)],
     which: &[usize],
 ) -> Result<Vec<Raw>, Error> {
-    let hash_one = |i: usize, buf: &mut Vec<u8>| hash_file_with(&dir.join(&files[i].0), buf);
+    let hash_one = |i: usize| hash_raw(&dir.join(&files[i].0));
     if which.len() < 64 || threads() == 1 {
-        let mut buf = Vec::new();
-        return which.iter().map(|&i| hash_one(i, &mut buf)).collect();
+        return which.iter().map(|&i| hash_one(i)).collect();
     }
     let next = AtomicUsize::new(0);
     let chunk = 32;
@@ -734,7 +732,6 @@ fn hash_files(
         let handles: Vec<_> = (0..threads())
             .map(|_| {
                 scope.spawn(|| {
-                    let mut buf = Vec::new();
                     let mut done = Vec::new();
                     loop {
                         let start = next.fetch_add(chunk, Ordering::Relaxed);
@@ -743,7 +740,7 @@ fn hash_files(
                         }
                         let end = (start + chunk).min(which.len());
                         for (at, &file) in which.iter().enumerate().take(end).skip(start) {
-                            done.push((at, hash_one(file, &mut buf)?));
+                            done.push((at, hash_one(file)?));
                         }
                     }
                 })
@@ -796,29 +793,35 @@ pub fn digest_path(path: &Path) -> Result<String, Error> {
 
 /// blake3 of a file's bytes, streamed.
 pub fn hash_file(path: &Path) -> Result<String, Error> {
-    hash_file_with(path, &mut Vec::new()).map(|raw| hex(&raw))
+    hash_raw(path).map(|raw| hex(&raw))
 }
 
-/// blake3 of a file's bytes, read through `buf` (kept between calls: a
-/// directory of small files is not one buffer allocation per file).
-fn hash_file_with(path: &Path, buf: &mut Vec<u8>) -> Result<Raw, Error> {
+/// blake3 of a file's bytes, read through a buffer kept per thread: a
+/// directory of small files (or a step's few outputs, one step after
+/// another) is not a fresh 256 KiB allocation, zeroed and faulted in, per file.
+fn hash_raw(path: &Path) -> Result<Raw, Error> {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
-    if buf.len() < 256 * 1024 {
-        buf.resize(256 * 1024, 0);
-    }
-    let mut hasher = blake3::Hasher::new();
-    loop {
-        let n = file.read(buf).map_err(io)?;
-        if n == 0 {
-            break;
+    BUF.with_borrow_mut(|buf| {
+        if buf.len() < 256 * 1024 {
+            buf.resize(256 * 1024, 0);
         }
-        hasher.update(&buf[..n]);
-    }
-    Ok(*hasher.finalize().as_bytes())
+        let mut hasher = blake3::Hasher::new();
+        loop {
+            let n = file.read(buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(*hasher.finalize().as_bytes())
+    })
 }
 
 #[cfg(test)]
