@@ -196,13 +196,21 @@ impl Hasher {
     fn directory(&mut self, rel: &str) -> Result<Digest, Error> {
         let path = self.root.join(rel);
         let summary = self.cache.dirs.get(rel).cloned();
-        let folders = walk_folders(&path)?;
-        let fingerprint = folders
-            .iter()
-            .fold(0u128, |sum, f| sum.wrapping_add(f.fingerprint));
-        let files: u64 = folders.iter().map(|f| f.files).sum();
+        // Without a summary there is nothing to compare sums with: the one
+        // walk lists the files, and the folders' sums come from the list.
+        let walked_folders = match &summary {
+            Some(_) => Some(walk_folders(&path)?),
+            None => None,
+        };
+        let sums = walked_folders.as_deref().map(|folders| {
+            let fingerprint = folders
+                .iter()
+                .fold(0u128, |sum, f| sum.wrapping_add(f.fingerprint));
+            (fingerprint, folders.iter().map(|f| f.files).sum::<u64>())
+        });
         if let Some(summary) = &summary
             && let Some(racy) = &summary.racy
+            && let Some((fingerprint, files)) = sums
             && (fingerprint, files) == (summary.fingerprint, summary.files)
             && let Some(settled) = self.still_the_same(&path, racy)?
         {
@@ -235,8 +243,8 @@ impl Hasher {
             .and_then(|(s, bytes)| stat_cache::decode_detail(bytes, rel, s.fingerprint));
         // The folders whose files' stats are as the entries say: their
         // entries stand (but for racy ones), and they are not listed again.
-        let unchanged: foldhash::HashSet<&str> = match (&summary, &known) {
-            (Some(summary), Some(_)) if !summary.folders.is_empty() => {
+        let unchanged: foldhash::HashSet<&str> = match (&summary, &known, &walked_folders) {
+            (Some(summary), Some(_), Some(folders)) if !summary.folders.is_empty() => {
                 let before: foldhash::HashMap<&str, (u128, u64)> = summary
                     .folders
                     .iter()
@@ -250,17 +258,18 @@ impl Hasher {
             }
             _ => foldhash::HashSet::default(),
         };
-        let mut walked: Vec<(String, FileStat)> = if unchanged.is_empty() {
-            walk_listing(&path)?
-        } else {
-            let mut listed = Vec::new();
-            for folder in folders
-                .iter()
-                .filter(|f| !unchanged.contains(f.prefix.as_str()))
-            {
-                list_folder(&path, &folder.prefix, &mut listed)?;
+        let mut walked: Vec<(String, FileStat)> = match &walked_folders {
+            Some(folders) if !unchanged.is_empty() => {
+                let mut listed = Vec::new();
+                for folder in folders
+                    .iter()
+                    .filter(|f| !unchanged.contains(f.prefix.as_str()))
+                {
+                    list_folder(&path, &folder.prefix, &mut listed)?;
+                }
+                listed
             }
-            listed
+            _ => walk_listing(&path)?,
         };
         let known = known.unwrap_or_default();
         for (name, entry) in &known {
@@ -270,27 +279,29 @@ impl Hasher {
         }
         walked.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // Both sorted by path: one merge pairs each file with its entry.
-        let mut entries: Vec<Option<Entry>> = Vec::with_capacity(walked.len());
-        let mut changed = walked.len() != known.len();
+        let mut before: Vec<Option<Entry>> = Vec::with_capacity(walked.len());
         let mut stored = known.iter().peekable();
-        for (name, stat) in &walked {
+        for (name, _) in &walked {
             while stored.next_if(|(path, _)| *path < name.as_str()).is_some() {}
-            let entry = stored.next_if(|(path, _)| *path == name.as_str());
-            match entry {
-                Some((_, entry)) if entry.vouches_for(stat) => entries.push(Some(*entry)),
-                other => {
-                    changed |= other.is_none();
-                    entries.push(None);
-                }
-            }
+            before.push(
+                stored
+                    .next_if(|(path, _)| *path == name.as_str())
+                    .map(|(_, e)| *e),
+            );
         }
+        let mut entries: Vec<Option<Entry>> = walked
+            .iter()
+            .zip(&before)
+            .map(|((_, stat), entry)| entry.filter(|e| e.vouches_for(stat)))
+            .collect();
         let to_hash: Vec<usize> = (0..walked.len())
             .filter(|&i| entries[i].is_none())
             .collect();
+        let mut changed = walked.len() != known.len();
         tracing::debug!(
             dir = rel,
             files = walked.len(),
-            folders = folders.len(),
+            folders = walked_folders.as_ref().map_or(0, Vec::len),
             folders_unchanged = unchanged.len(),
             read = to_hash.len(),
             vouched = walked.len() - to_hash.len(),
@@ -309,15 +320,19 @@ impl Hasher {
                 hashed_ns,
             };
             // Re-hashed with the same content and still racy: nothing new.
-            let before = known
-                .binary_search_by(|(path, _)| (*path).cmp(walked[i].0.as_str()))
-                .ok()
-                .map(|at| known[at].1);
             changed |=
-                !before.is_some_and(|b| b.hash == hash && b.stat == stat && !entry.trusted());
+                !before[i].is_some_and(|b| b.hash == hash && b.stat == stat && !entry.trusted());
             entries[i] = Some(entry);
         }
         drop(unchanged);
+        let fingerprint = sums.map_or_else(
+            || {
+                walked.iter().fold(0u128, |sum, (name, stat)| {
+                    sum.wrapping_add(stat_cache::fingerprint("", name, stat))
+                })
+            },
+            |(fingerprint, _)| fingerprint,
+        );
         let files: Vec<(String, Entry)> = walked
             .into_iter()
             .zip(entries)
@@ -340,9 +355,9 @@ impl Hasher {
             digest: digest.0,
             size: digest.1,
             racy: (racy.len() <= stat_cache::MAX_RACY).then_some(racy),
-            folders: match folders.len() <= stat_cache::MAX_FOLDERS {
-                true => folders,
-                false => Vec::new(),
+            folders: match walked_folders.unwrap_or_else(|| folders_of(&files)) {
+                folders if folders.len() <= stat_cache::MAX_FOLDERS => folders,
+                _ => Vec::new(),
             },
         };
         let digest = Digest {
@@ -658,6 +673,28 @@ fn walk_folders(dir: &Path) -> Result<Vec<Folder>, Error> {
     let mut folders: Vec<Folder> = lists.into_iter().flatten().collect();
     folders.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix));
     Ok(folders)
+}
+
+/// The folders' sums ([`walk_folders`]) of files listed with their stats.
+fn folders_of(files: &[(String, Entry)]) -> Vec<Folder> {
+    let mut sums: foldhash::HashMap<&str, (u128, u64)> = foldhash::HashMap::default();
+    for (name, entry) in files {
+        let sum = sums.entry(folder_of(name)).or_default();
+        sum.0 = sum
+            .0
+            .wrapping_add(stat_cache::fingerprint("", name, &entry.stat));
+        sum.1 += 1;
+    }
+    let mut folders: Vec<Folder> = sums
+        .into_iter()
+        .map(|(prefix, (fingerprint, files))| Folder {
+            prefix: prefix.to_string(),
+            fingerprint,
+            files,
+        })
+        .collect();
+    folders.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix));
+    folders
 }
 
 /// The folder part of a path under a directory: `a/b/` of `a/b/c`.
