@@ -18,7 +18,7 @@ use crate::cache::lock::LockFile;
 use crate::error::{Error, PlanError};
 use crate::spec::expand::{SEPARATOR, group_of};
 use crate::spec::types::{
-    ArtifactStore, Deployment, ExperimentTracker, GitSettings, Promote, Stack,
+    ArtifactStore, Deployment, ExperimentTracker, GitSettings, ParamRef, Promote, Stack,
 };
 use crate::spec::{Document, Loaded, Pipeline};
 use crate::suggest::hint;
@@ -37,6 +37,15 @@ pub struct PlannedStep {
     pub retries: u32,
     /// Declared outputs: name and repo-relative path; each must exist after success.
     pub outputs: Vec<(String, String)>,
+    /// Outputs (repo paths) left in place when the step starts (`persist: true`);
+    /// the others are removed first.
+    pub persist: Vec<String>,
+    /// Outputs (repo paths) kept out of the store (`cache: false`).
+    pub uncached: Vec<String>,
+    /// `frozen: true`: never runs; its outputs are used as they are.
+    pub frozen: bool,
+    /// Plot data files it writes, drawn in reports.
+    pub plots: Vec<crate::spec::types::Plot>,
     /// Indexes (into `Plan::steps`) of the steps that must succeed first.
     pub upstream: Vec<usize>,
     /// What keys the cache: declared deps and upstream outputs (normalised
@@ -63,6 +72,8 @@ pub enum Decision {
     Restore { outputs: Vec<String> },
     /// Up to date: nothing to do.
     UpToDate,
+    /// `frozen: true`: never runs; its outputs are used as they are.
+    Frozen,
     /// Left out by `--only`/`--downstream`.
     NotSelected,
 }
@@ -200,7 +211,10 @@ impl Plan {
             true => spec
                 .steps
                 .iter()
-                .map(|(name, step)| (name.clone(), step.outputs.clone()))
+                .map(|(name, step)| {
+                    let paths = step.outputs.iter().map(|(k, o)| (k.clone(), o.path.clone()));
+                    (name.clone(), paths.collect())
+                })
                 .collect(),
             false => Map::default(),
         });
@@ -252,7 +266,7 @@ impl Plan {
                 outputs: Value::from_object(StepOutputs(
                     step.outputs
                         .iter()
-                        .map(|(k, p)| (k.clone(), relative_to(&workdir, p)))
+                        .map(|(k, o)| (k.clone(), relative_to(&workdir, &o.path)))
                         .collect(),
                 )),
                 steps: steps_value,
@@ -297,7 +311,7 @@ impl Plan {
                         up_step
                             .outputs
                             .values()
-                            .filter_map(|p| crate::spec::paths::normalize(p).ok()),
+                            .filter_map(|o| crate::spec::paths::normalize(&o.path).ok()),
                     );
                 }
             }
@@ -305,20 +319,34 @@ impl Plan {
             deps.dedup();
             let mut key_params = BTreeMap::new();
             for listed in &step.params {
-                let value =
-                    lookup_param(&params, listed).ok_or_else(|| PlanError::UnknownStepParam {
-                        step: name.to_string(),
-                        pipeline: spec.name.clone(),
-                        param: listed.clone(),
-                        file: doc.file.to_string(),
-                        params_files: spec.params_files.clone(),
-                        help: hint(
-                            listed,
-                            flatten_params(&params).keys().map(String::as_str),
-                            "add it, or remove it from the step's `params`",
-                        ),
+                let names = match listed {
+                    ParamRef::Name(listed) => vec![listed.as_str()],
+                    // Every key the file defines now, valued as merged (so
+                    // `-p` over one of them reruns the step).
+                    ParamRef::File { file } => match loaded.params_files.get(file) {
+                        Some(serde_json::Value::Object(map)) => {
+                            map.keys().map(String::as_str).collect()
+                        }
+                        _ => Vec::new(),
+                    },
+                };
+                for listed in names {
+                    let value = lookup_param(&params, listed).ok_or_else(|| {
+                        PlanError::UnknownStepParam {
+                            step: name.to_string(),
+                            pipeline: spec.name.clone(),
+                            param: listed.to_string(),
+                            file: doc.file.to_string(),
+                            params_files: spec.params_files.clone(),
+                            help: hint(
+                                listed,
+                                flatten_params(&params).keys().map(String::as_str),
+                                "add it, or remove it from the step's `params`",
+                            ),
+                        }
                     })?;
-                key_params.insert(listed.clone(), value.clone());
+                    key_params.insert(listed.to_string(), value.clone());
+                }
             }
             steps.push(PlannedStep {
                 deps,
@@ -344,11 +372,27 @@ impl Plan {
                 outputs: step
                     .outputs
                     .iter()
-                    .map(|(k, p)| {
-                        (
-                            k.clone(),
-                            crate::spec::paths::normalize(p).unwrap_or_else(|_| p.clone()),
-                        )
+                    .map(|(k, o)| (k.clone(), normalized(&o.path)))
+                    .collect(),
+                persist: step
+                    .outputs
+                    .values()
+                    .filter(|o| o.persist)
+                    .map(|o| normalized(&o.path))
+                    .collect(),
+                uncached: step
+                    .outputs
+                    .values()
+                    .filter(|o| !o.cache)
+                    .map(|o| normalized(&o.path))
+                    .collect(),
+                frozen: step.frozen,
+                plots: step
+                    .plots
+                    .iter()
+                    .map(|plot| crate::spec::types::Plot {
+                        path: normalized(&plot.path),
+                        ..plot.clone()
                     })
                     .collect(),
                 upstream,
@@ -383,7 +427,7 @@ impl Plan {
                 spec: promote.clone(),
                 step: step.to_string(),
                 output: output.to_string(),
-                model_path: crate::spec::paths::normalize(path).unwrap_or_else(|_| path.clone()),
+                model_path: normalized(&path.path),
                 production: loaded
                     .specs
                     .deployments
@@ -773,6 +817,12 @@ fn relative_to(base: &str, path: &str) -> String {
     out.join("/")
 }
 
+/// A spec path as the plan keys it; validation has rejected the ones that
+/// do not normalise.
+fn normalized(path: &str) -> String {
+    crate::spec::paths::normalize(path).unwrap_or_else(|_| path.to_string())
+}
+
 fn normalize_dir(dir: &str) -> String {
     crate::spec::paths::normalize(dir)
         .ok()
@@ -982,6 +1032,21 @@ impl Plan {
                 }
                 continue;
             }
+            if step.frozen {
+                let entry = recorded_step(&step.name);
+                let missing = self.frozen_outputs_missing(i, entry, seen)?;
+                self.decisions[i] = if missing.is_empty() {
+                    Decision::Frozen
+                } else {
+                    // Restorable outputs are recorded ones: the steps after
+                    // compare with what is restored.
+                    if let Some(entry) = entry {
+                        expected.extend(entry.outputs.iter().map(|(p, d)| (p.as_str(), d)));
+                    }
+                    Decision::Restore { outputs: missing }
+                };
+                continue;
+            }
             let mut reasons = Vec::new();
             if force {
                 reasons.push("forced (--force)".to_string());
@@ -1091,6 +1156,39 @@ impl Plan {
             };
         }
         Ok(())
+    }
+
+    /// The outputs of frozen step `i` that are missing but can be restored;
+    /// an error names one that is neither there nor in the store, since a
+    /// frozen step is never run to make it.
+    fn frozen_outputs_missing(
+        &self,
+        i: usize,
+        entry: Option<&crate::cache::lock::StepLock>,
+        seen: &impl Observed,
+    ) -> Result<Vec<String>, Error> {
+        let step = &self.steps[i];
+        let mut missing = Vec::new();
+        for (_, path) in &step.outputs {
+            if seen.digest(path)?.is_some() {
+                continue;
+            }
+            let recorded = entry.and_then(|e| e.outputs.get(path));
+            match recorded {
+                Some(recorded) if seen.output(path, recorded)? == OutputState::Restorable => {
+                    missing.push(path.clone())
+                }
+                _ => {
+                    return Err(PlanError::FrozenOutputMissing {
+                        pipeline: self.pipeline.clone(),
+                        step: step.name.clone(),
+                        path: path.clone(),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(missing)
     }
 
     /// Steps in an order where every step comes after its upstream.

@@ -211,25 +211,30 @@ impl Cache {
         Ok(deps.into_iter().collect())
     }
 
-    /// After a step succeeded: hashes and stores its `outputs`, reads its
+    /// After a step succeeded: hashes its `outputs` and stores those marked
+    /// to keep (`cache: false` ones are only hashed), reads its
     /// `metrics` file, and records them with the rest of its cache key
     /// (`entry`) in the lock journal.
     pub fn record<'a>(
         &self,
         pipeline: &str,
         step: &str,
-        outputs: impl Iterator<Item = &'a str>,
+        outputs: impl Iterator<Item = (&'a str, bool)>,
         metrics: Option<&str>,
         mut entry: StepLock,
     ) -> Result<(), Error> {
         let mut stored = Vec::new();
         {
             let mut hasher = self.hasher.lock().map_err(|_| CacheError::HasherPoisoned)?;
-            for path in outputs {
+            for (path, keep) in outputs {
                 hasher.forget(path);
                 let digest = hasher.digest(path)?.ok_or_else(|| CacheError::OutputGone {
                     path: path.to_string(),
                 })?;
+                if !keep {
+                    stored.push((path.to_string(), digest));
+                    continue;
+                }
                 self.store
                     .put(&self.root, path, &digest, &mut hasher)
                     .map_err(|e| CacheError::NotStored {

@@ -2,6 +2,14 @@
 /// params, secrets and steps asked for do not fit the pipeline.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    #[error(
+        "step `{step}` of pipeline `{pipeline}` is frozen, but its output {path} is missing and not in the cache: restore the file (`git checkout`, `runner pull`), or remove `frozen: true` so the step runs"
+    )]
+    FrozenOutputMissing {
+        pipeline: String,
+        step: String,
+        path: String,
+    },
     #[error("pipeline `{pipeline}` is not valid")]
     InvalidPipeline { pipeline: String },
     #[error(

@@ -212,6 +212,7 @@ fn release(
 fn nothing_to_do(decision: &Decision) -> Option<&'static str> {
     match decision {
         Decision::UpToDate => Some("up to date"),
+        Decision::Frozen => Some("frozen"),
         Decision::NotSelected => Some("not selected"),
         Decision::Run { .. } | Decision::Restore { .. } => None,
     }
@@ -280,6 +281,20 @@ async fn run_step(
             let reason = format!("{} {} from the cache", super::RESTORED, outputs.join(", "));
             return up_to_date(plan, index, reason, started, events);
         }
+        if step.frozen {
+            events.send(Event::StepFinished {
+                step: step.name.clone(),
+                status: StepStatus::Failed,
+                exit_code: None,
+                attempts: 0,
+                duration_ms: 0,
+                reason: Some(format!(
+                    "frozen, and {} could not be restored from the cache",
+                    outputs.join(", ")
+                )),
+            });
+            return StepStatus::Failed;
+        }
     }
     // The cache key's deps, hashed as the step starts (its upstream is done).
     let deps = match &cache {
@@ -333,10 +348,8 @@ async fn run_step(
             attempt,
             command: masker.mask(&step.command).into_owned(),
         });
-        for (_, path) in &step.outputs {
-            if let Some(parent) = plan.root.join(path).parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
+        if let Err(problem) = clear_outputs(plan, index) {
+            return finish(StepStatus::Failed, None, attempt, Some(problem));
         }
         let (lines_tx, mut lines_rx) = mpsc::channel::<(process::Stream, String)>(256);
         let forward = {
@@ -425,7 +438,9 @@ async fn run_step(
                         cache_ref.record(
                             &plan_ref.pipeline,
                             &step.name,
-                            step.outputs.iter().map(|(_, path)| path.as_str()),
+                            step.outputs
+                                .iter()
+                                .map(|(_, path)| (path.as_str(), !step.uncached.contains(path))),
                             step.metrics.as_deref(),
                             StepLock {
                                 command: step.command.clone(),
@@ -485,6 +500,32 @@ async fn run_step(
         }
         attempt += 1;
     }
+}
+
+/// Removes the step's outputs from an earlier run, as DVC does, so a
+/// command that fails to write one is caught rather than passing with the
+/// old file; `persist: true` outputs stay. Makes their parent directories.
+fn clear_outputs(plan: &Plan, index: usize) -> Result<(), String> {
+    let step = &plan.steps[index];
+    for (_, path) in &step.outputs {
+        let full = plan.root.join(path);
+        if !step.persist.contains(path) {
+            let removed = match std::fs::symlink_metadata(&full) {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&full),
+                Ok(_) => std::fs::remove_file(&full),
+                Err(_) => Ok(()),
+            };
+            if let Err(err) = removed {
+                return Err(format!(
+                    "cannot remove the old output {path} before the step runs: {err} (mark it `persist: true` to keep it)"
+                ));
+            }
+        }
+        if let Some(parent) = full.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+    }
+    Ok(())
 }
 
 /// "declared output `model` (build/model.json) was not written", when one is missing.

@@ -301,7 +301,7 @@ pub fn run(
         && plan
             .decisions
             .iter()
-            .all(|d| matches!(d, Decision::UpToDate | Decision::NotSelected));
+            .all(|d| matches!(d, Decision::UpToDate | Decision::Frozen | Decision::NotSelected));
     let mut builder = match idle {
         true => tokio::runtime::Builder::new_current_thread(),
         false => {

@@ -29,6 +29,7 @@ fn explain(decision: &Decision) -> (&'static str, String) {
             format!("up to date; restore {} from the cache", outputs.join(", ")),
         ),
         Decision::UpToDate => ("up to date", String::new()),
+        Decision::Frozen => ("frozen", "never runs (`frozen: true`)".to_string()),
         Decision::NotSelected => ("not selected", String::new()),
     }
 }

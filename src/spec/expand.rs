@@ -351,8 +351,8 @@ fn member(
     let mut member = step.clone();
     member.foreach = None;
     member.matrix = None;
-    for (out, path) in &mut member.outputs {
-        *path = render(path, vec!["outputs".to_string(), out.clone()])?;
+    for (out, output) in &mut member.outputs {
+        output.path = render(&output.path, vec!["outputs".to_string(), out.clone()])?;
     }
     if let Some(metrics) = &mut member.metrics {
         *metrics = render(metrics, vec!["metrics".to_string()])?;

@@ -227,7 +227,7 @@ fn describe(schema: &Value, doc: &Node, error: &ValidationError, out: &mut Vec<S
             } else {
                 format!(
                     "{here} must be {}, found {}",
-                    types.join(" or "),
+                    either(&types),
                     node.type_name()
                 )
             };
@@ -414,6 +414,14 @@ fn type_names(kind: &TypeKind) -> String {
     }
 }
 
+/// "a string, a list or a mapping".
+fn either(types: &[String]) -> String {
+    match types.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => types.join(""),
+    }
+}
+
 fn plain(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
@@ -546,7 +554,7 @@ mod tests {
         );
         let messages: Vec<_> = p.iter().map(|p| p.message.as_str()).collect();
         assert!(
-            messages.contains(&"`steps.a.run` must be a string or a list, found integer"),
+            messages.contains(&"`steps.a.run` must be a string, a list or a mapping, found integer"),
             "{messages:?}"
         );
         assert!(

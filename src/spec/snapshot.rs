@@ -162,7 +162,7 @@ mod tests {
         .unwrap();
         let specs = round_trip(repo.path());
         let member = &specs.pipelines[0].spec.steps["train@small"];
-        assert_eq!(member.outputs["m"], "build/small.txt");
+        assert_eq!(member.outputs["m"].path, "build/small.txt");
         assert_eq!(
             member.member.as_ref().and_then(|m| m.key.as_deref()),
             Some("small")

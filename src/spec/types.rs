@@ -142,12 +142,25 @@ pub struct Pipeline {
     pub promote: Option<Promote>,
 }
 
-/// A command: a string runs through `sh -c`; a list runs as argv with no shell.
+/// A command: a string runs through `sh -c`; a list runs as argv with no
+/// shell; `{commands: [...]}` runs shell commands in order until one fails.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Command {
     Shell(String),
     Argv(#[schemars(length(min = 1))] Vec<String>),
+    Sequence(Sequence),
+}
+
+/// Shell commands run one after another, as DVC runs a `cmd` list: each in
+/// its own shell (a `cd` in one does not move the next), stopping at the
+/// first that fails.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sequence {
+    /// The commands, each a template as a `run` string is.
+    #[schemars(length(min = 1))]
+    pub commands: Vec<String>,
 }
 
 impl Command {
@@ -179,6 +192,24 @@ impl Command {
                     .join(" ");
                 (argv, shown)
             }
+            Command::Sequence(sequence) => {
+                let commands = sequence
+                    .commands
+                    .iter()
+                    .map(|c| templates.render(c, Escape::Shell, context))
+                    .collect::<Result<Vec<_>, _>>()?;
+                // A subshell each, opened and closed on lines of their own so
+                // a trailing `# comment` cannot swallow the closing paren.
+                let script = commands
+                    .iter()
+                    .map(|c| format!("(\n{c}\n)"))
+                    .collect::<Vec<_>>()
+                    .join(" && ");
+                (
+                    vec!["sh".to_string(), "-c".to_string(), script],
+                    commands.join(" && "),
+                )
+            }
         })
     }
 
@@ -187,6 +218,7 @@ impl Command {
         match self {
             Command::Shell(s) => std::slice::from_ref(s),
             Command::Argv(argv) => argv,
+            Command::Sequence(sequence) => &sequence.commands,
         }
     }
 }
@@ -208,13 +240,17 @@ pub struct Step {
     /// Files and directories the step reads, relative to the repo root; their contents key the cache.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deps: Vec<String>,
-    /// Files or directories the step writes, by output name, relative to the repo root.
+    /// Files or directories the step writes, by output name, relative to the
+    /// repo root. Each is removed before the step runs (so a stale file never
+    /// passes for a fresh one) unless it has `persist: true`.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     #[schemars(extend("propertyNames" = {"pattern": IDENT_PATTERN}))]
-    pub outputs: Map<String, String>,
+    pub outputs: Map<String, Output>,
     /// The pipeline params this step uses: only these invalidate its cache.
+    /// A name may be a whole section (`train`); `{file: F}` is every param
+    /// of params file F.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub params: Vec<String>,
+    pub params: Vec<ParamRef>,
     /// A JSON or YAML file of numbers the step writes; nested keys become dotted names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
@@ -240,9 +276,18 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(max = 100))]
     pub retries: u32,
-    /// `false` runs the step every time, whatever the cache says.
+    /// `false` runs the step every time, whatever the cache says (DVC's
+    /// `always_changed`); its outputs are still stored.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub cache: bool,
+    /// Never run: its outputs are used as they are (restored from the cache
+    /// when missing), whatever its deps say, as DVC's `frozen`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub frozen: bool,
+    /// Plot data files the step writes (CSV, TSV, JSON or YAML rows), drawn
+    /// as line plots in the PR comment and `runner ui`, against the base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plots: Vec<Plot>,
     /// Fan-out, as DVC's `foreach`: one member step per entry, each with
     /// its own cache entry, reading the entry as `{{ item }}`. A list names
     /// members by value (`train@0.1`, or `train@lr=0.1,depth=3` for a list
@@ -261,6 +306,113 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(skip)]
     pub member: Option<Box<Member>>,
+}
+
+/// One output: a path, or a path with options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(from = "OutputForm", into = "OutputForm")]
+#[schemars(with = "OutputForm")]
+pub struct Output {
+    pub path: String,
+    /// Left in place when the step runs again (a step that appends to it).
+    pub persist: bool,
+    /// Copied into the artifact store; `false` for outputs that live in
+    /// Git (a report) or are too big to keep twice. A missing one cannot
+    /// be restored, so its step runs again.
+    pub cache: bool,
+}
+
+impl Output {
+    /// An output with the default options.
+    pub fn at(path: impl Into<String>) -> Output {
+        Output {
+            path: path.into(),
+            persist: false,
+            cache: true,
+        }
+    }
+}
+
+/// How an output is written in YAML.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum OutputForm {
+    /// The path, relative to the repo root.
+    Path(String),
+    Detailed(OutputOptions),
+}
+
+/// An output with options.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct OutputOptions {
+    /// The path, relative to the repo root.
+    path: String,
+    /// `true` leaves the output in place when the step runs (default: it is removed first).
+    #[serde(default, skip_serializing_if = "is_false")]
+    persist: bool,
+    /// `false` keeps the output out of the artifact store.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    cache: bool,
+}
+
+impl From<OutputForm> for Output {
+    fn from(form: OutputForm) -> Self {
+        match form {
+            OutputForm::Path(path) => Output::at(path),
+            OutputForm::Detailed(o) => Output {
+                path: o.path,
+                persist: o.persist,
+                cache: o.cache,
+            },
+        }
+    }
+}
+
+impl From<Output> for OutputForm {
+    fn from(output: Output) -> Self {
+        if !output.persist && output.cache {
+            return OutputForm::Path(output.path);
+        }
+        OutputForm::Detailed(OutputOptions {
+            path: output.path,
+            persist: output.persist,
+            cache: output.cache,
+        })
+    }
+}
+
+/// A param a step's cache depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ParamRef {
+    /// A dotted name: one value (`train.alpha`) or a whole section (`train`).
+    Name(String),
+    /// Every param a params file defines, as DVC's `{params.yaml: null}`.
+    File {
+        /// One of the pipeline's `params_files`.
+        file: String,
+    },
+}
+
+/// A plot of a data file a step writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plot {
+    /// The data file, relative to the repo root: also an output of the step.
+    pub path: String,
+    /// The field on the x axis (default: the row number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// The fields drawn as lines (default: the last field of a row).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub y: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y_label: Option<String>,
 }
 
 /// The entries a `foreach` fans out over.
@@ -859,6 +1011,10 @@ fn yes() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -9,7 +9,9 @@ use croner::parser::{CronParser, Seconds, Year};
 use super::expand::group_of;
 use super::load::{DEPLOYMENTS_DIR, Document, Specs};
 use super::paths::{self, normalize};
-use super::types::{ArtifactStoreType, Command, ModelDeployerType, Pipeline, Stack, Step};
+use super::types::{
+    ArtifactStoreType, Command, ModelDeployerType, ParamRef, Pipeline, Stack, Step,
+};
 use super::yaml::{Node, Span};
 use crate::dag::{Dag, EdgeReason};
 use crate::diagnostic::{Diagnostic, Report};
@@ -478,7 +480,7 @@ impl<'a> PipelineCheck<'a> {
         let spec = self.spec();
         // A fan-out left unexpanded (its problem is reported) has templates for paths.
         for (step_name, step) in spec.steps.iter().filter(|(_, s)| !s.fans_out()) {
-            let outputs = step.outputs.iter().map(|(out, path)| {
+            let outputs = step.outputs.iter().map(|(out, output)| {
                 (
                     vec![
                         "steps".to_string(),
@@ -486,7 +488,7 @@ impl<'a> PipelineCheck<'a> {
                         "outputs".into(),
                         out.clone(),
                     ],
-                    path,
+                    &output.path,
                 )
             });
             let metrics = step.metrics.iter().map(|path| {
@@ -645,7 +647,11 @@ impl<'a> PipelineCheck<'a> {
             }
         }
         for (i, param) in step.params.iter().enumerate() {
-            if let Some((message, help)) = self.param_problem(param) {
+            let problem = match param {
+                ParamRef::Name(param) => self.param_problem(param),
+                ParamRef::File { file } => self.params_file_problem(file),
+            };
+            if let Some((message, help)) = problem {
                 let index = i.to_string();
                 let d = self
                     .error(&["steps", name, "params", &index], false, message)
@@ -910,6 +916,21 @@ impl<'a> PipelineCheck<'a> {
             self.add_edge(member, name, reason.clone(), reference.span);
         }
         None
+    }
+
+    /// A whole params file a step depends on must be one the pipeline reads.
+    fn params_file_problem(&self, file: &str) -> Option<(String, String)> {
+        let files = &self.spec().params_files;
+        (!files.iter().any(|f| f == file)).then(|| {
+            (
+                format!("`{file}` is not one of the pipeline's `params_files`"),
+                hint(
+                    file,
+                    files.iter().map(String::as_str),
+                    &format!("add `{file}` to the pipeline's `params_files`"),
+                ),
+            )
+        })
     }
 
     fn param_problem(&self, param: &str) -> Option<(String, String)> {

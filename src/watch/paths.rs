@@ -78,7 +78,8 @@ impl OwnWrites {
             .collect();
         for doc in pipelines {
             for step in doc.spec.steps.values() {
-                let written = step.outputs.values().chain(step.metrics.iter());
+                let outputs = step.outputs.values().map(|o| &o.path);
+                let written = outputs.chain(step.metrics.iter());
                 trees.extend(written.filter_map(|path| normalize(path).ok()));
             }
         }
