@@ -212,7 +212,10 @@ impl Plan {
                 .steps
                 .iter()
                 .map(|(name, step)| {
-                    let paths = step.outputs.iter().map(|(k, o)| (k.clone(), o.path.clone()));
+                    let paths = step
+                        .outputs
+                        .iter()
+                        .map(|(k, o)| (k.clone(), o.path.clone()));
                     (name.clone(), paths.collect())
                 })
                 .collect(),

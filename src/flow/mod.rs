@@ -298,10 +298,12 @@ pub fn run(
     // no worker threads: it settles every step on this one. Promotion
     // needs a worker, which hears Ctrl-C while this thread deploys.
     let idle = plan.promotion.is_none()
-        && plan
-            .decisions
-            .iter()
-            .all(|d| matches!(d, Decision::UpToDate | Decision::Frozen | Decision::NotSelected));
+        && plan.decisions.iter().all(|d| {
+            matches!(
+                d,
+                Decision::UpToDate | Decision::Frozen | Decision::NotSelected
+            )
+        });
     let mut builder = match idle {
         true => tokio::runtime::Builder::new_current_thread(),
         false => {

@@ -554,7 +554,8 @@ mod tests {
         );
         let messages: Vec<_> = p.iter().map(|p| p.message.as_str()).collect();
         assert!(
-            messages.contains(&"`steps.a.run` must be a string, a list or a mapping, found integer"),
+            messages
+                .contains(&"`steps.a.run` must be a string, a list or a mapping, found integer"),
             "{messages:?}"
         );
         assert!(
