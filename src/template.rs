@@ -91,6 +91,7 @@ impl Templates {
                 minijinja::escape_formatter(out, state, value)
             }
         });
+        env.add_filter("args", args);
         Templates { env }
     }
 
@@ -188,6 +189,62 @@ pub fn shell_words<'a>(values: impl IntoIterator<Item = &'a str>) -> Value {
     )
 }
 
+/// `{{ params.train | args }}`: a mapping as command-line options, as DVC
+/// unpacks `${train}` in a `cmd`: `--epochs 10 --lr 0.1`, nested keys
+/// dotted (`--optim.name adam`), `true` as a bare `--flag` and `false` left
+/// out, a list as `--layers 64 32`. Strings are shell-quoted.
+fn args(value: &Value) -> Result<Value, minijinja::Error> {
+    fn flatten(prefix: &str, value: &Value, out: &mut Vec<String>) -> Result<(), minijinja::Error> {
+        for key in value.try_iter()? {
+            let item = value.get_item(&key)?;
+            let name = match prefix {
+                "" => key.to_string(),
+                _ => format!("{prefix}.{key}"),
+            };
+            let word = |v: &Value| match v.as_str() {
+                Some(text) => shell_quote(text).into_owned(),
+                None => v.to_string(),
+            };
+            match item.kind() {
+                minijinja::value::ValueKind::Map => flatten(&name, &item, out)?,
+                minijinja::value::ValueKind::Bool if item.is_true() => {
+                    out.push(format!("--{name}"))
+                }
+                minijinja::value::ValueKind::Bool => {}
+                minijinja::value::ValueKind::Seq => {
+                    let mut words = vec![format!("--{name}")];
+                    for element in item.try_iter()? {
+                        if matches!(
+                            element.kind(),
+                            minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Map
+                        ) {
+                            return Err(minijinja::Error::new(
+                                minijinja::ErrorKind::InvalidOperation,
+                                format!(
+                                    "`args` cannot unpack the nested list or mapping in `{name}`"
+                                ),
+                            ));
+                        }
+                        words.push(word(&element));
+                    }
+                    out.push(words.join(" "));
+                }
+                _ => out.push(format!("--{name} {}", word(&item))),
+            }
+        }
+        Ok(())
+    }
+    if value.kind() != minijinja::value::ValueKind::Map {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            "`args` unpacks a mapping of options, e.g. `{{ params.train | args }}`",
+        ));
+    }
+    let mut out = Vec::new();
+    flatten("", value, &mut out)?;
+    Ok(Value::from_safe_string(out.join(" ")))
+}
+
 /// Quotes a string for POSIX sh, leaving plain words (paths, numbers) as they are.
 pub fn shell_quote(s: &str) -> Cow<'_, str> {
     let plain = !s.is_empty()
@@ -202,6 +259,43 @@ pub fn shell_quote(s: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn args_unpacks_a_mapping_as_dvc_does() {
+        let templates = Templates::new();
+        let ctx = minijinja::context! {
+            params => minijinja::context! {
+                train => minijinja::context! {
+                    epochs => 10, lr => 0.1, name => "my run", fast => true, slow => false,
+                    layers => vec![64, 32], optim => minijinja::context! { kind => "adam" },
+                },
+                deep => minijinja::context! { bad => vec![vec![1]] },
+            },
+        };
+        let shown = templates
+            .render(
+                "python train.py {{ params.train | args }}",
+                Escape::Shell,
+                &ctx,
+            )
+            .unwrap();
+        assert_eq!(
+            shown,
+            "python train.py --epochs 10 --lr 0.1 --name 'my run' --fast --layers 64 32 --optim.kind adam"
+        );
+        let err = templates
+            .render("x {{ params.deep | args }}", Escape::Shell, &ctx)
+            .unwrap_err();
+        assert!(
+            err.message.contains("nested list or mapping in `bad`"),
+            "{}",
+            err.message
+        );
+        let err = templates
+            .render("x {{ params.train.lr | args }}", Escape::Shell, &ctx)
+            .unwrap_err();
+        assert!(err.message.contains("unpacks a mapping"), "{}", err.message);
+    }
+
     #[test]
     fn plain_references_render_as_minijinja_renders_them() {
         let templates = Templates::new();
