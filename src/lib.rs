@@ -15,7 +15,7 @@
 //! | 2 | `spec`, `comment` | the YAML kinds: types, loading (work tree or a git ref), validation; the one PR/MR comment per pipeline |
 //! | 3 | `cache` | hashes behind the stat cache, `runner.lock`, the artifact store |
 //! | 4 | `plan` | what is stale and why: the one `Plan` of run, plan and previews |
-//! | 5 | `gate`, `gitops` | gate checks on metrics; deployment commits and pushes |
+//! | 5 | `gate`, `gitops`, `import` | gate checks on metrics; deployment commits and pushes; `runner import dvc` (dvc.yaml and dvc.lock to a pipeline and runner.lock) |
 //! | 6 | `deploy` | deployers (process, MLflow, Kubernetes manifests) and the services registry |
 //! | 7 | `exec` | the scheduler and step processes; it emits events, never prints |
 //! | 8 | `tracking` | experiment trackers (MLflow) |
@@ -42,6 +42,7 @@ pub mod forge;
 pub mod gate;
 pub mod git;
 pub mod gitops;
+pub mod import;
 pub mod log;
 pub mod metrics;
 pub mod plan;

@@ -5,6 +5,7 @@ mod comment;
 mod export;
 mod formats;
 mod graph;
+mod import;
 mod init;
 pub(crate) mod metrics;
 mod params;
@@ -91,6 +92,9 @@ enum Command {
     /// Compile a pipeline for a distributed engine: Argo Workflows or a GitLab child pipeline.
     #[command(subcommand)]
     Export(export::Command),
+    /// Bring a pipeline from another tool: `runner import dvc` reads dvc.yaml and dvc.lock.
+    #[command(subcommand)]
+    Import(import::Command),
     /// Write an example repository into a new directory, and commit it.
     Init(init::InitArgs),
     /// The whole loop on the example: train, gate, deploy, commit, predict.
@@ -134,6 +138,7 @@ pub fn main() -> u8 {
         }
         Command::Export(command) => root().and_then(|root| export::run(&root, command)),
         Command::Ui(args) => root().and_then(|root| ui::run(&root, args)),
+        Command::Import(command) => root().and_then(|root| import::run(&root, command)),
         Command::Init(args) => init::init(args),
         Command::Demo(args) => init::demo(args),
     };

@@ -12,6 +12,7 @@ mod deploy;
 mod export;
 mod forge;
 mod gitops;
+mod import;
 mod metrics_file;
 mod not_found;
 mod plan;
@@ -29,6 +30,7 @@ pub use deploy::{DeployError, ManifestError};
 pub use export::ExportError;
 pub use forge::ForgeError;
 pub use gitops::{DeploymentFileError, GitOpsError};
+pub use import::ImportError;
 pub use metrics_file::MetricsFileError;
 pub use not_found::NotFound;
 pub use plan::PlanError;
@@ -129,6 +131,8 @@ pub enum Error {
     Signing(Box<SigningError>),
     #[error(transparent)]
     Rollback(Box<RollbackError>),
+    #[error(transparent)]
+    Import(Box<ImportError>),
 }
 
 /// `?` on an area's error boxes it into its variant.
@@ -158,6 +162,7 @@ from_area!(
     Forge(ForgeError),
     Signing(SigningError),
     Rollback(RollbackError),
+    Import(ImportError),
 );
 
 impl Error {
