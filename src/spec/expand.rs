@@ -357,6 +357,12 @@ fn member(
     if let Some(metrics) = &mut member.metrics {
         *metrics = render(metrics, vec!["metrics".to_string()])?;
     }
+    for (i, plot) in member.plots.iter_mut().enumerate() {
+        plot.path = render(
+            &plot.path,
+            vec!["plots".to_string(), i.to_string(), "path".to_string()],
+        )?;
+    }
     for (i, dep) in member.deps.iter_mut().enumerate() {
         *dep = render(dep, indexed("deps", i))?;
     }

@@ -709,6 +709,26 @@ impl<'a> PipelineCheck<'a> {
                 self.push(d);
             }
         }
+        for (i, plot) in step.plots.iter().enumerate().filter(|_| !step.fans_out()) {
+            let index = i.to_string();
+            let at = ["steps", name, "plots", index.as_str(), "path"];
+            let Some(normal) = self.path(&at, &plot.path) else {
+                continue;
+            };
+            let written = step
+                .outputs
+                .values()
+                .map(|o| &o.path)
+                .chain(step.metrics.iter())
+                .filter_map(|p| normalize(p).ok())
+                .any(|p| p == normal || paths::is_inside(&normal, &p));
+            if !written {
+                let d = self
+                    .error(&at, false, format!("plot `{}` is not an output of step `{name}`", plot.path))
+                    .with_help("add it to the step's `outputs`: runner keeps plot data with the step's other outputs");
+                self.push(d);
+            }
+        }
         if !step.checks.is_empty() && step.metrics.is_none() {
             let d = self
                 .error(
