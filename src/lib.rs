@@ -11,7 +11,7 @@
 //! | layer | modules | their job |
 //! |---|---|---|
 //! | 0 | `error`, `exit`, `random`, `diagnostic`, `suggest`, `template`, `dag`, `secret`, `proc`, `example` | leaf helpers: the error type, exit codes, source-positioned diagnostics, "did you mean", minijinja, the DAG, metrics files, secret masking, process groups and signals, the example repo |
-//! | 1 | `log`, `files`, `git`, `forge`, `signing`, `metrics` | the debug log (`RUNNER_LOG`, `-vv`), masked; atomic writes; the checkout (HEAD without libgit2, the work tree's status); GitHub's and GitLab's REST APIs (pull and merge requests, comments); commit signatures (SSH, GPG); metrics files |
+//! | 1 | `log`, `files`, `git`, `forge`, `signing`, `metrics`, `plots` | the debug log (`RUNNER_LOG`, `-vv`), masked; atomic writes; the checkout (HEAD without libgit2, the work tree's status); GitHub's and GitLab's REST APIs (pull and merge requests, comments); commit signatures (SSH, GPG); metrics files; plot data files drawn as SVG and Mermaid |
 //! | 2 | `spec`, `comment` | the YAML kinds: types, loading (work tree or a git ref), validation; the one PR/MR comment per pipeline |
 //! | 3 | `cache` | hashes behind the stat cache, `runner.lock`, the artifact store |
 //! | 4 | `plan` | what is stale and why: the one `Plan` of run, plan and previews |
@@ -46,6 +46,7 @@ pub mod import;
 pub mod log;
 pub mod metrics;
 pub mod plan;
+pub mod plots;
 pub mod preview;
 pub mod proc;
 pub mod promote;
