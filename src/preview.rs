@@ -44,6 +44,40 @@ pub struct Preview {
     pub deploy: Option<DeployPreview>,
     /// Head's recorded metrics against base's (this pipeline's).
     pub metrics: Vec<MetricRow>,
+    /// Each step's plots, head's data over base's.
+    pub plots: Vec<PlotPreview>,
+}
+
+/// One plot of the preview: head's data, and base's to draw beneath it.
+pub struct PlotPreview {
+    pub step: String,
+    pub path: String,
+    /// Head's data, or why it cannot be drawn (not written yet, malformed).
+    pub head: Result<crate::plots::PlotData, String>,
+    pub base: Option<crate::plots::PlotData>,
+}
+
+/// Reads a plot's data file from a commit (or the work tree).
+pub fn plot_at(
+    source: &Source,
+    plot: &crate::spec::types::Plot,
+) -> Result<crate::plots::PlotData, String> {
+    let options = crate::plots::PlotOptions {
+        x: plot.x.clone(),
+        y: plot.y.clone(),
+        title: plot.title.clone(),
+        x_label: plot.x_label.clone(),
+        y_label: plot.y_label.clone(),
+    };
+    let format = crate::plots::Format::from_path(Path::new(&plot.path))
+        .ok_or_else(|| format!("{}: not CSV, TSV, JSON or YAML", plot.path))?;
+    match source.read(&plot.path) {
+        Ok(crate::spec::source::FileText::Text(text)) => {
+            crate::plots::parse(&text, format, &plot.path, &options).map_err(|e| e.to_string())
+        }
+        Ok(_) => Err(format!("{} is not a text file", plot.path)),
+        Err(_) => Err(format!("{} is not in {}", plot.path, source.describe())),
+    }
 }
 
 /// A step added, removed or changed between base and head.
@@ -182,6 +216,17 @@ impl Preview {
         });
         let metrics =
             crate::cache::metrics::compare(Some(&base_lock), &head_lock, Some(&plan.pipeline));
+        let plots = plan
+            .steps
+            .iter()
+            .flat_map(|step| step.plots.iter().map(move |plot| (step, plot)))
+            .map(|(step, plot)| PlotPreview {
+                step: step.name.clone(),
+                path: plot.path.clone(),
+                head: plot_at(head, plot),
+                base: plot_at(base, plot).ok(),
+            })
+            .collect();
         Ok(Preview {
             base: base.describe(),
             head: head.describe(),
@@ -193,6 +238,7 @@ impl Preview {
             gate,
             deploy,
             metrics,
+            plots,
         })
     }
 }

@@ -22,6 +22,12 @@ pub fn render_preview(preview: &Preview, format: PlanFormat) -> String {
             "gate": preview.gate,
             "deploy": preview.deploy,
             "metrics": preview.metrics,
+            "plots": preview.plots.iter().map(|p| json!({
+                "step": p.step,
+                "path": p.path,
+                "problem": p.head.as_ref().err(),
+                "base": p.base.is_some(),
+            })).collect::<Vec<_>>(),
         });
         return format!(
             "{}\n",
@@ -195,6 +201,41 @@ pub fn render_preview(preview: &Preview, format: PlanFormat) -> String {
                 format,
                 Some(("base", "head")),
             ));
+        }
+    }
+    if !preview.plots.is_empty() {
+        out.push_str(&heading("Plots"));
+        for plot in &preview.plots {
+            match (&plot.head, md) {
+                (Ok(data), true) => {
+                    let against = match plot.base {
+                        Some(_) => format!(" (dashed: {})", preview.base),
+                        None => String::new(),
+                    };
+                    out.push_str(&format!("`{}` of `{}`{against}\n\n", plot.path, plot.step));
+                    out.push_str(&crate::plots::mermaid(data, plot.base.as_ref()));
+                    out.push('\n');
+                }
+                (Ok(data), false) => {
+                    let points: usize = data.series.iter().map(|s| s.points.len()).sum();
+                    out.push_str(&item(format!(
+                        "{} of {}: {} series, {points} points{}",
+                        plot.path,
+                        plot.step,
+                        data.series.len(),
+                        if plot.base.is_some() {
+                            ", base beside it"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                (Err(why), _) => out.push_str(&item(format!(
+                    "{} of {}: {why}",
+                    code(&plot.path),
+                    plot.step
+                ))),
+            }
         }
     }
     out

@@ -759,10 +759,34 @@ async fn metrics(State(ui): State<Arc<Ui>>, UrlPath(name): UrlPath<String>) -> A
                 }))
             }));
         }
+        // The work tree's plot data over the committed (HEAD) data.
+        let head = crate::spec::Source::at_rev(&ui.root, "HEAD").ok();
+        let plots: Vec<Value> = spec
+            .steps
+            .iter()
+            .flat_map(|(step, s)| s.plots.iter().map(move |plot| (step, plot)))
+            .map(|(step, plot)| {
+                let now = crate::preview::plot_at(&crate::spec::Source::work_tree(&ui.root), plot);
+                let base = head
+                    .as_ref()
+                    .and_then(|head| crate::preview::plot_at(head, plot).ok())
+                    .filter(|base| now.as_ref().is_ok_and(|now| now != base));
+                match now {
+                    Ok(data) => json!({
+                        "step": step,
+                        "path": plot.path,
+                        "svg": crate::plots::svg(&data, base.as_ref()),
+                        "base": base.is_some(),
+                    }),
+                    Err(problem) => json!({ "step": step, "path": plot.path, "problem": problem }),
+                }
+            })
+            .collect();
         Ok(Json(json!({
             "pipeline": name,
             "runs": runs,
             "deployments": deployments,
+            "plots": plots,
         })))
     })
     .await

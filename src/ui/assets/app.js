@@ -308,6 +308,7 @@ async function metricsPage(params) {
   main.innerHTML = `<h1>Metrics</h1>
     <div class="filters"><label>pipeline <select id="metrics-pipeline">${pipelines.map((p) =>
       `<option ${p.name === name ? "selected" : ""}>${esc(p.name)}</option>`).join("")}</select></label></div>
+    ${(data.plots || []).map((p) => `<figure class="plot" data-path="${esc(p.path)}"><figcaption><code>${esc(p.path)}</code> of ${esc(p.step)}${p.base ? " <span class=\"muted\">(dashed: as committed)</span>" : ""}</figcaption>${p.problem ? `<p class="muted">${esc(p.problem)}</p>` : p.svg}</figure>`).join("")}
     ${names.length === 0 ? `<p class="muted">no metrics recorded for ${esc(name)} yet</p>` : names.map((m) => `
       <div class="card metric" data-metric="${esc(m)}"><h2><code>${esc(m)}</code></h2><div class="grid">
         <div><p class="muted">over the runs (${data.runs.filter((r) => m in r.metrics).length})</p>${chart(m, "runs", data.runs.filter((r) => m in r.metrics).map((r) => ({ label: r.run, at: r.at, value: r.metrics[m] })))}</div>
