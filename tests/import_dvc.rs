@@ -313,3 +313,88 @@ fn what_cannot_be_translated_is_refused_with_its_line_and_nothing_is_written() {
         text(&out)
     );
 }
+
+/// A real DVC (`RUNNER_TEST_DVC`, or `dvc` on PATH), else `None` with a NOT RUN line.
+fn dvc(test: &str) -> Option<String> {
+    let dvc = std::env::var("RUNNER_TEST_DVC").unwrap_or_else(|_| "dvc".to_string());
+    match Command::new(&dvc).arg("--version").output() {
+        Ok(out) if out.status.success() => Some(dvc),
+        _ => {
+            eprintln!(
+                "NOT RUN: {test} needs DVC (`python3 -m venv V && V/bin/pip install dvc`, then RUNNER_TEST_DVC=V/bin/dvc; .ci/run does)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn dvc_lock_is_carried_over_where_the_work_tree_still_matches_it() {
+    let Some(dvc) = dvc("dvc_lock_is_carried_over_where_the_work_tree_still_matches_it") else {
+        return;
+    };
+    let dir = repo()
+        .file("data/raw.txt", "3\n1\n2\n")
+        .file("params.yaml", "train:\n  lr: 0.1\n")
+        .file("src/.keep", "")
+        .file(
+            "dvc.yaml",
+            "stages:
+  prepare:
+    cmd: mkdir -p out && sort -n data/raw.txt > out/sorted.txt
+    deps: [data/raw.txt]
+    outs: [out]
+  train:
+    wdir: src
+    cmd: echo ${train.lr} > ../model.txt && cat ../out/sorted.txt >> ../model.txt
+    deps: [../out]
+    params:
+      - ../params.yaml: [train.lr]
+    outs: [../model.txt]
+  report:
+    cmd: echo report > report.txt
+    outs:
+      - report.txt:
+          cache: false
+",
+        )
+        .init();
+    let root = dir.path();
+    let run = |args: &[&str]| {
+        let out = Command::new(&dvc)
+            .args(args)
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dvc {args:?}: {}", text(&out));
+    };
+    run(&["init", "-q"]);
+    run(&["repro", "-q"]);
+    std::fs::write(root.join("report.txt"), "edited by hand\n").unwrap();
+
+    let out = runner(root, &["import", "dvc", "--name", "project"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("runner.lock: 2 steps carried over from dvc.lock"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("report runs once: report.txt changed since dvc.lock"),
+        "{shown}"
+    );
+    let out = runner(root, &["run", "--format", "json"]);
+    assert_eq!(ran(&out), ["report"], "{}", text(&out));
+    assert_eq!(read(root, "model.txt"), "0.1\n1\n2\n3\n");
+
+    // A param DVC ran with no longer holds: the step that lists it reruns.
+    std::fs::write(root.join("params.yaml"), "train:\n  lr: 0.2\n").unwrap();
+    std::fs::remove_file(root.join("runner.lock")).unwrap();
+    let out = runner(root, &["import", "dvc", "--name", "project", "--force"]);
+    assert!(
+        text(&out)
+            .contains("train runs once: param train.lr of params.yaml changed since dvc.lock"),
+        "{}",
+        text(&out)
+    );
+}

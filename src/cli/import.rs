@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::error::{Error, ImportError};
 use crate::import::dvc::{Request, Translated, translate};
+use crate::import::seed::seed;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -107,7 +108,28 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
     for note in &translation.notes {
         println!("  note: {note}");
     }
-    let _ = args.no_lock;
+    let lock_file = match translation.dvc_file.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/dvc.lock"),
+        None => "dvc.lock".to_string(),
+    };
+    if !args.no_lock && root.join(&lock_file).is_file() {
+        let lock = crate::import::dvc_lock::read(&root.join(&lock_file), &lock_file).map_err(
+            |message| ImportError::Unreadable {
+                file: lock_file.clone(),
+                message,
+            },
+        )?;
+        let seeded = seed(root, &translation.name, &translation.origins, &lock)?;
+        println!(
+            "runner.lock: {} step{} carried over from {lock_file} (their md5s match the work tree), {} to run once",
+            seeded.carried.len(),
+            plural(seeded.carried.len()),
+            seeded.reruns.len()
+        );
+        for (step, why) in &seeded.reruns {
+            println!("  {step} runs once: {why}");
+        }
+    }
     println!("next: `runner plan` shows what the first run does; `runner run` runs it");
     Ok(crate::exit::SUCCESS)
 }

@@ -10,7 +10,7 @@ pub enum ImportError {
         if *count == 1 { "" } else { "s" }
     )]
     Refused { file: String, count: usize },
-    #[error("cannot read {file}: {message}")]
+    #[error("{message}; fix or delete {file}, or import with --no-lock")]
     Unreadable { file: String, message: String },
     #[error(
         "the imported pipeline does not validate, which is a bug in `runner import dvc`: {problems}; nothing was written"

@@ -3,5 +3,7 @@
 //! matches it, so the first `runner run` reruns only what changed.
 
 pub mod dvc;
+pub mod dvc_lock;
 pub mod interpolate;
+pub mod seed;
 pub mod yaml_out;
