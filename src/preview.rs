@@ -558,6 +558,14 @@ fn differences(was: &PlannedStep, now: &PlannedStep) -> Vec<String> {
     if was.cache != now.cache {
         what.push(format!("cache {} -> {}", was.cache, now.cache));
     }
+    if was.frozen != now.frozen {
+        what.push(format!("frozen {} -> {}", was.frozen, now.frozen));
+    }
+    listed(&was.persist, &now.persist, "persist", &mut what);
+    listed(&was.uncached, &now.uncached, "uncached outputs", &mut what);
+    let plots =
+        |s: &PlannedStep| -> Vec<String> { s.plots.iter().map(|p| p.path.clone()).collect() };
+    listed(&plots(was), &plots(now), "plots", &mut what);
     if was.timeout != now.timeout || was.retries != now.retries {
         what.push("timeout or retries changed".to_string());
     }
