@@ -237,6 +237,19 @@ fn up_to_date(
     StepStatus::UpToDate
 }
 
+/// Reports a step as failed before its command started.
+fn failed_before_start(plan: &Plan, index: usize, reason: String, events: &Emitter) -> StepStatus {
+    events.send(Event::StepFinished {
+        step: plan.steps[index].name.clone(),
+        status: StepStatus::Failed,
+        exit_code: None,
+        attempts: 0,
+        duration_ms: 0,
+        reason: Some(reason),
+    });
+    StepStatus::Failed
+}
+
 /// Marks every step downstream of `failed` as skipped (for `--keep-going`).
 fn skip_dependents(
     plan: &Plan,
@@ -282,18 +295,11 @@ async fn run_step(
             return up_to_date(plan, index, reason, started, events);
         }
         if step.frozen {
-            events.send(Event::StepFinished {
-                step: step.name.clone(),
-                status: StepStatus::Failed,
-                exit_code: None,
-                attempts: 0,
-                duration_ms: 0,
-                reason: Some(format!(
-                    "frozen, and {} could not be restored from the cache",
-                    outputs.join(", ")
-                )),
-            });
-            return StepStatus::Failed;
+            let reason = format!(
+                "frozen, and {} could not be restored from the cache",
+                outputs.join(", ")
+            );
+            return failed_before_start(plan, index, reason, events);
         }
     }
     // The cache key's deps, hashed as the step starts (its upstream is done).
@@ -307,15 +313,7 @@ async fn run_step(
             {
                 Ok(Ok(deps)) => Some(deps),
                 Ok(Err(problem)) => {
-                    events.send(Event::StepFinished {
-                        step: step.name.clone(),
-                        status: StepStatus::Failed,
-                        exit_code: None,
-                        attempts: 0,
-                        duration_ms: 0,
-                        reason: Some(problem.to_string()),
-                    });
-                    return StepStatus::Failed;
+                    return failed_before_start(plan, index, problem.to_string(), events);
                 }
                 Err(_) => None,
             }

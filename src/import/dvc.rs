@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::interpolate::{Member, Place, Rendered, Scope};
+use super::interpolate::{Member, Place, Rendered, Scope, flatten};
 use super::yaml_out::YamlOut;
 use crate::diagnostic::{Diagnostic, Report};
 use crate::error::{Error, ImportError};
@@ -1133,19 +1133,6 @@ fn merge_into(base: &mut serde_json::Map<String, Value>, over: &serde_json::Map<
             _ => {
                 base.insert(key.clone(), value.clone());
             }
-        }
-    }
-}
-
-fn flatten(prefix: &str, map: &serde_json::Map<String, Value>, out: &mut Vec<(String, Value)>) {
-    for (key, value) in map {
-        let name = match prefix {
-            "" => key.clone(),
-            _ => format!("{prefix}.{key}"),
-        };
-        match value {
-            Value::Object(inner) => flatten(&name, inner, out),
-            other => out.push((name, other.clone())),
         }
     }
 }

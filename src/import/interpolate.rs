@@ -233,18 +233,6 @@ pub fn dvc_text(value: &Value, place: Place, written: &str) -> Result<String, St
 
 /// DVC's dictionary unpacking (`store_true` booleans, `nargs` lists).
 fn unpack(map: &serde_json::Map<String, Value>, written: &str) -> Result<String, String> {
-    fn flatten(prefix: &str, map: &serde_json::Map<String, Value>, out: &mut Vec<(String, Value)>) {
-        for (key, value) in map {
-            let name = match prefix {
-                "" => key.clone(),
-                _ => format!("{prefix}.{key}"),
-            };
-            match value {
-                Value::Object(inner) => flatten(&name, inner, out),
-                other => out.push((name, other.clone())),
-            }
-        }
-    }
     let mut flat = Vec::new();
     flatten("", map, &mut flat);
     let mut words = Vec::new();
@@ -272,6 +260,20 @@ fn unpack(map: &serde_json::Map<String, Value>, written: &str) -> Result<String,
         }
     }
     Ok(words.join(" "))
+}
+
+/// Every leaf of a mapping by dotted name, in order.
+pub fn flatten(prefix: &str, map: &serde_json::Map<String, Value>, out: &mut Vec<(String, Value)>) {
+    for (key, value) in map {
+        let name = match prefix {
+            "" => key.clone(),
+            _ => format!("{prefix}.{key}"),
+        };
+        match value {
+            Value::Object(inner) => flatten(&name, inner, out),
+            other => out.push((name, other.clone())),
+        }
+    }
 }
 
 /// Literal text that minijinja would read as a tag, kept literal.
