@@ -380,7 +380,7 @@ fn dvc_lock_is_carried_over_where_the_work_tree_still_matches_it() {
         "{shown}"
     );
     assert!(
-        shown.contains("report runs once: report.txt changed since dvc.lock"),
+        shown.contains("report runs once: `report.txt` changed since dvc.lock"),
         "{shown}"
     );
     let out = runner(root, &["run", "--format", "json"]);

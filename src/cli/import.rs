@@ -113,12 +113,12 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
         None => "dvc.lock".to_string(),
     };
     if !args.no_lock && root.join(&lock_file).is_file() {
-        let lock = crate::import::dvc_lock::read(&root.join(&lock_file), &lock_file).map_err(
-            |message| ImportError::Unreadable {
+        let lock = crate::import::dvc_lock::read(&root.join(&lock_file)).map_err(|err| {
+            ImportError::Unreadable {
                 file: lock_file.clone(),
-                message,
-            },
-        )?;
+                message: err.to_string(),
+            }
+        })?;
         let seeded = seed(root, &translation.name, &translation.origins, &lock)?;
         println!(
             "runner.lock: {} step{} carried over from {lock_file} (their md5s match the work tree), {} to run once",

@@ -94,7 +94,7 @@ fn mismatch(
         }
     }
     // After the params: a param in `${}` changes the command too.
-    if stage.cmd.commands() != origin.cmd {
+    if stage.cmd != origin.cmd {
         return Some("its command in dvc.yaml changed since dvc.lock".to_string());
     }
     let recorded = |entries: &[dvc_lock::LockEntry]| -> Vec<String> {
@@ -113,9 +113,10 @@ fn mismatch(
     if let Some(path) = declared.into_iter().next() {
         return Some(format!("{path} is not in its dvc.lock entry"));
     }
+    let base = root.join(&origin.wdir);
     for entry in stage.deps.iter().chain(&stage.outs) {
-        if let Some(why) = dvc_lock::mismatch(root, &origin.wdir, entry) {
-            return Some(why);
+        if let Some(why) = dvc_lock::compare_entry(&base, entry).reason() {
+            return Some(why.to_string());
         }
     }
     None
