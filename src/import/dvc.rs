@@ -1197,7 +1197,17 @@ fn output_name<'n>(path: &str, taken: impl Iterator<Item = &'n str> + Clone) -> 
         Some(c) if c.is_ascii_alphabetic() => base,
         _ => format!("out_{base}"),
     };
+    // `models/a.json` and `metrics/a.json`: `a` and `metrics_a`.
+    let parent = path
+        .rsplit('/')
+        .nth(1)
+        .map(step_name)
+        .filter(|p| !p.contains("__"));
     let mut name = base.clone();
+    if let Some(parent) = parent.filter(|_| taken.clone().any(|t| t == name)) {
+        name = format!("{}_{base}", parent.trim_start_matches('_'));
+    }
+    let base = name.clone();
     let mut n = 2;
     while taken.clone().any(|t| t == name) {
         name = format!("{base}_{n}");
@@ -1267,11 +1277,15 @@ mod tests {
         assert_eq!(output_name("models/model.pkl", [].into_iter()), "model");
         assert_eq!(
             output_name("data/prepared", ["prepared"].into_iter()),
-            "prepared_2"
+            "data_prepared"
         );
         assert_eq!(output_name("out/{{ item }}.csv", [].into_iter()), "out");
         assert_eq!(output_name("model-{{ key }}.txt", [].into_iter()), "model");
         assert_eq!(output_name("3d.bin", [].into_iter()), "out_3d");
+        assert_eq!(
+            output_name("prepared", ["prepared"].into_iter()),
+            "prepared_2"
+        );
         assert_eq!(join_repo("sub", &["../data/x.csv"]).unwrap(), "data/x.csv");
         assert_eq!(join_repo("", &["./a//b"]).unwrap(), "a/b");
         assert!(join_repo("", &["../x"]).is_err());
