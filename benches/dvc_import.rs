@@ -38,10 +38,13 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+#[path = "measure/mod.rs"]
+mod measure;
+
+use measure::{Cost, measured, median};
 
 const COLD_RUNS: usize = 3;
 const NOOP_RUNS: usize = 5;
@@ -175,64 +178,6 @@ fn params_yaml(lr_b: &str) -> String {
     format!(
         "prepare:\n  rows: 1500\n  seed: 7\nfeaturize:\n  a:\n    scale: 2.0\n  b:\n    scale: 3.0\ntrain:\n  a:\n    lr: 0.1\n    epochs: 40\n  b:\n    lr: {lr_b}\n    epochs: 60\n"
     )
-}
-
-/// What one run cost.
-#[derive(Clone, Copy)]
-struct Cost {
-    wall: Duration,
-    cpu: Duration,
-    peak_kib: u64,
-}
-
-/// Runs `cmd` (output discarded) and reads its cost from `wait4`.
-fn measured(mut cmd: Command) -> Cost {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let start = Instant::now();
-    // Reaped by wait4 below, which also reads its rusage.
-    #[allow(clippy::zombie_processes)]
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let drain = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
-    let mut status = 0;
-    // SAFETY: wait4 writes only into the status and rusage we hand it.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let pid = libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage);
-        assert!(pid > 0, "wait4 failed");
-        usage
-    };
-    let wall = start.elapsed();
-    let stderr = drain.join().unwrap_or_default();
-    let status = std::process::ExitStatus::from_raw(status);
-    assert!(status.success(), "{cmd:?} failed ({status}):\n{stderr}");
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Cost {
-        wall,
-        cpu: time(usage.ru_utime) + time(usage.ru_stime),
-        peak_kib: usage.ru_maxrss as u64,
-    }
-}
-
-fn median(mut costs: Vec<Cost>) -> Cost {
-    costs.sort_by_key(|c| c.wall);
-    let mid = costs[costs.len() / 2];
-    let mut cpu: Vec<Duration> = costs.iter().map(|c| c.cpu).collect();
-    cpu.sort();
-    let peak = costs.iter().map(|c| c.peak_kib).max().unwrap_or(0);
-    Cost {
-        wall: mid.wall,
-        cpu: cpu[cpu.len() / 2],
-        peak_kib: peak,
-    }
 }
 
 /// Runs `cmd` to completion, untimed; its stdout, or a panic with its output.
