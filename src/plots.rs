@@ -630,7 +630,7 @@ pub fn svg(plot: &PlotData, baseline: Option<&PlotData>) -> String {
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" font-family=\"sans-serif\" font-size=\"11\">"
     );
-    let title = xml(&plot.title);
+    let title = crate::xml::escape(&plot.title);
     let _ = writeln!(out, "<title>{title}</title>");
     let _ = writeln!(
         out,
@@ -651,7 +651,7 @@ pub fn svg(plot: &PlotData, baseline: Option<&PlotData>) -> String {
             out,
             "<text x=\"{}\" y=\"{y}\" text-anchor=\"end\" dominant-baseline=\"middle\">{}</text>",
             num(PLOT_LEFT - 6.0),
-            xml(&tick.label)
+            crate::xml::escape(&tick.label)
         );
     }
     for tick in &x_axis.ticks {
@@ -665,7 +665,7 @@ pub fn svg(plot: &PlotData, baseline: Option<&PlotData>) -> String {
             out,
             "<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             num(PLOT_BOTTOM + 16.0),
-            xml(&tick.label)
+            crate::xml::escape(&tick.label)
         );
     }
     let _ = writeln!(
@@ -677,7 +677,7 @@ pub fn svg(plot: &PlotData, baseline: Option<&PlotData>) -> String {
         "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
         num((PLOT_LEFT + PLOT_RIGHT) / 2.0),
         num(PLOT_BOTTOM + 36.0),
-        xml(&plot.x_label)
+        crate::xml::escape(&plot.x_label)
     );
     let (label_x, label_y) = (16.0, (PLOT_TOP + PLOT_BOTTOM) / 2.0);
     let _ = writeln!(
@@ -685,7 +685,7 @@ pub fn svg(plot: &PlotData, baseline: Option<&PlotData>) -> String {
         "<text x=\"{label_x}\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 {label_x} {})\">{}</text>",
         num(label_y),
         num(label_y),
-        xml(&plot.y_label)
+        crate::xml::escape(&plot.y_label)
     );
     // Baselines first, so the current lines are drawn over them.
     for (_, series, colour, dashed) in lines
@@ -740,7 +740,7 @@ pub fn svg(plot: &PlotData, baseline: Option<&PlotData>) -> String {
             "<text x=\"{}\" y=\"{}\" dominant-baseline=\"middle\">{}</text>",
             num(LEGEND_X + 26.0),
             num(y),
-            xml(&shorten(name, LEGEND_CHARS))
+            crate::xml::escape(&shorten(name, LEGEND_CHARS))
         );
     }
     out.push_str("</svg>\n");
@@ -765,25 +765,6 @@ fn num(v: f64) -> String {
     } else {
         "0".to_string()
     }
-}
-
-/// Text safe in XML content and attributes; control characters XML 1.0
-/// forbids are dropped.
-fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\t' | '\n' | '\r' => out.push(' '),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn shorten(text: &str, max: usize) -> String {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::exec::events::StepStatus;
 use crate::exec::record::{RUNS_DIR, RunRecord};
+use crate::xml::escape;
 
 /// How much of a failed step's log goes into the report.
 const LOG_TAIL_LINES: usize = 100;
@@ -182,28 +183,9 @@ fn log_tail(path: &Path) -> String {
     }
 }
 
-/// Text safe in XML 1.0 content and attributes: markup characters escaped,
-/// control characters XML cannot carry dropped (a step's log may hold any byte).
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use crate::xml::escape;
 
     #[test]
     fn xml_escaping_keeps_text_and_drops_what_xml_cannot_carry() {
