@@ -119,7 +119,13 @@ pub fn run(root: &Path, command: &Command) -> Result<u8, Error> {
                 message: err.to_string(),
             }
         })?;
-        let seeded = seed(root, &translation.name, &translation.origins, &lock)?;
+        let seeded = seed(
+            root,
+            &loaded,
+            &translation.name,
+            &translation.origins,
+            &lock,
+        )?;
         println!(
             "runner.lock: {} step{} carried over from {lock_file} (their md5s match the work tree), {} to run once",
             seeded.carried.len(),

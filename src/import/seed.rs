@@ -12,6 +12,7 @@ use crate::cache::Cache;
 use crate::cache::lock::StepLock;
 use crate::error::Error;
 use crate::plan::{Plan, PlanOptions};
+use crate::spec::Loaded;
 
 /// What became of each step.
 #[derive(Debug, Default)]
@@ -23,15 +24,16 @@ pub struct Seeded {
 }
 
 /// Records, for each step of `pipeline` whose DVC stage matches the work
-/// tree, an entry in runner.lock (and its outputs in the store).
+/// tree, an entry in runner.lock (and its outputs in the store). `loaded`
+/// is the work tree's specs, the imported pipeline among them.
 pub fn seed(
     root: &Path,
+    loaded: &Loaded,
     pipeline: &str,
     origins: &[Origin],
     lock: &LockFile,
 ) -> Result<Seeded, Error> {
-    let loaded = crate::spec::load(&crate::spec::Source::work_tree(root))?;
-    let plan = Plan::build(&loaded, root, Some(pipeline), &PlanOptions::default())?;
+    let plan = Plan::build(loaded, root, Some(pipeline), &PlanOptions::default())?;
     crate::cache::init_state_dir(root);
     let cache = Cache::open(root, false)?.with_store(root, plan.store_dir.as_deref());
     let mut seeded = Seeded::default();
