@@ -152,19 +152,23 @@ fn sigint_stops_every_step_and_exits_130() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(dir.path().join("a.pid").exists() && dir.path().join("b.pid").exists()) {
-        assert!(Instant::now() < deadline, "steps never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let read_pid = |name: &str| -> i32 {
+    // A pid file exists from the shell's `>` on, and holds the pid only
+    // once `echo` has written it.
+    let read_pid = |name: &str| -> Option<i32> {
         std::fs::read_to_string(dir.path().join(name))
-            .unwrap()
+            .ok()?
             .trim()
             .parse()
-            .unwrap()
+            .ok()
     };
-    let (a, b) = (read_pid("a.pid"), read_pid("b.pid"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (a, b) = loop {
+        if let (Some(a), Some(b)) = (read_pid("a.pid"), read_pid("b.pid")) {
+            break (a, b);
+        }
+        assert!(Instant::now() < deadline, "steps never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
