@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,7 @@ fn hex(raw: &Raw) -> String {
 }
 
 /// What a stat says of a path.
-struct FileInfo {
+pub struct FileInfo {
     is_dir: bool,
     stat: FileStat,
 }
@@ -89,12 +89,41 @@ struct Listing {
     files: Vec<(String, Entry)>,
 }
 
-/// Hashes paths under a root, remembering file hashes by stat.
-pub struct Hasher {
+/// Stats repo paths, from any number of threads at once: a no-op of a
+/// large pipeline is mostly its stats, shared out over the cores before
+/// the hasher, which is one thread's, looks the results up
+/// ([`Hasher::digest_looked`]).
+#[derive(Clone)]
+pub struct Stater {
     root: PathBuf,
     /// The root, open: paths are looked up from it (`fstatat`) instead of
     /// walking the root's own path again for each of thousands of files.
-    root_dir: Option<std::fs::File>,
+    root_dir: Option<Arc<std::fs::File>>,
+}
+
+impl Stater {
+    fn new(root: &Path) -> Stater {
+        Stater {
+            root: root.to_path_buf(),
+            root_dir: std::fs::File::open(root).ok().map(Arc::new),
+        }
+    }
+
+    /// The stat of a repo-relative path (following symbolic links).
+    pub fn look(&self, rel: &str) -> std::io::Result<FileInfo> {
+        match &self.root_dir {
+            Some(dir) => nix::sys::stat::fstatat(&**dir, rel, nix::fcntl::AtFlags::empty())
+                .map(|st| FileInfo::from(&st))
+                .map_err(std::io::Error::from),
+            None => std::fs::metadata(self.root.join(rel)).map(|meta| FileInfo::from(&meta)),
+        }
+    }
+}
+
+/// Hashes paths under a root, remembering file hashes by stat.
+pub struct Hasher {
+    root: PathBuf,
+    stater: Stater,
     /// `stat-cache.bin`; empty for a hasher that keeps nothing.
     state_file: PathBuf,
     cache: Main,
@@ -113,7 +142,7 @@ impl Hasher {
             .unwrap_or_default();
         Hasher {
             root: root.to_path_buf(),
-            root_dir: std::fs::File::open(root).ok(),
+            stater: Stater::new(root),
             state_file,
             cache,
             dirty: false,
@@ -126,13 +155,23 @@ impl Hasher {
     /// not exist. A directory's digest covers every file's relative path and
     /// content, in sorted order, so it is the same on every machine.
     pub fn digest(&mut self, rel: &str) -> Result<Option<Digest>, Error> {
-        let found = match &self.root_dir {
-            Some(dir) => nix::sys::stat::fstatat(dir, rel, nix::fcntl::AtFlags::empty())
-                .map(|st| FileInfo::from(&st))
-                .map_err(std::io::Error::from),
-            None => std::fs::metadata(self.root.join(rel)).map(|meta| FileInfo::from(&meta)),
-        };
-        let info = match found {
+        let looked = self.stater.look(rel);
+        self.digest_looked(rel, looked)
+    }
+
+    /// What stats paths for [`Hasher::digest_looked`] on other threads.
+    pub fn stater(&self) -> Stater {
+        self.stater.clone()
+    }
+
+    /// [`Hasher::digest`] of a path whose stat was taken already (`looked`,
+    /// from [`Stater::look`]).
+    pub fn digest_looked(
+        &mut self,
+        rel: &str,
+        looked: std::io::Result<FileInfo>,
+    ) -> Result<Option<Digest>, Error> {
+        let info = match looked {
             Ok(info) => info,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -818,7 +857,10 @@ pub fn digest_path(path: &Path) -> Result<String, Error> {
     };
     let mut hasher = Hasher {
         root: parent.to_path_buf(),
-        root_dir: None,
+        stater: Stater {
+            root: parent.to_path_buf(),
+            root_dir: None,
+        },
         state_file: PathBuf::new(),
         cache: Main::default(),
         dirty: false,

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
-use hash::{Digest, Hasher};
+use hash::{Digest, FileInfo, Hasher, Stater};
 use lock::{Digests, LOCK_FILE, Lock, StepLock};
 use store::Store;
 
@@ -53,8 +53,10 @@ impl Cache {
     /// it without writing.
     pub fn open(root: &Path, replay: bool) -> Result<Cache, Error> {
         init_state_dir(root);
-        let mut hasher = Hasher::open(root, root.join(STAT_CACHE));
-        let lock = Lock::open(root, replay, &mut hasher)?;
+        let mut hasher = tracing::debug_span!("stat_cache")
+            .in_scope(|| Hasher::open(root, root.join(STAT_CACHE)));
+        let lock =
+            tracing::debug_span!("lock").in_scope(|| Lock::open(root, replay, &mut hasher))?;
         Ok(Cache {
             root: root.to_path_buf(),
             hasher: Mutex::new(hasher),
@@ -64,23 +66,25 @@ impl Cache {
         })
     }
 
-    /// Takes the digest of every path `runner.lock` records for `pipeline`
-    /// (for every pipeline when `None`), for the next decision to read
-    /// instead of looking at each file itself. `runner run` calls it on a
-    /// second core while the specs load: a no-op of a large pipeline is then
-    /// mostly done by the time its plan is built. A path it could not
-    /// read is left for the decision to meet (and report).
-    pub fn prefetch(&self, pipeline: Option<&str>) {
-        let (Ok(lock), Ok(mut hasher)) = (self.lock.lock(), self.hasher.lock()) else {
+    /// Offers every path `runner.lock` records for `pipeline` (for every
+    /// pipeline when `None`) to `stats`, and stats them with whichever
+    /// other threads help ([`Stats::help`]); [`Cache::take_stats`] then
+    /// makes digests of them for the next decision to read instead of
+    /// looking at each file itself. `runner run` calls it on a second core
+    /// while the specs load, and the loading thread helps once it is done:
+    /// a no-op of a large pipeline is mostly these stats.
+    pub fn prefetch(&self, pipeline: Option<&str>, stats: &Stats) {
+        let (Ok(lock), Ok(hasher)) = (self.lock.lock(), self.hasher.lock()) else {
             return;
         };
-        let mut taken = foldhash::HashMap::default();
+        let mut seen = foldhash::HashSet::default();
         let recorded = lock
             .file
             .pipelines
             .iter()
             .filter(|(name, _)| pipeline.is_none_or(|wanted| wanted == name.as_str()))
             .flat_map(|(_, p)| p.steps.values());
+        let mut paths = Vec::new();
         for step in recorded {
             for path in step.deps.keys().chain(step.outputs.keys()) {
                 // Only what a spec could have declared: a runner.lock edited
@@ -88,12 +92,33 @@ impl Cache {
                 // The one-pass check first: it spares most paths an allocation.
                 let plain = crate::spec::paths::is_plainly_normal(path)
                     || crate::spec::paths::normalize(path).is_ok_and(|p| p == *path);
-                if plain
-                    && !taken.contains_key(path)
-                    && let Ok(digest) = hasher.digest(path)
-                {
-                    taken.insert(path.clone(), digest);
+                if plain && seen.insert(path.as_str()) {
+                    paths.push(path.clone());
                 }
+            }
+        }
+        stats.offer(hasher.stater(), paths);
+        drop((lock, hasher));
+        stats.help();
+    }
+
+    /// Turns what [`Cache::prefetch`] and its helpers statted into digests
+    /// (hashing only what the stat cache does not vouch for). A path it
+    /// could not read is left for the decision to meet (and report).
+    pub fn take_stats(&self, stats: Stats) {
+        let Some((paths, looked)) = stats.into_results() else {
+            return;
+        };
+        let Ok(mut hasher) = self.hasher.lock() else {
+            return;
+        };
+        let mut taken = foldhash::HashMap::default();
+        taken.reserve(paths.len());
+        for (path, looked) in paths.into_iter().zip(looked) {
+            if let Some(looked) = looked
+                && let Ok(digest) = hasher.digest_looked(&path, looked)
+            {
+                taken.insert(path, digest);
             }
         }
         if let Ok(mut prefetched) = self.prefetched.lock() {
@@ -275,6 +300,66 @@ impl Cache {
     }
 }
 
+/// Paths to stat, shared out among threads in chunks: see [`Cache::prefetch`].
+#[derive(Default)]
+pub struct Stats {
+    offered: std::sync::OnceLock<(Stater, Vec<String>)>,
+    /// The first chunk no thread has taken yet.
+    next: std::sync::atomic::AtomicUsize,
+    /// Each chunk's stats, by its first path's index.
+    done: Mutex<Vec<(usize, Vec<Looked>)>>,
+}
+
+/// A path's stat, as [`Stater::look`] took it.
+type Looked = std::io::Result<FileInfo>;
+
+/// Paths a thread takes at a time: enough to make taking them cheap, few
+/// enough that two threads end close together.
+const STAT_CHUNK: usize = 64;
+
+impl Stats {
+    fn offer(&self, stater: Stater, paths: Vec<String>) {
+        let _ = self.offered.set((stater, paths));
+    }
+
+    /// Stats chunks of the offered paths until none is left; nothing when
+    /// none were offered yet (the offering thread stats them all).
+    pub fn help(&self) {
+        use std::sync::atomic::Ordering;
+        let Some((stater, paths)) = self.offered.get() else {
+            return;
+        };
+        let mut mine = Vec::new();
+        loop {
+            let start = self.next.fetch_add(STAT_CHUNK, Ordering::Relaxed);
+            if start >= paths.len() {
+                break;
+            }
+            let end = (start + STAT_CHUNK).min(paths.len());
+            mine.push((
+                start,
+                paths[start..end].iter().map(|p| stater.look(p)).collect(),
+            ));
+        }
+        if let Ok(mut done) = self.done.lock() {
+            done.append(&mut mine);
+        }
+    }
+
+    /// The offered paths and their stats, in order (`None`: not statted).
+    fn into_results(self) -> Option<(Vec<String>, Vec<Option<Looked>>)> {
+        let (_, paths) = self.offered.into_inner()?;
+        let mut looked: Vec<Option<Looked>> = Vec::with_capacity(paths.len());
+        looked.resize_with(paths.len(), || None);
+        for (start, chunk) in self.done.into_inner().ok()? {
+            for (slot, stat) in looked[start..].iter_mut().zip(chunk) {
+                *slot = Some(stat);
+            }
+        }
+        Some((paths, looked))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,7 +385,9 @@ mod tests {
             ..StepLock::default()
         };
         cache.adopt("p", "s", entry).unwrap();
-        cache.prefetch(Some("p"));
+        let stats = Stats::default();
+        cache.prefetch(Some("p"), &stats);
+        cache.take_stats(stats);
         let taken = cache.prefetched.lock().unwrap();
         assert_eq!(taken.keys().collect::<Vec<_>>(), ["in.txt"]);
         drop(taken);

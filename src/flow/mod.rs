@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
-use crate::cache::Cache;
 use crate::cache::remote::Remote;
+use crate::cache::{Cache, Stats};
 use crate::error::Error;
 use crate::exec::events::{
     Emitter, Event, EventSink, PromotionStatus, RunStatus, Severity, Stamped, TrackingStatus,
@@ -70,16 +70,22 @@ pub enum Planned {
 pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned, Error> {
     let _span = tracing::debug_span!("plan", pipeline = request.pipeline.as_deref()).entered();
     // runner.lock and the stat cache are read, and the files runner.lock
-    // records looked at, on a second core while the specs load and the
-    // commands render: a no-op run is mostly these.
+    // records statted, on a second core while the specs load and the
+    // commands render; this thread then helps with the stats: a no-op run
+    // is mostly these.
+    let stats = Stats::default();
     let (loaded, cache) = std::thread::scope(|scope| {
         let cache = scope.spawn(|| {
             let _span = tracing::debug_span!("prefetch").entered();
             let cache = Cache::open(root, replay)?;
-            cache.prefetch(request.pipeline.as_deref());
+            tracing::debug_span!("stats")
+                .in_scope(|| cache.prefetch(request.pipeline.as_deref(), &stats));
             Ok::<Cache, Error>(cache)
         });
         let loaded = tracing::debug_span!("load").in_scope(|| load_plan(root, request, replay));
+        if matches!(loaded, Ok(Ok(_))) {
+            tracing::debug_span!("stats").in_scope(|| stats.help());
+        }
         let cache = cache
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -90,6 +96,7 @@ pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned,
         Err(invalid) => return Ok(Planned::Invalid(invalid)),
     };
     let cache = cache?.with_store(root, plan.store_dir.as_deref());
+    tracing::debug_span!("digests").in_scope(|| cache.take_stats(stats));
     crate::log::mask_secrets(&plan.secret_values);
     tracing::debug_span!("decide").in_scope(|| plan.decide(&cache, &request.selection))?;
     if tracing::enabled!(tracing::Level::DEBUG) {
@@ -109,16 +116,19 @@ fn load_plan(
     request: &PlanRequest,
     executes: bool,
 ) -> Result<Result<Plan, Box<Loaded>>, Error> {
-    let loaded = crate::spec::load_work_tree(root)?;
+    let loaded = tracing::debug_span!("specs").in_scope(|| crate::spec::load_work_tree(root))?;
     if !loaded.report.is_empty() {
         return Ok(Err(Box::new(loaded)));
     }
-    Ok(Ok(Plan::build(
-        &loaded,
-        root,
-        request.pipeline.as_deref(),
-        &request.options(executes),
-    )?))
+    let plan = tracing::debug_span!("build").in_scope(|| {
+        Plan::build(
+            &loaded,
+            root,
+            request.pipeline.as_deref(),
+            &request.options(executes),
+        )
+    })?;
+    Ok(Ok(plan))
 }
 
 /// What a run covers: a whole pipeline (`runner run`), or one step in
@@ -318,7 +328,9 @@ pub fn run(
     })?;
     let (exec_plan, exec_cache) = (Arc::clone(&plan), Arc::clone(&cache));
     let sink_ref = &mut sink;
+    let execute_span = tracing::debug_span!("execute");
     let status = runtime.block_on(async move {
+        let _span = execute_span.entered();
         let (cancel_tx, cancel_rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_stop_signal().await;
@@ -353,7 +365,9 @@ pub fn run(
         }
     });
     // What finished is in runner.lock, even after a failure or a cancel.
-    if let Err(err) = cache.finish(&plan.pipeline, plan.steps.iter().map(|s| s.name.as_str())) {
+    let finished = tracing::debug_span!("finish")
+        .in_scope(|| cache.finish(&plan.pipeline, plan.steps.iter().map(|s| s.name.as_str())));
+    if let Err(err) = finished {
         sink.notice(
             Severity::Error,
             format!("runner.lock was not written: {err}; the next run replays what finished"),
