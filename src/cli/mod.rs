@@ -52,53 +52,113 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check every pipeline, stack and deployment file; exit 2 when any is invalid.
-    Validate(validate::Args),
+    Validate(Deferred<validate::Args>),
     /// Print the JSON Schema of a spec kind (for editors), or write all of them.
-    Schema(schema::Args),
+    Schema(Deferred<schema::Args>),
     /// Print a pipeline's step graph.
-    Graph(graph::Args),
+    Graph(Deferred<graph::Args>),
     /// Run a pipeline's stale steps in parallel, in dependency order.
-    Run(run::Args),
+    Run(Deferred<run::Args>),
     /// What a run would do and why: each step runs, is up to date, or is restored. Runs nothing.
-    Plan(plan::Args),
+    Plan(Deferred<plan::Args>),
     /// Each step: up to date, or stale and why (same as `plan`).
-    Status(plan::Args),
+    Status(Deferred<plan::Args>),
     /// Recorded runs: list, show, logs.
     #[command(subcommand)]
-    Runs(runs::Command),
+    Runs(Deferred<runs::Command>),
     /// Metrics recorded in runner.lock: show them, or diff them against another commit.
     #[command(subcommand)]
-    Metrics(metrics::Command),
+    Metrics(Deferred<metrics::Command>),
     /// Params as a run sees them (params files merged): diff against another commit.
     #[command(subcommand)]
-    Params(params::Command),
+    Params(Deferred<params::Command>),
     /// Model servers: list, status, start, stop, delete, logs, predict, sync.
     #[command(subcommand)]
-    Services(services::Command),
+    Services(Deferred<services::Command>),
     /// Serve an earlier Deployment of a service again and commit it (`--steps N`, `--to COMMIT`).
-    Rollback(rollback::Args),
+    Rollback(Deferred<rollback::Args>),
     /// Post the pipeline's plan (or a report) as ONE comment on the PR/MR, updated in place.
-    Comment(comment::Args),
+    Comment(Deferred<comment::Args>),
     /// Start runs on file changes, new remote commits and cron schedules, until stopped.
-    Watch(watch::Args),
+    Watch(Deferred<watch::Args>),
     /// Run one step of a pipeline in isolation (what exported tasks and jobs run); no promotion.
-    Step(step::Args),
+    Step(Deferred<step::Args>),
     /// Copy the outputs runner.lock records to the stack's s3 artifact store.
-    Push(transfer::Args),
+    Push(Deferred<transfer::Args>),
     /// Fetch the outputs runner.lock records from the stack's s3 artifact store.
-    Pull(transfer::Args),
+    Pull(Deferred<transfer::Args>),
     /// Serve a web app of this checkout: pipelines, runs, live logs, deployments, metrics, predict.
-    Ui(ui::Args),
+    Ui(Deferred<ui::Args>),
     /// Compile a pipeline for a distributed engine: Argo Workflows or a GitLab child pipeline.
     #[command(subcommand)]
-    Export(export::Command),
+    Export(Deferred<export::Command>),
     /// Bring a pipeline from another tool: `runner import dvc` reads dvc.yaml and dvc.lock.
     #[command(subcommand)]
-    Import(import::Command),
+    Import(Deferred<import::Command>),
     /// Write an example repository into a new directory, and commit it.
-    Init(init::InitArgs),
+    Init(Deferred<init::InitArgs>),
     /// The whole loop on the example: train, gate, deploy, commit, predict.
-    Demo(init::DemoArgs),
+    Demo(Deferred<init::DemoArgs>),
+}
+
+/// A subcommand's flags, built only when the command line names it: a run
+/// sets up its own few flags, not every subcommand's (half a megabyte of
+/// flag tables and help texts, at every start, otherwise).
+#[derive(Debug)]
+struct Deferred<T>(T);
+
+impl<T> std::ops::Deref for Deferred<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: clap::FromArgMatches> clap::FromArgMatches for Deferred<T> {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(matches).map(Deferred)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+}
+
+impl<T: clap::Args> clap::Args for Deferred<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(|cmd| keeping_about(cmd, T::augment_args))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(|cmd| keeping_about(cmd, T::augment_args_for_update))
+    }
+}
+
+/// `augment` after the subcommand's own description is set: its flags'
+/// struct may have one of its own (`run`'s flattened `PlanArgs`), which
+/// must not replace the subcommand's, as it does not when built at once.
+fn keeping_about(cmd: clap::Command, augment: fn(clap::Command) -> clap::Command) -> clap::Command {
+    use clap::builder::Resettable;
+    let kept = |text: Option<&clap::builder::StyledStr>| {
+        text.cloned().map_or(Resettable::Reset, Resettable::Value)
+    };
+    let (about, long_about) = (kept(cmd.get_about()), kept(cmd.get_long_about()));
+    augment(cmd).about(about).long_about(long_about)
+}
+
+impl<T: Subcommand> Subcommand for Deferred<T> {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_subcommands)
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_subcommands_for_update)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        T::has_subcommand(name)
+    }
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -247,4 +307,34 @@ fn print_problems(loaded: &Loaded) {
         files.len(),
         if files.len() == 1 { "" } else { "s" },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn every_subcommand_builds_and_keeps_its_own_description() {
+        // `build` runs the deferred flags of every subcommand.
+        let mut cli = Cli::command();
+        cli.build();
+        cli.clone().debug_assert();
+        let about = |name: &str| {
+            cli.find_subcommand(name)
+                .and_then(|sub| sub.get_about())
+                .map(|about| about.to_string())
+        };
+        assert_eq!(
+            about("run").as_deref(),
+            Some("Run a pipeline's stale steps in parallel, in dependency order")
+        );
+        assert!(about("plan").is_some_and(|text| text.starts_with("What a run would do")));
+        let parsed = Cli::try_parse_from(["runner", "run", "-j", "3", "train", "-C", "/tmp"])
+            .expect("a run's flags parse, the global ones after it too");
+        assert_eq!(parsed.repo.as_deref(), Some(Path::new("/tmp")));
+        assert!(matches!(parsed.command, Command::Run(_)), "{parsed:?}");
+        assert!(Cli::try_parse_from(["runner", "run", "--bogus"]).is_err());
+    }
 }
