@@ -501,10 +501,16 @@ impl Recorder {
         // Every text field is masked where it enters the record (commands,
         // reasons, string params), never the JSON text: masking the text
         // could rewrite a key or an id that happens to equal a secret.
-        let text = serde_json::to_string(&self.record).unwrap_or_default();
+        // Written as it is serialized: a 1,000-step record is not first
+        // built whole in memory (a third of a megabyte, with its growth).
         let path = self.dir.join("run.json");
         let tmp = self.dir.join("run.json.tmp");
-        std::fs::write(&tmp, text.as_bytes())
+        File::create(&tmp)
+            .and_then(|file| {
+                let mut out = BufWriter::with_capacity(1 << 16, file);
+                serde_json::to_writer(&mut out, &self.record)?;
+                out.flush()
+            })
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|source| Error::Io { path, source })
     }
