@@ -23,19 +23,16 @@ use std::time::{Duration, SystemTime};
 #[path = "measure/mod.rs"]
 mod measure;
 
-use measure::{Cost, measured, median};
+use measure::{Cost, checked, measured, median};
 
 const FOLDERS: usize = 100;
 const RUNS: usize = 5;
 const FIRST_RUNS: usize = 3;
 
 fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
+    let mut cmd = Command::new("git");
+    cmd.args(args).current_dir(dir);
+    checked(cmd);
 }
 
 /// The 100,000 files, dated a minute back.
@@ -80,12 +77,9 @@ fn workspace(base: &Path, tool: &str, files: usize) -> PathBuf {
             ),
         )
         .expect("write");
-        let init = Command::new("dvc")
-            .args(["init", "-q"])
-            .current_dir(&root)
-            .output()
-            .expect("dvc init");
-        assert!(init.status.success(), "dvc init: {init:?}");
+        let mut init = Command::new("dvc");
+        init.args(["init", "-q"]).current_dir(&root);
+        checked(init);
     }
     root
 }
@@ -155,25 +149,17 @@ fn main() {
         "big_dir: one step, its dep a directory of {files} files (2 cores, median wall / CPU / peak RSS)"
     );
     println!(
-        "{:<8} {:>26} {:>26} {:>26}",
+        "{:<8} {:>28} {:>28} {:>28}",
         "tool", "first run", "no-op", "one file changed"
     );
     let mut rows = Vec::new();
     for tool in &tools {
         let costs = bench(&base.path().join(tool), tool, files);
-        let cell = |c: &Cost| {
-            format!(
-                "{:>7.3} s {:>6.3} s {:>5.1} MB",
-                c.wall.as_secs_f64(),
-                c.cpu.as_secs_f64(),
-                c.peak_kib as f64 / 1024.0
-            )
-        };
         println!(
-            "{tool:<8} {:>26} {:>26} {:>26}",
-            cell(&costs[0]),
-            cell(&costs[1]),
-            cell(&costs[2])
+            "{tool:<8} {:>28} {:>28} {:>28}",
+            costs[0].cell(),
+            costs[1].cell(),
+            costs[2].cell()
         );
         rows.push((tool, costs));
     }

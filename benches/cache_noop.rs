@@ -52,6 +52,8 @@
 //! `CACHE_NOOP_PIP_INSTALL=1` makes it try `pip install dvc` / `snakemake`
 //! (5 minutes at most each) when they are missing.
 
+mod measure;
+
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::io::Write as _;
@@ -59,6 +61,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
+
+use measure::checked;
 
 const SIZES: [usize; 3] = [10, 100, 1_000];
 const RUNS: usize = 3;
@@ -282,21 +286,6 @@ fn age(path: &Path) {
         .expect("set mtime");
 }
 
-/// Runs a setup command (not timed); panics when it fails.
-fn setup_cmd(mut cmd: Command) {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn runner_spec(w: &Workload) -> String {
     let mut yaml = String::from("apiVersion: runner/v1\nkind: Pipeline\nname: bench\nsteps:\n");
     for (i, step) in w.steps().iter().enumerate() {
@@ -382,7 +371,7 @@ fn workspace(tool: Tool, w: &Workload) -> Workspace {
             write(&ws.dir.join("pipelines/bench.yaml"), &runner_spec(w));
             let mut git = Command::new("git");
             git.args(["init", "-q"]).current_dir(&ws.dir);
-            setup_cmd(git);
+            checked(git);
         }
         Tool::Make => write(&ws.dir.join("Makefile"), &makefile(w)),
         Tool::Ninja => write(&ws.dir.join("build.ninja"), &ninja_file(w)),
@@ -391,7 +380,7 @@ fn workspace(tool: Tool, w: &Workload) -> Workspace {
             let mut init = Command::new("dvc");
             init.args(["init", "--no-scm", "-q"]).current_dir(&ws.dir);
             dvc_env(&mut init, &ws);
-            setup_cmd(init);
+            checked(init);
         }
         Tool::Snakemake => write(&ws.dir.join("Snakefile"), &snakefile(w)),
     }
@@ -883,7 +872,7 @@ fn big_dep() -> BigResult {
     );
     let mut git = Command::new("git");
     git.args(["init", "-q"]).current_dir(dir);
-    setup_cmd(git);
+    checked(git);
     std::fs::create_dir_all(dir.join("data")).expect("mkdir");
     let big = dir.join("data/big.bin");
     {

@@ -44,7 +44,7 @@ use std::process::{Command, Stdio};
 #[path = "measure/mod.rs"]
 mod measure;
 
-use measure::{Cost, measured, median};
+use measure::{Cost, checked, measured, median};
 
 const COLD_RUNS: usize = 3;
 const NOOP_RUNS: usize = 5;
@@ -178,22 +178,6 @@ fn params_yaml(lr_b: &str) -> String {
     format!(
         "prepare:\n  rows: 1500\n  seed: 7\nfeaturize:\n  a:\n    scale: 2.0\n  b:\n    scale: 3.0\ntrain:\n  a:\n    lr: 0.1\n    epochs: 40\n  b:\n    lr: {lr_b}\n    epochs: 60\n"
     )
-}
-
-/// Runs `cmd` to completion, untimed; its stdout, or a panic with its output.
-fn checked(mut cmd: Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn git(dir: &Path, args: &[&str]) {
@@ -577,14 +561,6 @@ fn main() {
         "{:<20} {:>29} {:>29}  dvc/runner",
         "scenario", "runner", "dvc"
     );
-    let cell = |c: &Cost| {
-        format!(
-            "{:>6.3} s {:>6.3} s {:>6.1} MB",
-            c.wall.as_secs_f64(),
-            c.cpu.as_secs_f64(),
-            c.peak_kib as f64 / 1024.0
-        )
-    };
     for (label, series) in [
         ("cold", cold),
         ("no-op", noop),
@@ -599,11 +575,11 @@ fn main() {
                     d.wall.as_secs_f64() / r.wall.as_secs_f64(),
                     d.cpu.as_secs_f64() / r.cpu.as_secs_f64()
                 );
-                (cell(&d), ratio)
+                (d.cell(), ratio)
             }
             None => ("-".to_string(), "-".to_string()),
         };
-        println!("{label:<20} {:>29} {d:>29}  {ratio}", cell(&r));
+        println!("{label:<20} {:>29} {d:>29}  {ratio}", r.cell());
     }
     if tools.len() == 2 {
         println!(

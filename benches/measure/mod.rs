@@ -1,6 +1,7 @@
 //! What a benchmarked command cost: wall time, CPU of it and its
 //! children, and peak RSS, read from `wait4`. Shared by the benches that
-//! run runner beside another tool.
+//! run runner beside another tool; each uses part of it.
+#![allow(dead_code)]
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Command, Stdio};
@@ -12,6 +13,35 @@ pub struct Cost {
     pub wall: Duration,
     pub cpu: Duration,
     pub peak_kib: u64,
+}
+
+impl Cost {
+    /// The cost as a table cell: wall, CPU and peak RSS.
+    pub fn cell(&self) -> String {
+        format!(
+            "{:>7.3} s {:>6.3} s {:>6.1} MB",
+            self.wall.as_secs_f64(),
+            self.cpu.as_secs_f64(),
+            self.peak_kib as f64 / 1024.0
+        )
+    }
+}
+
+/// Runs a setup command to completion, untimed: its stdout, or a panic
+/// with its output.
+pub fn checked(mut cmd: Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `cmd` (output discarded) and reads its cost from `wait4`.
