@@ -142,31 +142,39 @@ pub struct PlanOptions {
 }
 
 impl Plan {
+    /// Every dep and output path of the plan's steps, each once: what its
+    /// decision looks at.
+    pub fn observed_paths(&self) -> Vec<String> {
+        let mut seen = foldhash::HashSet::default();
+        self.steps
+            .iter()
+            .flat_map(|s| s.deps.iter().chain(s.outputs.iter().map(|(_, path)| path)))
+            .filter(|path| seen.insert(path.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// A test of whether a step of this plan writes a path: one of its
     /// outputs (or metrics files) is the path, is in it or holds it.
     pub fn writes(&self) -> impl Fn(&str) -> bool + '_ {
-        let written: std::collections::BTreeSet<&str> = self
-            .steps
-            .iter()
-            .flat_map(|s| {
-                s.outputs
-                    .iter()
-                    .map(|(_, path)| path.as_str())
-                    .chain(s.metrics.as_deref())
-            })
-            .collect();
+        let mut written = foldhash::HashSet::default();
+        // The directories a written path is in.
+        let mut holding = foldhash::HashSet::default();
+        for path in self.steps.iter().flat_map(|s| {
+            s.outputs
+                .iter()
+                .map(|(_, path)| path.as_str())
+                .chain(s.metrics.as_deref())
+        }) {
+            written.insert(path);
+            holding.extend(path.match_indices('/').map(|(at, _)| &path[..at]));
+        }
         move |path: &str| {
-            let holds = |dir: &str| written.contains(dir);
-            // Paths in `path/` sort together, from `path/` on.
-            let dir = format!("{path}/");
-            let inside = written
-                .range::<str, _>((
-                    std::ops::Bound::Included(dir.as_str()),
-                    std::ops::Bound::Unbounded,
-                ))
-                .next()
-                .is_some_and(|next| next.starts_with(&dir));
-            holds(path) || inside || path.match_indices('/').any(|(at, _)| holds(&path[..at]))
+            written.contains(path)
+                || holding.contains(path)
+                || path
+                    .match_indices('/')
+                    .any(|(at, _)| written.contains(&path[..at]))
         }
     }
 
@@ -886,6 +894,34 @@ mod tests {
             plan.steps[0].command,
             "echo 0.5 p r1 a.txt ../LOGS/A.LOG big"
         );
+    }
+
+    #[test]
+    fn a_plan_writes_its_outputs_what_they_hold_and_what_holds_them() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(repo.path().join("pipelines")).unwrap();
+        std::fs::write(
+            repo.path().join("pipelines/p.yaml"),
+            "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  a:\n    run: \"true\"\n    outputs: {out: data/out, csv: data/out.csv}\n    metrics: eval/metrics.json\n",
+        )
+        .unwrap();
+        let loaded = crate::spec::load_work_tree(repo.path()).unwrap();
+        assert!(loaded.report.is_empty(), "{:?}", loaded.report);
+        let plan = Plan::build(&loaded, repo.path(), None, &PlanOptions::default()).unwrap();
+        let writes = plan.writes();
+        for written in ["data/out", "data/out/x.bin", "data", "data/out.csv", "eval"] {
+            assert!(writes(written), "{written}");
+        }
+        for untouched in [
+            "data/ou",
+            "data/out-2",
+            "data/out.csv2",
+            "dat",
+            "eval2",
+            "src",
+        ] {
+            assert!(!writes(untouched), "{untouched}");
+        }
     }
 
     #[test]

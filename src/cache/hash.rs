@@ -102,7 +102,7 @@ pub struct Stater {
 }
 
 impl Stater {
-    fn new(root: &Path) -> Stater {
+    pub fn new(root: &Path) -> Stater {
         Stater {
             root: root.to_path_buf(),
             root_dir: std::fs::File::open(root).ok().map(Arc::new),
@@ -157,11 +157,6 @@ impl Hasher {
     pub fn digest(&mut self, rel: &str) -> Result<Option<Digest>, Error> {
         let looked = self.stater.look(rel);
         self.digest_looked(rel, looked)
-    }
-
-    /// What stats paths for [`Hasher::digest_looked`] on other threads.
-    pub fn stater(&self) -> Stater {
-        self.stater.clone()
     }
 
     /// [`Hasher::digest`] of a path whose stat was taken already (`looked`,

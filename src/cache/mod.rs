@@ -71,34 +71,37 @@ impl Cache {
     /// other threads help ([`Stats::help`]); [`Cache::take_stats`] then
     /// makes digests of them for the next decision to read instead of
     /// looking at each file itself. `runner run` calls it on a second core
-    /// while the specs load, and the loading thread helps once it is done:
-    /// a no-op of a large pipeline is mostly these stats.
+    /// while the specs load; the loading thread offers the plan's own paths
+    /// if it is done first, and helps: a no-op of a large pipeline is
+    /// mostly these stats.
     pub fn prefetch(&self, pipeline: Option<&str>, stats: &Stats) {
-        let (Ok(lock), Ok(hasher)) = (self.lock.lock(), self.hasher.lock()) else {
-            return;
-        };
-        let mut seen = foldhash::HashSet::default();
-        let recorded = lock
-            .file
-            .pipelines
-            .iter()
-            .filter(|(name, _)| pipeline.is_none_or(|wanted| wanted == name.as_str()))
-            .flat_map(|(_, p)| p.steps.values());
-        let mut paths = Vec::new();
-        for step in recorded {
-            for path in step.deps.keys().chain(step.outputs.keys()) {
-                // Only what a spec could have declared: a runner.lock edited
-                // to name `/dev/zero` or `../x` is never read here.
-                // The one-pass check first: it spares most paths an allocation.
-                let plain = crate::spec::paths::is_plainly_normal(path)
-                    || crate::spec::paths::normalize(path).is_ok_and(|p| p == *path);
-                if plain && seen.insert(path.as_str()) {
-                    paths.push(path.clone());
+        stats.offer_unless_offered(|| {
+            let Ok(lock) = self.lock.lock() else {
+                return Vec::new();
+            };
+            let mut seen = foldhash::HashSet::default();
+            let recorded = lock
+                .file
+                .pipelines
+                .iter()
+                .filter(|(name, _)| pipeline.is_none_or(|wanted| wanted == name.as_str()))
+                .flat_map(|(_, p)| p.steps.values());
+            let mut paths = Vec::new();
+            for step in recorded {
+                for path in step.deps.keys().chain(step.outputs.keys()) {
+                    // Only what a spec could have declared: a runner.lock
+                    // edited to name `/dev/zero` or `../x` is never read
+                    // here. The one-pass check first: it spares most paths
+                    // an allocation.
+                    let plain = crate::spec::paths::is_plainly_normal(path)
+                        || crate::spec::paths::normalize(path).is_ok_and(|p| p == *path);
+                    if plain && seen.insert(path.as_str()) {
+                        paths.push(path.clone());
+                    }
                 }
             }
-        }
-        stats.offer(hasher.stater(), paths);
-        drop((lock, hasher));
+            paths
+        });
         stats.help();
     }
 
@@ -301,9 +304,10 @@ impl Cache {
 }
 
 /// Paths to stat, shared out among threads in chunks: see [`Cache::prefetch`].
-#[derive(Default)]
 pub struct Stats {
-    offered: std::sync::OnceLock<(Stater, Vec<String>)>,
+    stater: Stater,
+    /// What to stat: the first thread ready offers it.
+    offered: std::sync::OnceLock<Vec<String>>,
     /// The first chunk no thread has taken yet.
     next: std::sync::atomic::AtomicUsize,
     /// Each chunk's stats, by its first path's index.
@@ -318,15 +322,29 @@ type Looked = std::io::Result<FileInfo>;
 const STAT_CHUNK: usize = 64;
 
 impl Stats {
-    fn offer(&self, stater: Stater, paths: Vec<String>) {
-        let _ = self.offered.set((stater, paths));
+    /// Stats of paths under the repository `root`.
+    pub fn new(root: &Path) -> Stats {
+        Stats {
+            stater: Stater::new(root),
+            offered: std::sync::OnceLock::new(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+            done: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Offers the paths `list` makes, unless another thread offered first
+    /// (its list is then statted, and `list` is not made).
+    pub fn offer_unless_offered(&self, list: impl FnOnce() -> Vec<String>) {
+        if self.offered.get().is_none() {
+            let _ = self.offered.set(list());
+        }
     }
 
     /// Stats chunks of the offered paths until none is left; nothing when
-    /// none were offered yet (the offering thread stats them all).
+    /// none were offered yet.
     pub fn help(&self) {
         use std::sync::atomic::Ordering;
-        let Some((stater, paths)) = self.offered.get() else {
+        let Some(paths) = self.offered.get() else {
             return;
         };
         let mut mine = Vec::new();
@@ -338,7 +356,10 @@ impl Stats {
             let end = (start + STAT_CHUNK).min(paths.len());
             mine.push((
                 start,
-                paths[start..end].iter().map(|p| stater.look(p)).collect(),
+                paths[start..end]
+                    .iter()
+                    .map(|p| self.stater.look(p))
+                    .collect(),
             ));
         }
         if let Ok(mut done) = self.done.lock() {
@@ -348,7 +369,7 @@ impl Stats {
 
     /// The offered paths and their stats, in order (`None`: not statted).
     fn into_results(self) -> Option<(Vec<String>, Vec<Option<Looked>>)> {
-        let (_, paths) = self.offered.into_inner()?;
+        let paths = self.offered.into_inner()?;
         let mut looked: Vec<Option<Looked>> = Vec::with_capacity(paths.len());
         looked.resize_with(paths.len(), || None);
         for (start, chunk) in self.done.into_inner().ok()? {
@@ -363,6 +384,31 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_paths_offered_first_are_the_ones_statted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("planned.txt"), "x").unwrap();
+        std::fs::write(dir.path().join("recorded.txt"), "y").unwrap();
+        let cache = Cache::open(dir.path(), false).unwrap();
+        let digest = Digest {
+            hash: "h".to_string(),
+            size: 1,
+        };
+        let entry = StepLock {
+            deps: Digests::from_iter([("recorded.txt".to_string(), digest)]),
+            ..StepLock::default()
+        };
+        cache.adopt("p", "s", entry).unwrap();
+        let stats = Stats::new(dir.path());
+        // The loading thread was first: runner.lock's list is not made.
+        stats.offer_unless_offered(|| vec!["planned.txt".to_string()]);
+        cache.prefetch(Some("p"), &stats);
+        cache.take_stats(stats);
+        let taken = cache.prefetched.lock().unwrap();
+        assert_eq!(taken.keys().collect::<Vec<_>>(), ["planned.txt"]);
+        assert!(taken["planned.txt"].is_some());
+    }
 
     #[test]
     fn prefetch_reads_only_plain_repo_paths_that_runner_lock_names() {
@@ -385,7 +431,7 @@ mod tests {
             ..StepLock::default()
         };
         cache.adopt("p", "s", entry).unwrap();
-        let stats = Stats::default();
+        let stats = Stats::new(&root);
         cache.prefetch(Some("p"), &stats);
         cache.take_stats(stats);
         let taken = cache.prefetched.lock().unwrap();

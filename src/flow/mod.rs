@@ -71,32 +71,38 @@ pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned,
     let _span = tracing::debug_span!("plan", pipeline = request.pipeline.as_deref()).entered();
     // runner.lock and the stat cache are read, and the files runner.lock
     // records statted, on a second core while the specs load and the
-    // commands render; this thread then helps with the stats: a no-op run
-    // is mostly these.
-    let stats = Stats::default();
-    let (loaded, cache) = std::thread::scope(|scope| {
-        let cache = scope.spawn(|| {
-            let _span = tracing::debug_span!("prefetch").entered();
-            let cache = Cache::open(root, replay)?;
-            tracing::debug_span!("stats")
-                .in_scope(|| cache.prefetch(request.pipeline.as_deref(), &stats));
+    // commands render; this thread then helps with the stats (offering the
+    // plan's own paths if runner.lock is not read yet): a no-op run is
+    // mostly these.
+    let stats = Arc::new(Stats::new(root));
+    let prefetch = {
+        let (root, replay, stats) = (root.to_path_buf(), replay, Arc::clone(&stats));
+        let pipeline = request.pipeline.clone();
+        let span = tracing::debug_span!("prefetch");
+        crate::thread::spawn_beside(move || {
+            let _span = span.entered();
+            let cache = Cache::open(&root, replay)?;
+            tracing::debug_span!("stats").in_scope(|| cache.prefetch(pipeline.as_deref(), &stats));
             Ok::<Cache, Error>(cache)
-        });
-        let loaded = tracing::debug_span!("load").in_scope(|| load_plan(root, request, replay));
-        if matches!(loaded, Ok(Ok(_))) {
-            tracing::debug_span!("stats").in_scope(|| stats.help());
-        }
-        let cache = cache
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (loaded, cache)
-    });
+        })
+    };
+    let loaded = tracing::debug_span!("load").in_scope(|| load_plan(root, request, replay));
+    if let Ok(Ok(plan)) = &loaded {
+        stats.offer_unless_offered(|| plan.observed_paths());
+        tracing::debug_span!("stats").in_scope(|| stats.help());
+    }
+    let cache = prefetch
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     let mut plan = match loaded? {
         Ok(plan) => plan,
         Err(invalid) => return Ok(Planned::Invalid(invalid)),
     };
     let cache = cache?.with_store(root, plan.store_dir.as_deref());
-    tracing::debug_span!("digests").in_scope(|| cache.take_stats(stats));
+    // The prefetch thread has ended: its share of `stats` is dropped.
+    if let Ok(stats) = Arc::try_unwrap(stats) {
+        tracing::debug_span!("digests").in_scope(|| cache.take_stats(stats));
+    }
     crate::log::mask_secrets(&plan.secret_values);
     tracing::debug_span!("decide").in_scope(|| plan.decide(&cache, &request.selection))?;
     if tracing::enabled!(tracing::Level::DEBUG) {
