@@ -110,10 +110,6 @@ pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned,
             tracing::debug!(step = %step.name, decision = ?decision, "decided");
         }
     }
-    {
-        let writes = plan.writes();
-        cache.end_prefetch(|path| !writes(path));
-    }
     Ok(Planned::Ready(Box::new(plan), Box::new(cache)))
 }
 
@@ -232,6 +228,18 @@ pub fn run(
         Planned::Invalid(loaded) => return Ok(Outcome::Invalid(loaded)),
     };
     let scope = options.scope;
+    // Steps are about to write files (one step's inputs, restored, too):
+    // what planning statted is kept only where nothing is written. A run
+    // with nothing to run or restore writes nothing.
+    let writes_outputs = scope == Scope::Step
+        || plan
+            .decisions
+            .iter()
+            .any(|d| matches!(d, Decision::Run { .. } | Decision::Restore { .. }));
+    if writes_outputs {
+        let writes = plan.writes();
+        cache.end_prefetch(|path| !writes(path));
+    }
     let state_only_head = match scope {
         Scope::Pipeline => loop_guard(root, &plan, &options.plan)?,
         // A task of an exported workflow always does its step.
