@@ -368,7 +368,7 @@ impl Plan {
                     .map(|(k, v)| (k.clone(), v.0.clone()))
                     .collect(),
                 cache: step.cache,
-                metrics: step.metrics.clone(),
+                metrics: step.metrics.as_deref().map(normalized),
                 checks: step.checks.clone(),
                 name: name.clone(),
                 command,
@@ -902,14 +902,21 @@ mod tests {
         std::fs::create_dir_all(repo.path().join("pipelines")).unwrap();
         std::fs::write(
             repo.path().join("pipelines/p.yaml"),
-            "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  a:\n    run: \"true\"\n    outputs: {out: data/out, csv: data/out.csv}\n    metrics: eval/metrics.json\n",
+            "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  a:\n    run: \"true\"\n    outputs: {out: data/out, csv: data/out.csv}\n    metrics: ./eval/metrics.json\n",
         )
         .unwrap();
         let loaded = crate::spec::load_work_tree(repo.path()).unwrap();
         assert!(loaded.report.is_empty(), "{:?}", loaded.report);
         let plan = Plan::build(&loaded, repo.path(), None, &PlanOptions::default()).unwrap();
         let writes = plan.writes();
-        for written in ["data/out", "data/out/x.bin", "data", "data/out.csv", "eval"] {
+        // The metrics file is named as the work tree names it.
+        for written in [
+            "data/out",
+            "data/out/x.bin",
+            "data",
+            "data/out.csv",
+            "eval/metrics.json",
+        ] {
             assert!(writes(written), "{written}");
         }
         for untouched in [

@@ -10,9 +10,9 @@ use std::thread::JoinHandle;
 /// runs on, an idle second core may not take either over before its next
 /// load balance, milliseconds later: the prefetch of a 1,000-step no-op
 /// ran after the spec loading it was to overlap in 36 of 40 runs here.
-/// Both threads pin the new one away (it may run first, or wait behind its
-/// parent), and it stays pinned: it is meant for work of a few
-/// milliseconds. With one core allowed, or off Linux, it is a plain spawn.
+/// The new thread is pinned to the other allowed cores before it starts
+/// its work, and stays pinned: it is meant for work of a few milliseconds.
+/// With one core allowed, or off Linux, it is a plain spawn.
 pub fn spawn_beside<T, F>(work: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -40,25 +40,24 @@ mod linux {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let Some((here, elsewhere)) = other_cores() else {
+        let Some(elsewhere) = other_cores() else {
             return std::thread::spawn(work);
         };
+        // The thread waits until it is pinned: a thread that had ended
+        // would have no kernel id left, and pinning it would pin this one.
+        let (pinned, wait_until_pinned) = std::sync::mpsc::sync_channel::<()>(1);
         let handle = std::thread::spawn(move || {
-            // It ran first, on its parent's core: it moves itself.
-            if current_core() == Some(here) {
-                // SAFETY: `pthread_self` is this live thread.
-                pin(unsafe { libc::pthread_self() }, &elsewhere);
-            }
+            let _ = wait_until_pinned.recv();
             work()
         });
-        // It waits behind this thread: it is moved where it can start now.
         pin(handle.as_pthread_t(), &elsewhere);
+        let _ = pinned.send(());
         handle
     }
 
-    /// This thread's core, and the other cores it may run on (`None` when
+    /// The cores this thread may run on but its current one (`None` when
     /// there are none).
-    fn other_cores() -> Option<(usize, libc::cpu_set_t)> {
+    fn other_cores() -> Option<libc::cpu_set_t> {
         let here = current_core()?;
         // SAFETY: a zeroed `cpu_set_t` is an empty set; the kernel writes
         // at most `size_of::<cpu_set_t>()` bytes into it.
@@ -73,7 +72,7 @@ mod linux {
         // SAFETY: `here` is below CPU_SETSIZE: the kernel numbered it.
         unsafe { libc::CPU_CLR(here, &mut elsewhere) };
         // SAFETY: a valid, initialized set.
-        (unsafe { libc::CPU_COUNT(&elsewhere) } > 0).then_some((here, elsewhere))
+        (unsafe { libc::CPU_COUNT(&elsewhere) } > 0).then_some(elsewhere)
     }
 
     fn current_core() -> Option<usize> {
@@ -83,7 +82,7 @@ mod linux {
 
     /// Best effort: a thread left where it is still runs, only later.
     fn pin(thread: libc::pthread_t, cores: &libc::cpu_set_t) {
-        // SAFETY: `thread` is alive (its handle or itself holds it) and
+        // SAFETY: `thread` is alive (it waits to be told it is pinned) and
         // `cores` is a whole `cpu_set_t`.
         unsafe {
             libc::pthread_setaffinity_np(thread, std::mem::size_of::<libc::cpu_set_t>(), cores);

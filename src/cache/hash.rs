@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -93,26 +93,25 @@ struct Listing {
 /// large pipeline is mostly its stats, shared out over the cores before
 /// the hasher, which is one thread's, looks the results up
 /// ([`Hasher::digest_looked`]).
-#[derive(Clone)]
 pub struct Stater {
     root: PathBuf,
     /// The root, open: paths are looked up from it (`fstatat`) instead of
     /// walking the root's own path again for each of thousands of files.
-    root_dir: Option<Arc<std::fs::File>>,
+    root_dir: Option<std::fs::File>,
 }
 
 impl Stater {
     pub fn new(root: &Path) -> Stater {
         Stater {
             root: root.to_path_buf(),
-            root_dir: std::fs::File::open(root).ok().map(Arc::new),
+            root_dir: std::fs::File::open(root).ok(),
         }
     }
 
     /// The stat of a repo-relative path (following symbolic links).
     pub fn look(&self, rel: &str) -> std::io::Result<FileInfo> {
         match &self.root_dir {
-            Some(dir) => nix::sys::stat::fstatat(&**dir, rel, nix::fcntl::AtFlags::empty())
+            Some(dir) => nix::sys::stat::fstatat(dir, rel, nix::fcntl::AtFlags::empty())
                 .map(|st| FileInfo::from(&st))
                 .map_err(std::io::Error::from),
             None => std::fs::metadata(self.root.join(rel)).map(|meta| FileInfo::from(&meta)),
@@ -184,6 +183,18 @@ impl Hasher {
             hash: hex(&hash),
             size: info.stat.size,
         }))
+    }
+
+    /// Whether planning takes the digest of `rel` from its stat (`info`):
+    /// a directory (walked once, then), or a file the stat cache vouches
+    /// for. Any other file is read only if the decision needs it.
+    pub fn digests_at_planning(&self, rel: &str, info: &FileInfo) -> bool {
+        info.is_dir
+            || self
+                .cache
+                .files
+                .get(rel)
+                .is_some_and(|known| known.vouches_for(&info.stat))
     }
 
     fn file_hash(&mut self, rel: &str, stat: &FileStat) -> Result<Raw, Error> {

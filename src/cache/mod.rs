@@ -106,8 +106,10 @@ impl Cache {
     }
 
     /// Turns what [`Cache::prefetch`] and its helpers statted into digests
-    /// (hashing only what the stat cache does not vouch for). A path it
-    /// could not read is left for the decision to meet (and report).
+    /// where no file must be read for it: a file the stat cache does not
+    /// vouch for is hashed only if the decision asks for it (a new step's
+    /// old output is not, for one). Directories are walked here, once. A
+    /// path it could not read is left for the decision to meet (and report).
     pub fn take_stats(&self, stats: Stats) {
         let Some((paths, looked)) = stats.into_results() else {
             return;
@@ -118,7 +120,13 @@ impl Cache {
         let mut taken = foldhash::HashMap::default();
         taken.reserve(paths.len());
         for (path, looked) in paths.into_iter().zip(looked) {
-            if let Some(looked) = looked
+            let now = match &looked {
+                Some(Ok(info)) => hasher.digests_at_planning(&path, info),
+                Some(Err(err)) => err.kind() == std::io::ErrorKind::NotFound,
+                None => false,
+            };
+            if now
+                && let Some(looked) = looked
                 && let Ok(digest) = hasher.digest_looked(&path, looked)
             {
                 taken.insert(path, digest);
@@ -332,8 +340,9 @@ impl Stats {
         }
     }
 
-    /// Offers the paths `list` makes, unless another thread offered first
-    /// (its list is then statted, and `list` is not made).
+    /// Offers the paths `list` makes, unless another thread offered first:
+    /// the first offer is the one statted (`list` is not made when it was
+    /// there before this call).
     pub fn offer_unless_offered(&self, list: impl FnOnce() -> Vec<String>) {
         if self.offered.get().is_none() {
             let _ = self.offered.set(list());
@@ -385,12 +394,23 @@ impl Stats {
 mod tests {
     use super::*;
 
+    /// Writes `text` at `path`, changed a minute ago: once hashed, its
+    /// stat vouches for it.
+    fn write_settled(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        file.set_modified(past).unwrap();
+    }
+
     #[test]
     fn the_paths_offered_first_are_the_ones_statted() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("planned.txt"), "x").unwrap();
-        std::fs::write(dir.path().join("recorded.txt"), "y").unwrap();
+        write_settled(&dir.path().join("planned.txt"), "x");
+        write_settled(&dir.path().join("recorded.txt"), "y");
+        std::fs::write(dir.path().join("new.txt"), "z").unwrap();
         let cache = Cache::open(dir.path(), false).unwrap();
+        cache.digest("planned.txt").unwrap();
         let digest = Digest {
             hash: "h".to_string(),
             size: 1,
@@ -402,12 +422,18 @@ mod tests {
         cache.adopt("p", "s", entry).unwrap();
         let stats = Stats::new(dir.path());
         // The loading thread was first: runner.lock's list is not made.
-        stats.offer_unless_offered(|| vec!["planned.txt".to_string()]);
+        let planned = ["planned.txt", "new.txt", "gone.txt"];
+        stats.offer_unless_offered(|| planned.map(String::from).to_vec());
         cache.prefetch(Some("p"), &stats);
         cache.take_stats(stats);
         let taken = cache.prefetched.lock().unwrap();
-        assert_eq!(taken.keys().collect::<Vec<_>>(), ["planned.txt"]);
+        let mut names: Vec<&String> = taken.keys().collect();
+        names.sort();
+        // A file the stat cache does not know yet is read only if the
+        // decision asks for it; a missing one is known to be missing.
+        assert_eq!(names, ["gone.txt", "planned.txt"]);
         assert!(taken["planned.txt"].is_some());
+        assert!(taken["gone.txt"].is_none());
     }
 
     #[test]
@@ -415,9 +441,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repo");
         std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("in.txt"), "x").unwrap();
+        write_settled(&root.join("in.txt"), "x");
         std::fs::write(dir.path().join("outside.txt"), "secret").unwrap();
         let cache = Cache::open(&root, false).unwrap();
+        cache.digest("in.txt").unwrap();
         let digest = |hash: &str| Digest {
             hash: hash.to_string(),
             size: 1,

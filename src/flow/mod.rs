@@ -69,11 +69,10 @@ pub enum Planned {
 /// (a run does; a plan only reads).
 pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned, Error> {
     let _span = tracing::debug_span!("plan", pipeline = request.pipeline.as_deref()).entered();
-    // runner.lock and the stat cache are read, and the files runner.lock
-    // records statted, on a second core while the specs load and the
-    // commands render; this thread then helps with the stats (offering the
-    // plan's own paths if runner.lock is not read yet): a no-op run is
-    // mostly these.
+    // runner.lock and the stat cache are read on a second core while the
+    // specs load and the commands render; then both threads stat the paths
+    // of whichever list is ready first (runner.lock's, or the plan's own):
+    // a no-op run is mostly these stats.
     let stats = Arc::new(Stats::new(root));
     let prefetch = {
         let (root, replay, stats) = (root.to_path_buf(), replay, Arc::clone(&stats));
@@ -99,8 +98,10 @@ pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned,
         Err(invalid) => return Ok(Planned::Invalid(invalid)),
     };
     let cache = cache?.with_store(root, plan.store_dir.as_deref());
-    // The prefetch thread has ended: its share of `stats` is dropped.
-    if let Ok(stats) = Arc::try_unwrap(stats) {
+    // The prefetch thread has ended, and its share of `stats` with it.
+    let stats = Arc::into_inner(stats);
+    debug_assert!(stats.is_some(), "a share of the stats outlived its thread");
+    if let Some(stats) = stats {
         tracing::debug_span!("digests").in_scope(|| cache.take_stats(stats));
     }
     crate::log::mask_secrets(&plan.secret_values);
