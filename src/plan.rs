@@ -873,23 +873,26 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_command_reads_params_outputs_run_and_pipeline() {
+    /// The plan of a repository whose only file is `pipeline` (YAML).
+    fn plan_of(pipeline: &str, options: &PlanOptions) -> Plan {
         let repo = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(repo.path().join("pipelines")).unwrap();
-        std::fs::create_dir_all(repo.path().join("build")).unwrap();
-        std::fs::write(
-            repo.path().join("pipelines/p.yaml"),
-            "apiVersion: runner/v1\nkind: Pipeline\nname: p\nparams:\n  alpha: 0.5\nsteps:\n  a:\n    run: \"echo {{ params.alpha }} {{ pipeline }} {{ run.id }} {{ outputs.out }} {{ outputs.log | upper }}{% if params.alpha > 0.1 %} big{% endif %}\"\n    outputs: {out: build/a.txt, log: logs/a.log}\n    workdir: build\n",
-        )
-        .unwrap();
+        std::fs::write(repo.path().join("pipelines/p.yaml"), pipeline).unwrap();
         let loaded = crate::spec::load_work_tree(repo.path()).unwrap();
         assert!(loaded.report.is_empty(), "{:?}", loaded.report);
+        Plan::build(&loaded, repo.path(), None, options).unwrap()
+    }
+
+    #[test]
+    fn a_command_reads_params_outputs_run_and_pipeline() {
         let options = PlanOptions {
             run_id: Some("r1".into()),
             ..PlanOptions::default()
         };
-        let plan = Plan::build(&loaded, repo.path(), None, &options).unwrap();
+        let plan = plan_of(
+            "apiVersion: runner/v1\nkind: Pipeline\nname: p\nparams:\n  alpha: 0.5\nsteps:\n  a:\n    run: \"echo {{ params.alpha }} {{ pipeline }} {{ run.id }} {{ outputs.out }} {{ outputs.log | upper }}{% if params.alpha > 0.1 %} big{% endif %}\"\n    outputs: {out: build/a.txt, log: logs/a.log}\n    workdir: build\n",
+            &options,
+        );
         assert_eq!(
             plan.steps[0].command,
             "echo 0.5 p r1 a.txt ../LOGS/A.LOG big"
@@ -898,16 +901,10 @@ mod tests {
 
     #[test]
     fn a_plan_writes_its_outputs_what_they_hold_and_what_holds_them() {
-        let repo = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(repo.path().join("pipelines")).unwrap();
-        std::fs::write(
-            repo.path().join("pipelines/p.yaml"),
+        let plan = plan_of(
             "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  a:\n    run: \"true\"\n    outputs: {out: data/out, csv: data/out.csv}\n    metrics: ./eval/metrics.json\n",
-        )
-        .unwrap();
-        let loaded = crate::spec::load_work_tree(repo.path()).unwrap();
-        assert!(loaded.report.is_empty(), "{:?}", loaded.report);
-        let plan = Plan::build(&loaded, repo.path(), None, &PlanOptions::default()).unwrap();
+            &PlanOptions::default(),
+        );
         let writes = plan.writes();
         // The metrics file is named as the work tree names it.
         for written in [

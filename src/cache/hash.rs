@@ -121,7 +121,7 @@ impl Stater {
 
 /// Hashes paths under a root, remembering file hashes by stat.
 pub struct Hasher {
-    root: PathBuf,
+    /// Also the root every path is under.
     stater: Stater,
     /// `stat-cache.bin`; empty for a hasher that keeps nothing.
     state_file: PathBuf,
@@ -140,7 +140,6 @@ impl Hasher {
             .and_then(|bytes| stat_cache::decode_main(&bytes))
             .unwrap_or_default();
         Hasher {
-            root: root.to_path_buf(),
             stater: Stater::new(root),
             state_file,
             cache,
@@ -170,7 +169,7 @@ impl Hasher {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(Error::Io {
-                    path: self.root.join(rel),
+                    path: self.stater.root.join(rel),
                     source,
                 });
             }
@@ -206,7 +205,7 @@ impl Hasher {
             return Ok(known.hash);
         }
         let hashed_ns = now_ns();
-        let path = self.root.join(rel);
+        let path = self.stater.root.join(rel);
         let hash = hash_raw(&path)?;
         tracing::trace!(
             file = rel,
@@ -239,7 +238,7 @@ impl Hasher {
     /// with the directory's entries, and only files whose stat changed are
     /// hashed, on every core.
     fn directory(&mut self, rel: &str) -> Result<Digest, Error> {
-        let path = self.root.join(rel);
+        let path = self.stater.root.join(rel);
         let summary = self.cache.dirs.get(rel).cloned();
         // Without a summary there is nothing to compare sums with: the one
         // walk lists the files, and the folders' sums come from the list.
@@ -489,7 +488,7 @@ impl Hasher {
         // Only a directory can have entries under it: a file (an output
         // recorded after each of thousands of steps) is one removal, not a
         // scan of every entry.
-        match self.root.join(rel).is_dir() || self.cache.dirs.contains_key(rel) {
+        match self.stater.root.join(rel).is_dir() || self.cache.dirs.contains_key(rel) {
             true => self.cache.files.retain(|path, _| !inside(path, rel)),
             false => {
                 self.cache.files.remove(rel);
@@ -862,7 +861,6 @@ pub fn digest_path(path: &Path) -> Result<String, Error> {
         return Err(missing());
     };
     let mut hasher = Hasher {
-        root: parent.to_path_buf(),
         stater: Stater {
             root: parent.to_path_buf(),
             root_dir: None,
@@ -910,7 +908,7 @@ fn hash_raw(path: &Path) -> Result<Raw, Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -935,8 +933,9 @@ mod tests {
         assert!(h.digest("missing").unwrap().is_none());
     }
 
-    /// Moves a file's mtime a minute into the past, as if written long ago.
-    fn age(path: &Path) {
+    /// Moves a file's mtime a minute into the past, as if written long ago:
+    /// once hashed, its stat vouches for it.
+    pub(in crate::cache) fn age(path: &Path) {
         let file = std::fs::File::options().write(true).open(path).unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
         file.set_modified(old).unwrap();

@@ -394,13 +394,10 @@ impl Stats {
 mod tests {
     use super::*;
 
-    /// Writes `text` at `path`, changed a minute ago: once hashed, its
-    /// stat vouches for it.
+    /// Writes `text` at `path`, changed a minute ago (see [`hash::tests::age`]).
     fn write_settled(path: &Path, text: &str) {
         std::fs::write(path, text).unwrap();
-        let file = std::fs::File::options().write(true).open(path).unwrap();
-        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        file.set_modified(past).unwrap();
+        hash::tests::age(path);
     }
 
     #[test]
