@@ -1,30 +1,58 @@
 //! Helper threads that must run beside the thread that starts them, not
 //! after it.
 
+use std::sync::mpsc::sync_channel;
 use std::thread::JoinHandle;
 
-/// Spawns `work` on a thread kept off the calling thread's core, so that
-/// the two overlap from their first microsecond.
+/// Work started beside this thread, or already done where no thread could
+/// be started.
+pub enum Beside<T> {
+    Running(JoinHandle<Option<T>>),
+    Done(T),
+}
+
+impl<T> Beside<T> {
+    /// The work's result; a panic in it goes on in this thread.
+    pub fn join(self) -> T {
+        match self {
+            Beside::Running(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .expect("spawn_beside hands every thread it starts its work"),
+            Beside::Done(result) => result,
+        }
+    }
+}
+
+/// Starts `work` on a thread kept off the calling thread's core, so that
+/// the two overlap from their first microsecond; does it here and now
+/// when no thread can be started (a container's process limit, say).
 ///
 /// Linux queues a new thread on its parent's core, and on the small VMs CI
 /// runs on, an idle second core may not take either over before its next
 /// load balance, milliseconds later: the prefetch of a 1,000-step no-op
 /// ran after the spec loading it was to overlap in 36 of 40 runs here.
-/// The new thread is pinned to the other allowed cores before it starts
+/// The new thread is pinned to the other allowed cores before it is given
 /// its work, and stays pinned: it is meant for work of a few milliseconds.
-/// With one core allowed, or off Linux, it is a plain spawn.
-pub fn spawn_beside<T, F>(work: F) -> JoinHandle<T>
+/// With one core allowed, or off Linux, it is not pinned.
+pub fn spawn_beside<T, F>(work: F) -> Beside<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    #[cfg(target_os = "linux")]
-    {
-        linux::spawn_beside(work)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        std::thread::spawn(work)
+    // The work is handed over once the thread is pinned (a thread that had
+    // ended would have no kernel id left, and pinning it would pin this
+    // one); a thread that cannot start leaves it here.
+    let (hand_over, handed) = sync_channel::<F>(1);
+    let started = std::thread::Builder::new().spawn(move || handed.recv().ok().map(|work| work()));
+    match started {
+        Ok(thread) => {
+            #[cfg(target_os = "linux")]
+            linux::keep_off_this_core(&thread);
+            let _ = hand_over.send(work);
+            Beside::Running(thread)
+        }
+        Err(_) => Beside::Done(work()),
     }
 }
 
@@ -35,24 +63,21 @@ mod linux {
 
     use nix::libc;
 
-    pub(super) fn spawn_beside<T, F>(work: F) -> JoinHandle<T>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let Some(elsewhere) = other_cores() else {
-            return std::thread::spawn(work);
-        };
-        // The thread waits until it is pinned: a thread that had ended
-        // would have no kernel id left, and pinning it would pin this one.
-        let (pinned, wait_until_pinned) = std::sync::mpsc::sync_channel::<()>(1);
-        let handle = std::thread::spawn(move || {
-            let _ = wait_until_pinned.recv();
-            work()
-        });
-        pin(handle.as_pthread_t(), &elsewhere);
-        let _ = pinned.send(());
-        handle
+    /// Pins `thread` (alive: it waits for its work) to every core this
+    /// thread may run on but its current one; nothing when there is none.
+    pub(super) fn keep_off_this_core<T>(thread: &JoinHandle<T>) {
+        if let Some(elsewhere) = other_cores() {
+            // SAFETY: the thread is alive and `elsewhere` is a whole
+            // `cpu_set_t`. Best effort: a thread left where it is still
+            // runs, only later.
+            unsafe {
+                libc::pthread_setaffinity_np(
+                    thread.as_pthread_t(),
+                    std::mem::size_of::<libc::cpu_set_t>(),
+                    &elsewhere,
+                );
+            }
+        }
     }
 
     /// The cores this thread may run on but its current one (`None` when
@@ -80,15 +105,6 @@ mod linux {
         usize::try_from(unsafe { libc::sched_getcpu() }).ok()
     }
 
-    /// Best effort: a thread left where it is still runs, only later.
-    fn pin(thread: libc::pthread_t, cores: &libc::cpu_set_t) {
-        // SAFETY: `thread` is alive (it waits to be told it is pinned) and
-        // `cores` is a whole `cpu_set_t`.
-        unsafe {
-            libc::pthread_setaffinity_np(thread, std::mem::size_of::<libc::cpu_set_t>(), cores);
-        }
-    }
-
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -105,14 +121,8 @@ mod linux {
         #[test]
         fn a_helper_may_run_on_every_allowed_core_but_its_parents() {
             let parent_allows = allowed_count();
-            let (go, wait) = std::sync::mpsc::channel::<()>();
-            // It looks once its parent is done pinning it.
-            let helper = spawn_beside(move || {
-                let _ = wait.recv();
-                allowed_count()
-            });
-            go.send(()).unwrap();
-            let helper_allows = helper.join().unwrap();
+            // The work is handed over once the thread is pinned.
+            let helper_allows = crate::thread::spawn_beside(allowed_count).join();
             match parent_allows {
                 1 => assert_eq!(helper_allows, 1, "one core: a plain spawn"),
                 n => assert_eq!(helper_allows, n - 1),

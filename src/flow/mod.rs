@@ -90,9 +90,7 @@ pub fn plan(root: &Path, request: &PlanRequest, replay: bool) -> Result<Planned,
         stats.offer_unless_offered(|| plan.observed_paths());
         tracing::debug_span!("stats").in_scope(|| stats.help());
     }
-    let cache = prefetch
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let cache = prefetch.join();
     let mut plan = match loaded? {
         Ok(plan) => plan,
         Err(invalid) => return Ok(Planned::Invalid(invalid)),
