@@ -12,6 +12,9 @@
 //! forks and execs plus the 1,000 shells. A tool's per-step overhead is
 //! (tool CPU - baseline CPU) / 1,000; the target for runner is at most 1 ms.
 
+#[path = "measure/mod.rs"]
+mod measure;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -87,13 +90,7 @@ fn measure(mut cmd: Command) -> (Sample, Output) {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let wall = start.elapsed();
     let cpu = children_cpu() - before;
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    measure::assert_succeeded(&cmd, &out);
     (Sample { wall, cpu }, out)
 }
 

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::os::unix::process::ExitStatusExt as _;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// What one run cost.
@@ -34,6 +34,12 @@ pub fn checked(mut cmd: Command) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert_succeeded(&cmd, &out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Panics with the command and all it printed unless it succeeded.
+pub fn assert_succeeded(cmd: &Command, out: &Output) {
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n{}{}",
@@ -41,7 +47,6 @@ pub fn checked(mut cmd: Command) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `cmd` (output discarded) and reads its cost from `wait4`.
