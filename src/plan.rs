@@ -120,7 +120,21 @@ pub struct Plan {
     pub promotion: Option<PlannedPromotion>,
     /// The stack's experiment tracker, when it has one.
     pub tracker: Option<ExperimentTracker>,
+    /// Which run records outlive this run.
+    pub retention: Retention,
 }
+
+/// Which run records a repository keeps: the newest `keep`, and those of
+/// the runs whose models serve now (their Deployments name them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub keep: usize,
+    pub serving: Vec<String>,
+}
+
+/// Records kept when the stack does not say (`orchestrator.keep_runs`):
+/// weeks of a training pipeline's runs, a few megabytes of a big one's.
+const DEFAULT_KEEP_RUNS: usize = 100;
 
 /// Choices from the command line.
 #[derive(Debug, Default)]
@@ -453,6 +467,18 @@ impl Plan {
         Ok(Plan {
             promotion,
             tracker: stack.experiment_tracker.clone(),
+            retention: Retention {
+                keep: stack
+                    .orchestrator
+                    .keep_runs
+                    .map_or(DEFAULT_KEEP_RUNS, |n| n as usize),
+                serving: loaded
+                    .specs
+                    .deployments
+                    .iter()
+                    .map(|d| d.spec.source.run.clone())
+                    .collect(),
+            },
             decisions,
             run_id,
             pipeline: spec.name.clone(),

@@ -599,3 +599,52 @@ fn data_checks_pass_or_fail_the_step_with_the_values_they_read() {
         text(&out)
     );
 }
+
+#[test]
+fn a_run_keeps_the_newest_records_and_those_of_the_models_that_serve() {
+    let serving = "20200101T000000.000Z-0001";
+    let dir = repo()
+        .pipeline("", "  a:\n    run: echo a\n")
+        .file(
+            "stacks/local.yaml",
+            "apiVersion: runner/v1\nkind: Stack\nname: local\norchestrator: {keep_runs: 2}\n",
+        )
+        .file(
+            "deployments/local/svc.yaml",
+            format!(
+                r#"apiVersion: runner/v1
+kind: Deployment
+service: svc
+stack: local
+pipeline: p
+model: {{path: model.txt, digest: "blake3:00112233445566778899"}}
+source: {{commit: "0000000000000000000000000000000000000000", run: {serving}}}
+deployed_at: "2020-01-01T00:00:00Z"
+"#
+            ),
+        )
+        .file(&format!(".runner/runs/{serving}/run.json"), "{}")
+        .file(".runner/runs/20200101T000000.000Z-0002/run.json", "{}")
+        .file(".runner/runs/notes.txt", "not a record: left alone")
+        .init();
+    let mut ran = Vec::new();
+    for _ in 0..3 {
+        let out = runner(dir.path(), &["run", "--format", "plain"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let said = text(&out);
+        let id = said.split("(run ").nth(1).and_then(|s| s.split(')').next());
+        ran.push(
+            id.unwrap_or_else(|| panic!("no run id in {said}"))
+                .to_string(),
+        );
+    }
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join(".runner/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let kept = [serving, &ran[1], &ran[2], "notes.txt"];
+    assert_eq!(left, kept, "ran {ran:?}");
+    let listed = text(&runner(dir.path(), &["runs", "list"]));
+    assert!(!listed.contains("0002"), "{listed}");
+}

@@ -17,7 +17,7 @@ use super::events::{
     Event, PromotionStatus, RunStatus, StepStatus, TrackingStatus, WriteBackStatus,
 };
 use crate::error::{Error, NotFound, RecordError};
-use crate::plan::{GitInfo, Plan};
+use crate::plan::{GitInfo, Plan, Retention};
 use crate::secret::Masker;
 
 /// Where run records live, relative to the repo root.
@@ -524,20 +524,52 @@ fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// Every recorded run of the repository, newest first.
-pub fn list_runs(root: &Path) -> Result<Vec<RunRecord>, Error> {
+/// The ids of the repository's run records (their directories), newest first.
+fn run_ids(root: &Path) -> Result<Vec<String>, Error> {
     let dir = root.join(RUNS_DIR);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(Error::Io { path: dir, source }),
     };
-    let mut runs: Vec<RunRecord> = entries
+    let mut ids: Vec<String> = entries
         .flatten()
-        .filter_map(|e| read_run(&e.path().join("run.json")))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| check_run_id(id).is_ok())
         .collect();
-    runs.sort_by(|a, b| b.id.cmp(&a.id));
-    Ok(runs)
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(ids)
+}
+
+/// The records of `ids`, read as they are asked for, skipping those that
+/// are missing or unreadable.
+fn read_runs(root: &Path, ids: impl Iterator<Item = String>) -> impl Iterator<Item = RunRecord> {
+    let dir = root.join(RUNS_DIR);
+    ids.filter_map(move |id| read_run(&dir.join(id).join("run.json")))
+}
+
+/// Every recorded run of the repository, newest first.
+pub fn list_runs(root: &Path) -> Result<Vec<RunRecord>, Error> {
+    Ok(read_runs(root, run_ids(root)?.into_iter()).collect())
+}
+
+/// Removes the records under `root` that `retention` does not keep: all
+/// but the newest `keep` (ids sort by time), sparing the `current` run's
+/// and those whose models serve now. Called under the run lock (which
+/// every recorded run holds), so no other record is being written; returns
+/// how many it removed.
+pub fn prune_runs(root: &Path, current: &str, retention: &Retention) -> Result<usize, Error> {
+    let mut removed = 0;
+    for id in run_ids(root)?.into_iter().skip(retention.keep) {
+        if id == current || retention.serving.contains(&id) {
+            continue;
+        }
+        let path = root.join(RUNS_DIR).join(id);
+        std::fs::remove_dir_all(&path).map_err(|source| Error::Io { path, source })?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Whether `id` is `last` (or `latest`): the newest run.
@@ -546,12 +578,13 @@ fn is_last(id: &str) -> bool {
 }
 
 /// The runs `id` names: the newest for `last`, else those whose id starts
-/// with it (more than one: the prefix is ambiguous).
+/// with it (more than one: the prefix is ambiguous). Only their records
+/// are read.
 pub fn runs_named(root: &Path, id: &str) -> Result<Vec<RunRecord>, Error> {
-    let runs = list_runs(root)?.into_iter();
+    let ids = run_ids(root)?.into_iter();
     Ok(match is_last(id) {
-        true => runs.take(1).collect(),
-        false => runs.filter(|r| r.id.starts_with(id)).collect(),
+        true => read_runs(root, ids).take(1).collect(),
+        false => read_runs(root, ids.filter(|r| r.starts_with(id))).collect(),
     })
 }
 
@@ -572,5 +605,30 @@ pub fn pick_run(id: &str, mut matches: Vec<RunRecord>) -> Result<RunRecord, Erro
             count,
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_spares_the_current_run_even_when_older_records_sort_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [
+            "20200101T000000.000Z-0001",
+            "20300101T000000.000Z-0002",
+            "20300101T000000.000Z-0003",
+        ];
+        for id in ids {
+            std::fs::create_dir_all(dir.path().join(RUNS_DIR).join(id)).unwrap();
+        }
+        // The current run's id is the oldest: its clock was behind.
+        let retention = Retention {
+            keep: 1,
+            serving: Vec::new(),
+        };
+        assert_eq!(prune_runs(dir.path(), ids[0], &retention).unwrap(), 1);
+        assert_eq!(run_ids(dir.path()).unwrap(), [ids[2], ids[0]]);
     }
 }

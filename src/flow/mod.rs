@@ -312,6 +312,18 @@ pub fn run(
         reporter: events,
         record_failed: false,
     };
+    // Old records go on another core while the steps run (or settle).
+    let pruning = {
+        let (root, run_id, retention) = (
+            root.to_path_buf(),
+            plan.run_id.clone(),
+            plan.retention.clone(),
+        );
+        let span = tracing::debug_span!("prune_runs");
+        crate::thread::spawn_beside(move || {
+            span.in_scope(|| crate::exec::record::prune_runs(&root, &run_id, &retention))
+        })
+    };
     let exec_options = ExecOptions {
         keep_going: options.keep_going,
         ..ExecOptions::default()
@@ -436,6 +448,13 @@ pub fn run(
             }
         }
         sink.reporter.flush();
+    }
+    match pruning.join() {
+        Ok(removed) => tracing::debug!(removed, keep = plan.retention.keep, "old run records"),
+        Err(err) => sink.notice(
+            Severity::Warning,
+            format!("old run records were not removed: {err}"),
+        ),
     }
     let ran = Ran {
         end,

@@ -587,6 +587,11 @@ pub struct Orchestrator {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 4096))]
     pub parallelism: Option<u32>,
+    /// How many run records `.runner/runs` keeps (default 100): when a run
+    /// ends, older ones are removed, except those of the models that serve now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_runs: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
