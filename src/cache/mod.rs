@@ -301,7 +301,7 @@ impl Cache {
         steps: impl Iterator<Item = &'a str>,
     ) -> Result<(), Error> {
         if let Ok(mut lock) = self.lock.lock() {
-            lock.retain_steps(pipeline, &steps.collect());
+            lock.retain_steps(pipeline, steps.collect());
             lock.save()?;
         }
         if let Ok(mut hasher) = self.hasher.lock() {

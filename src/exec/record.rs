@@ -229,6 +229,11 @@ impl Recorder {
     pub fn record(&self) -> &RunRecord {
         &self.record
     }
+
+    /// The run as recorded, once it is over (the logs are closed).
+    pub fn into_record(self) -> RunRecord {
+        self.record
+    }
 }
 
 impl Recorder {

@@ -458,7 +458,7 @@ pub fn run(
     }
     let ran = Ran {
         end,
-        record: sink.recorder.record().clone(),
+        record: sink.recorder.into_record(),
         metrics,
         secret_values: plan.secret_values.clone(),
         pipeline: plan.pipeline.clone(),
