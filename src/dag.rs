@@ -73,6 +73,14 @@ impl Dag {
         self.add(from, to, reason);
     }
 
+    /// Room for `edges` more edges, made at once: a graph read back knows
+    /// how many it gets, and growing the lists by doubling claims memory
+    /// at each size.
+    pub fn reserve_edges(&mut self, edges: usize) {
+        self.graph.reserve_edges(edges);
+        self.pairs.reserve(edges);
+    }
+
     /// `add_edge` by the steps' positions, as `edge_positions` gives them:
     /// a saved graph is read back without looking names up.
     pub fn add_edge_at(&mut self, before: usize, after: usize, reason: EdgeReason) {

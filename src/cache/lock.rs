@@ -101,6 +101,10 @@ impl Digests {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Sorted by path; of two entries for one path the last is kept, as a

@@ -79,15 +79,19 @@ impl Cache {
             let Ok(lock) = self.lock.lock() else {
                 return Vec::new();
             };
-            let mut seen = foldhash::HashSet::default();
-            let recorded = lock
-                .file
-                .pipelines
-                .iter()
-                .filter(|(name, _)| pipeline.is_none_or(|wanted| wanted == name.as_str()))
-                .flat_map(|(_, p)| p.steps.values());
-            let mut paths = Vec::new();
-            for step in recorded {
+            let recorded = || {
+                lock.file
+                    .pipelines
+                    .iter()
+                    .filter(|(name, _)| pipeline.is_none_or(|wanted| wanted == name.as_str()))
+                    .flat_map(|(_, p)| p.steps.values())
+            };
+            // Sized once: grown by doubling, these pass through a series
+            // of the allocator's size classes, each of which claims memory.
+            let most = recorded().map(|s| s.deps.len() + s.outputs.len()).sum();
+            let mut seen = foldhash::HashSet::with_capacity_and_hasher(most, Default::default());
+            let mut paths = Vec::with_capacity(most);
+            for step in recorded() {
                 for path in step.deps.keys().chain(step.outputs.keys()) {
                     // Only what a spec could have declared: a runner.lock
                     // edited to name `/dev/zero` or `../x` is never read

@@ -85,6 +85,7 @@ pub fn read(root: &Path, key: &str, files: &[SpecFile]) -> Option<(Specs, Vec<Op
         .zip(snapshot.edges)
         .map(|(doc, edges)| {
             let mut dag = Dag::new(doc.spec.steps.keys().map(String::as_str));
+            dag.reserve_edges(edges.len());
             for (before, after, reason) in edges {
                 dag.add_edge_at(before, after, reason);
             }
