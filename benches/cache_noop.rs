@@ -19,11 +19,11 @@
 //! - cold: a fresh copy with nothing built (a new directory every run);
 //! - no-op: run again right after, nothing changed. `no-op#1` is the first
 //!   of those runs alone: runner's stat cache does not trust a file hashed
-//!   within 100 ms of its mtime (2 s where mtimes are whole seconds), so the
-//!   first no-op re-hashes the outputs the cold run had just written (the
-//!   inputs are dated 60 s back beforehand, so they are not re-hashed). The
-//!   outputs (and `runner.lock`) written in the cold run's last 100 ms stay
-//!   untrusted, and are re-hashed, at every no-op within those 100 ms;
+//!   within 100 ms of its mtime (2 s where mtimes are whole seconds). The
+//!   cold run hashes its outputs again at its end, those older than that,
+//!   but the outputs (and `runner.lock`) it wrote in its last 100 ms stay
+//!   untrusted, and are re-hashed, at every no-op within those 100 ms (the
+//!   inputs are dated 60 s back beforehand, so they are not re-hashed);
 //! - no-op@3s: 3 no-ops after 3 s without runs (outputs settled);
 //! - one-change: new content in one input (chain and diamond: `in/in.txt`,
 //!   which reruns all N steps; wide: `in/i0.txt`, which reruns one), rerun.

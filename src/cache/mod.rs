@@ -309,6 +309,7 @@ impl Cache {
             lock.save()?;
         }
         if let Ok(mut hasher) = self.hasher.lock() {
+            hasher.rehash_settled();
             hasher.save()?;
         }
         Ok(())

@@ -49,10 +49,15 @@ impl Entry {
     /// Hashed long enough after its last change for the stat to vouch for
     /// the content.
     pub fn trusted(&self) -> bool {
+        self.trusted_if_hashed_at(self.hashed_ns)
+    }
+
+    /// Whether the entry would be trusted if the file were hashed at `ns`.
+    pub fn trusted_if_hashed_at(&self, ns: i64) -> bool {
         self.stat
             .mtime_ns
             .saturating_add(racy_margin(self.stat.mtime_ns))
-            < self.hashed_ns
+            < ns
     }
 }
 
