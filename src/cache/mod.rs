@@ -263,7 +263,16 @@ impl Cache {
         metrics: Option<&str>,
         mut entry: StepLock,
     ) -> Result<(), Error> {
+        let not_stored = |path: &str, e: Error| CacheError::NotStored {
+            path: path.to_string(),
+            message: e.to_string(),
+        };
         let mut stored = Vec::new();
+        // Files are copied into the store after the hasher is let go: the
+        // steps starting or finishing meanwhile hash theirs instead of
+        // waiting on this copy (of a model of gigabytes, say). A directory
+        // is stored with the listing its hashing made.
+        let mut files = Vec::new();
         {
             let mut hasher = self.hasher.lock().map_err(|_| CacheError::HasherPoisoned)?;
             for (path, keep) in outputs {
@@ -271,18 +280,20 @@ impl Cache {
                 let digest = hasher.digest(path)?.ok_or_else(|| CacheError::OutputGone {
                     path: path.to_string(),
                 })?;
-                if !keep {
-                    stored.push((path.to_string(), digest));
-                    continue;
+                if keep && self.root.join(path).is_dir() {
+                    self.store
+                        .put(&self.root, path, &digest, &mut hasher)
+                        .map_err(|e| not_stored(path, e))?;
+                } else if keep {
+                    files.push((path, digest.hash.clone()));
                 }
-                self.store
-                    .put(&self.root, path, &digest, &mut hasher)
-                    .map_err(|e| CacheError::NotStored {
-                        path: path.to_string(),
-                        message: e.to_string(),
-                    })?;
                 stored.push((path.to_string(), digest));
             }
+        }
+        for (path, hash) in files {
+            self.store
+                .put_file(&self.root.join(path), &hash)
+                .map_err(|e| not_stored(path, e))?;
         }
         entry.outputs = stored.into_iter().collect();
         entry.metrics = match metrics {

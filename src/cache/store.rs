@@ -91,7 +91,8 @@ impl Store {
         Ok(())
     }
 
-    fn put_file(&self, path: &Path, hash: &str) -> Result<(), Error> {
+    /// Stores the file at `path` under its content hash.
+    pub fn put_file(&self, path: &Path, hash: &str) -> Result<(), Error> {
         let object = self.object(hash);
         if object.exists() {
             return Ok(());
