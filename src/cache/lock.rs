@@ -445,11 +445,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_killed_run_keeps_what_finished() {
+    /// A checkout with a `.runner/` and the hasher its lock opens with.
+    fn checkout() -> (tempfile::TempDir, Hasher) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".runner")).unwrap();
-        let mut hasher = Hasher::open(dir.path(), dir.path().join(".runner/stat-cache.bin"));
+        let hasher = Hasher::open(dir.path(), dir.path().join(".runner/stat-cache.bin"));
+        (dir, hasher)
+    }
+
+    #[test]
+    fn a_killed_run_keeps_what_finished() {
+        let (dir, mut hasher) = checkout();
         let mut lock = Lock::open(dir.path(), true, &mut hasher).unwrap();
         lock.record("p", "a", entry("echo a")).unwrap();
         lock.record("p", "b", entry("echo b")).unwrap();
@@ -471,9 +477,7 @@ mod tests {
 
     #[test]
     fn only_the_steps_a_pipeline_still_has_are_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join(".runner")).unwrap();
-        let mut hasher = Hasher::open(dir.path(), dir.path().join(".runner/stat-cache.bin"));
+        let (dir, mut hasher) = checkout();
         let mut lock = Lock::open(dir.path(), true, &mut hasher).unwrap();
         for step in ["a", "b", "c", "d"] {
             lock.set("p", step, entry("echo"));
