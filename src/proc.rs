@@ -81,18 +81,25 @@ pub fn terminate_group(group: Pid, grace: Duration, gone: impl Fn() -> bool) {
 }
 
 /// Ctrl-C, or SIGTERM (what CI systems send on a cancelled job, and
-/// service managers on a stop).
-pub async fn wait_for_stop_signal() {
+/// service managers on a stop). Listens from the call on, not from the
+/// first poll: a signal sent before the future is awaited is not lost.
+/// Called within a runtime.
+pub fn wait_for_stop_signal() -> impl Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            (Ok(mut only), Err(_)) | (Err(_), Ok(mut only)) => {
+                only.recv().await;
+            }
+            (Err(_), Err(_)) => std::future::pending().await,
         }
     }
 }

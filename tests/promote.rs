@@ -219,6 +219,61 @@ fn a_model_whose_server_fails_leaves_the_old_one_answering() {
     assert!(logs.contains("cannot load the model"), "{logs}");
 }
 
+/// Ctrl-C or a CI's SIGTERM while a new model's server is not healthy yet:
+/// the update is given up at once, not after its ready timeout, and the old
+/// model keeps serving.
+#[test]
+fn a_stop_signal_during_the_health_check_gives_up_the_update() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let repo =
+        Repo::with_pipeline(&pipeline(GATE).replace("ready_timeout: 5s", "ready_timeout: 60s"));
+    repo.run(&[], 0);
+    let deployed = repo.deployment();
+    let mut child = common::runner_command(
+        repo.path(),
+        &[
+            "run",
+            "--format",
+            "plain",
+            "-p",
+            "version=v2",
+            "-p",
+            "mse=1.4",
+            "-p",
+            "fail=health",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let progress = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(progress).lines();
+    let deploying = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("DEPLOY"));
+    assert!(deploying.is_some(), "the run never deployed");
+    // The new server is starting (its health check answers 503).
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "the update waited for its ready timeout: {rest:?}"
+    );
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert_eq!(repo.predict()["version"], "v1");
+    assert_eq!(repo.deployment(), deployed, "production is unchanged");
+}
+
 #[test]
 fn a_failed_gate_leaves_production_alone() {
     let repo = Repo::new(GATE);

@@ -2,6 +2,7 @@
 //! `jobs` at a time, and reports everything as events.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -286,11 +287,11 @@ async fn run_step(
     let started = Instant::now();
     if let (Decision::Restore { outputs }, Some(cache)) = (&plan.decisions[index], &cache) {
         let (plan_ref, cache) = (Arc::clone(plan), Arc::clone(cache));
-        let restored = tokio::task::spawn_blocking(move || {
+        let restored = cache_work(false, move || {
             cache.restore(&plan_ref.pipeline, &plan_ref.steps[index].name)
         })
         .await;
-        if let Ok(Ok(true)) = restored {
+        if let Some(Ok(true)) = restored {
             let reason = format!("{} {} from the cache", super::RESTORED, outputs.join(", "));
             return up_to_date(plan, index, reason, started, events);
         }
@@ -306,16 +307,17 @@ async fn run_step(
     let deps = match &cache {
         Some(cache) => {
             let (plan_ref, cache_ref) = (Arc::clone(plan), Arc::clone(cache));
-            match tokio::task::spawn_blocking(move || {
+            let light = small_files(&plan.root, step.deps.iter().map(String::as_str));
+            match cache_work(light, move || {
                 cache_ref.hash_deps(&plan_ref.steps[index].deps)
             })
             .await
             {
-                Ok(Ok(deps)) => Some(deps),
-                Ok(Err(problem)) => {
+                Some(Ok(deps)) => Some(deps),
+                Some(Err(problem)) => {
                     return failed_before_start(plan, index, problem.to_string(), events);
                 }
-                Err(_) => None,
+                None => None,
             }
         }
         None => None,
@@ -431,7 +433,11 @@ async fn run_step(
                         return finish(StepStatus::Succeeded, Some(0), attempt, None);
                     };
                     let (plan_ref, cache_ref) = (Arc::clone(plan), Arc::clone(cache));
-                    match tokio::task::spawn_blocking(move || {
+                    let light = small_files(
+                        &plan.root,
+                        step.outputs.iter().map(|(_, path)| path.as_str()),
+                    );
+                    match cache_work(light, move || {
                         let step = &plan_ref.steps[index];
                         cache_ref.record(
                             &plan_ref.pipeline,
@@ -452,8 +458,10 @@ async fn run_step(
                     })
                     .await
                     {
-                        Ok(Ok(())) => return finish(StepStatus::Succeeded, Some(0), attempt, None),
-                        Ok(Err(problem)) => {
+                        Some(Ok(())) => {
+                            return finish(StepStatus::Succeeded, Some(0), attempt, None);
+                        }
+                        Some(Err(problem)) => {
                             return finish(
                                 StepStatus::Failed,
                                 Some(0),
@@ -461,7 +469,7 @@ async fn run_step(
                                 Some(problem.to_string()),
                             );
                         }
-                        Err(_) => {
+                        None => {
                             return finish(
                                 StepStatus::Failed,
                                 Some(0),
@@ -500,6 +508,40 @@ async fn run_step(
     }
 }
 
+/// Cache work on files this small (in all) is done on the scheduler's own
+/// thread: handing it to the blocking pool and back costs two thread
+/// wake-ups, more than hashing or copying it. Larger files and directories
+/// go to the pool, so the steps running beside keep their output flowing
+/// and their timeouts kept.
+const INLINE_BYTES: u64 = 4 << 20;
+
+/// True when `paths` (repo-relative) are regular files, at most
+/// [`INLINE_BYTES`] together.
+fn small_files<'a>(root: &Path, paths: impl IntoIterator<Item = &'a str>) -> bool {
+    let mut total = 0u64;
+    paths
+        .into_iter()
+        .all(|path| match std::fs::metadata(root.join(path)) {
+            Ok(meta) if meta.is_file() => {
+                total += meta.len();
+                total <= INLINE_BYTES
+            }
+            _ => false,
+        })
+}
+
+/// Runs blocking cache `work` here when `light`, else on the blocking pool;
+/// `None` when it panicked there.
+async fn cache_work<T: Send + 'static>(
+    light: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if light {
+        return Some(work());
+    }
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
 /// Removes the step's outputs from an earlier run, as DVC does, so a
 /// command that fails to write one is caught rather than passing with the
 /// old file; `persist: true` outputs stay. Makes their parent directories.
@@ -533,4 +575,34 @@ fn missing_output(plan: &Plan, index: usize) -> Option<String> {
         .iter()
         .find(|(_, path)| !plan.root.join(path).exists())
         .map(|(name, path)| format!("declared output `{name}` ({path}) was not written"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_small_in_all_are_hashed_in_place() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |name: &str, len: u64| {
+            let file = std::fs::File::create(root.path().join(name)).unwrap();
+            file.set_len(len).unwrap();
+        };
+        write("a", 10);
+        write("b", INLINE_BYTES - 10);
+        write("big", INLINE_BYTES + 1);
+        std::fs::create_dir(root.path().join("dir")).unwrap();
+        assert!(small_files(root.path(), ["a", "b"]));
+        assert!(small_files(root.path(), []));
+        assert!(!small_files(root.path(), ["a", "b", "a"]), "over in all");
+        assert!(!small_files(root.path(), ["big"]));
+        assert!(
+            !small_files(root.path(), ["dir"]),
+            "a directory may be huge"
+        );
+        assert!(
+            !small_files(root.path(), ["missing"]),
+            "left to the pool to report"
+        );
+    }
 }

@@ -329,28 +329,16 @@ pub fn run(
         ..ExecOptions::default()
     };
     let output_window = Arc::clone(&exec_options.output_window);
-    // A run with nothing to execute and nothing to promote (a no-op) needs
-    // no worker threads: it settles every step on this one. Promotion
-    // needs a worker, which hears Ctrl-C while this thread deploys.
-    let idle = plan.promotion.is_none()
-        && plan.decisions.iter().all(|d| {
-            matches!(
-                d,
-                Decision::UpToDate | Decision::Frozen | Decision::NotSelected
-            )
-        });
-    let mut builder = match idle {
-        true => tokio::runtime::Builder::new_current_thread(),
-        false => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(2);
-            builder
-        }
-    };
-    let runtime = builder.enable_all().build().map_err(|source| Error::Io {
-        path: root.to_path_buf(),
-        source,
-    })?;
+    // One thread drives every step (ninja's one event loop): spawns, pipes
+    // and exits wake no second thread, and each step's cache work is done
+    // in place unless it is large (then on the blocking pool).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
     let (exec_plan, exec_cache) = (Arc::clone(&plan), Arc::clone(&cache));
     let sink_ref = &mut sink;
     let execute_span = tracing::debug_span!("execute");
@@ -481,24 +469,38 @@ fn promote(
     sink: &mut Sink,
 ) -> End {
     // Deploying blocks this thread (health checks); Ctrl-C still reaches it
-    // through the runtime, and gives up an update that is not healthy yet.
-    let stop = Arc::new(AtomicBool::new(false));
-    let on_signal = Arc::clone(&stop);
-    runtime.spawn(async move {
-        wait_for_stop_signal().await;
-        on_signal.store(true, Ordering::Relaxed);
-    });
-    let promote_options = crate::promote::PromoteOptions {
-        deploy: options.deploy && !options.preview,
-        commit: options.commit && !options.preview,
-        push: options.push && !options.preview,
-        stop: &stop,
-        state_only_head: state_only_head.as_deref(),
-        tracking,
+    // through the runtime, driven by a second thread meanwhile, and gives up
+    // an update that is not healthy yet.
+    let stop = AtomicBool::new(false);
+    let stop_signal = {
+        let _in_runtime = runtime.enter();
+        wait_for_stop_signal()
     };
-    let promoted = crate::promote::promote(plan, cache, &promote_options, &mut |event| {
-        sink.event(&event);
-        sink.reporter.flush();
+    let promoted = std::thread::scope(|scope| {
+        let (done, promotion_over) = tokio::sync::oneshot::channel::<()>();
+        let stop = &stop;
+        scope.spawn(move || {
+            runtime.block_on(async {
+                tokio::select! {
+                    () = stop_signal => stop.store(true, Ordering::Relaxed),
+                    _ = promotion_over => {}
+                }
+            });
+        });
+        let promote_options = crate::promote::PromoteOptions {
+            deploy: options.deploy && !options.preview,
+            commit: options.commit && !options.preview,
+            push: options.push && !options.preview,
+            stop,
+            state_only_head: state_only_head.as_deref(),
+            tracking,
+        };
+        let promoted = crate::promote::promote(plan, cache, &promote_options, &mut |event| {
+            sink.event(&event);
+            sink.reporter.flush();
+        });
+        let _ = done.send(());
+        promoted
     });
     if stop.load(Ordering::Relaxed) {
         return End::Cancelled;
