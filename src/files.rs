@@ -3,6 +3,7 @@
 //! here.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use crate::error::Error;
 
@@ -28,25 +29,35 @@ pub fn copy_atomic(from: &Path, path: &Path) -> Result<(), Error> {
 
 /// Writes a temporary file beside `path` with `write`, then renames it over
 /// `path`: readers see the old file or the new one, never half of one.
-fn replace_with(
-    path: &Path,
-    write: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> Result<(), Error> {
+/// The folder is made only when the first try finds it missing: most
+/// writes go to one that exists (a store's fan-out folder, `.runner/state`).
+fn replace_with(path: &Path, write: impl Fn(&Path) -> std::io::Result<()>) -> Result<(), Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    if let Err(err) = write(&tmp) {
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", process_id()));
+    let mut written = write(&tmp);
+    if let (Err(err), Some(parent)) = (&written, path.parent())
+        && err.kind() == std::io::ErrorKind::NotFound
+        && !parent.is_dir()
+    {
+        std::fs::create_dir_all(parent).map_err(io)?;
+        written = write(&tmp);
+    }
+    if let Err(err) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(io(err));
     }
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// This process's id, asked of the kernel once (it names temp files).
+fn process_id() -> u32 {
+    static ID: OnceLock<u32> = OnceLock::new();
+    *ID.get_or_init(std::process::id)
 }

@@ -561,7 +561,9 @@ fn clear_outputs(plan: &Plan, index: usize) -> Result<(), String> {
                 ));
             }
         }
-        if let Some(parent) = full.parent() {
+        if let Some(parent) = full.parent()
+            && !parent.is_dir()
+        {
             let _ = std::fs::create_dir_all(parent);
         }
     }
