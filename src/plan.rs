@@ -856,7 +856,9 @@ fn relative_to(base: &str, path: &str) -> String {
 
 /// A spec path as the plan keys it; validation has rejected the ones that
 /// do not normalise.
-fn normalized(path: &str) -> String {
+/// `path` as runner.lock and the plan name it (as written, when it cannot
+/// be normalized: the spec check reports that).
+pub fn normalized(path: &str) -> String {
     crate::spec::paths::normalize(path).unwrap_or_else(|_| path.to_string())
 }
 

@@ -522,6 +522,41 @@ fn an_s3_store_shares_outputs_between_checkouts() {
     );
 }
 
+/// `cache: false` outputs are never stored, so a push has nothing to send
+/// for them, and does not fail saying they are missing.
+#[test]
+fn a_push_skips_the_outputs_kept_out_of_the_store() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let pipeline = r#"apiVersion: runner/v1
+kind: Pipeline
+name: scratch
+steps:
+  make:
+    run: echo kept > build/kept.txt && echo scratch > build/scratch.txt
+    outputs:
+      kept: build/kept.txt
+      scratch: {path: build/scratch.txt, cache: false}
+"#;
+    let repo = common::repo()
+        .file("pipelines/scratch.yaml", pipeline)
+        .file(".gitignore", "build/\n")
+        .file("stacks/prod.yaml", s3_stack(&moto.endpoint))
+        .commit();
+    s3_ok(repo.path(), &["run", "--format", "plain"]);
+    let out = s3_ok(repo.path(), &["push"]);
+    assert!(out.contains("1 object(s) pushed"), "{out}");
+    let out = s3_ok(
+        repo.path(),
+        &["step", "scratch", "make", "--force", "--format", "plain"],
+    );
+    assert!(
+        out.contains("pushed 0 object(s)") && out.contains("(1 already there)"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_directory_model_is_refused_before_any_manifest_is_written() {
     let spec = PIPELINE

@@ -3,13 +3,14 @@
 //! `dvc push` / `dvc pull`). A pull fills the local store; the next `run`
 //! or `step` restores from it instead of recomputing.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::exit;
 use crate::cache::remote::Remote;
 use crate::cache::{Cache, DEFAULT_STORE};
 use crate::error::Error;
-use crate::plan::choose_stack;
+use crate::plan::{choose_stack, normalized};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -67,14 +68,34 @@ pub fn run(root: &Path, args: &Args, direction: Direction) -> Result<u8, Error> 
             );
         }
     }
+    // `cache: false` outputs are never stored: nothing to push or pull.
+    let uncached: HashSet<(&str, String)> = loaded
+        .specs
+        .pipelines
+        .iter()
+        .flat_map(|doc| {
+            doc.spec.steps.values().flat_map(move |step| {
+                step.outputs
+                    .values()
+                    .filter(|output| !output.cache)
+                    .map(move |output| (doc.spec.name.as_str(), normalized(&output.path)))
+            })
+        })
+        .collect();
     let hashes: Vec<String> = {
         let lock = cache.recorded()?;
         lock.file
             .pipelines
             .iter()
             .filter(|(name, _)| args.pipeline.as_ref().is_none_or(|p| p == *name))
-            .flat_map(|(_, pipeline)| pipeline.steps.values())
-            .flat_map(|step| step.outputs.values().map(|d| d.hash.clone()))
+            .flat_map(|(name, pipeline)| {
+                pipeline
+                    .steps
+                    .values()
+                    .flat_map(|step| step.outputs.iter())
+                    .filter(|(path, _)| !uncached.contains(&(name.as_str(), path.to_string())))
+                    .map(|(_, digest)| digest.hash.clone())
+            })
             .collect()
     };
     let local = root.join(

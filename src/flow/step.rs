@@ -93,8 +93,16 @@ pub(super) fn push_outputs(
         if matches!(decision, Decision::NotSelected) {
             continue;
         }
-        if let Some(entry) = cache.entry(&plan.pipeline, &plan.steps[i].name) {
-            hashes.extend(entry.outputs.values().map(|d| d.hash.clone()));
+        let step = &plan.steps[i];
+        if let Some(entry) = cache.entry(&plan.pipeline, &step.name) {
+            // `cache: false` outputs are never stored: nothing to push.
+            hashes.extend(
+                entry
+                    .outputs
+                    .iter()
+                    .filter(|(path, _)| !step.uncached.contains(*path))
+                    .map(|(_, d)| d.hash.clone()),
+            );
         }
     }
     let shared = plan
