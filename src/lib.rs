@@ -10,7 +10,7 @@
 //!
 //! | layer | modules | their job |
 //! |---|---|---|
-//! | 0 | `error`, `exit`, `random`, `diagnostic`, `suggest`, `template`, `dag`, `secret`, `proc`, `thread`, `example`, `xml` | leaf helpers: the error type, exit codes, source-positioned diagnostics, "did you mean", minijinja, the DAG, metrics files, secret masking, process groups and signals, helper threads started off their parent's core, the example repo, XML escaping |
+//! | 0 | `error`, `exit`, `random`, `diagnostic`, `suggest`, `template`, `dag`, `secret`, `proc`, `thread`, `example`, `xml` | leaf helpers: the error type, exit codes, source-positioned diagnostics, "did you mean", minijinja, the DAG, metrics files, secret masking, process groups and signals, helper threads started off their parent's core and the one-thread async runtime, the example repo, XML escaping |
 //! | 1 | `log`, `files`, `git`, `forge`, `signing`, `metrics`, `plots` | the debug log (`RUNNER_LOG`, `-vv`), masked; atomic writes; the checkout (HEAD without libgit2, the work tree's status); GitHub's and GitLab's REST APIs (pull and merge requests, comments); commit signatures (SSH, GPG); metrics files; plot data files drawn as SVG and Mermaid |
 //! | 2 | `spec`, `comment` | the YAML kinds: types, loading (work tree or a git ref), validation; the one PR/MR comment per pipeline |
 //! | 3 | `cache` | hashes behind the stat cache, `runner.lock`, the artifact store |

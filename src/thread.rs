@@ -1,5 +1,6 @@
 //! Helper threads that must run beside the thread that starts them, not
-//! after it.
+//! after it, and the one-thread async runtime runner drives its steps,
+//! watches and transfers on.
 
 use std::sync::mpsc::sync_channel;
 use std::thread::JoinHandle;
@@ -129,4 +130,13 @@ mod linux {
             }
         }
     }
+}
+
+/// An async runtime on the calling thread alone (I/O, timers and signals
+/// enabled): runner's loops wait on pipes, sockets and timers, and a second
+/// thread would only add wake-ups between the two.
+pub fn local_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

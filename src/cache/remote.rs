@@ -75,13 +75,10 @@ impl Remote {
                 "{e}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or another AWS credential source)"
             ),
         })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| Error::Io {
-                path: PathBuf::from("."),
-                source,
-            })?;
+        let runtime = crate::thread::local_runtime().map_err(|source| Error::Io {
+            path: PathBuf::from("."),
+            source,
+        })?;
         Ok(Some(Remote {
             store: Arc::new(store),
             prefix,

@@ -332,13 +332,10 @@ pub fn run(
     // One thread drives every step (ninja's one event loop): spawns, pipes
     // and exits wake no second thread, and each step's cache work is done
     // in place unless it is large (then on the blocking pool).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            path: root.to_path_buf(),
-            source,
-        })?;
+    let runtime = crate::thread::local_runtime().map_err(|source| Error::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
     let (exec_plan, exec_cache) = (Arc::clone(&plan), Arc::clone(&cache));
     let sink_ref = &mut sink;
     let execute_span = tracing::debug_span!("execute");

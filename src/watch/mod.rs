@@ -316,13 +316,10 @@ pub fn watch(root: &Path, options: &Options) -> Result<u8, Error> {
         Some(_) => Some(Upstream::of(root)?),
         None => None,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            path: root.to_path_buf(),
-            source,
-        })?;
+    let runtime = crate::thread::local_runtime().map_err(|source| Error::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
     let code = runtime.block_on(async {
         let (messages, inbox) = mpsc::unbounded_channel();
         let (fired, warning) = FiredState::load(root);
