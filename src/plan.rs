@@ -854,10 +854,8 @@ fn relative_to(base: &str, path: &str) -> String {
     out.join("/")
 }
 
-/// A spec path as the plan keys it; validation has rejected the ones that
-/// do not normalise.
-/// `path` as runner.lock and the plan name it (as written, when it cannot
-/// be normalized: the spec check reports that).
+/// A spec path as the plan and runner.lock key it; validation has rejected
+/// the ones that do not normalise.
 pub fn normalized(path: &str) -> String {
     crate::spec::paths::normalize(path).unwrap_or_else(|_| path.to_string())
 }

@@ -507,7 +507,6 @@ impl Hasher {
         }
     }
 
-    /// Saves the stat cache (atomically) when it changed.
     /// Hashes again the files hashed too soon after their change to be
     /// trusted, which would be trusted now: the run that wrote them reads
     /// them once more at its end, while they are in the page cache, instead
@@ -539,6 +538,7 @@ impl Hasher {
         }
     }
 
+    /// Saves the stat cache (atomically) when it changed.
     pub fn save(&mut self) -> Result<(), Error> {
         let counts = self.counts;
         tracing::debug!(

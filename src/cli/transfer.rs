@@ -3,7 +3,7 @@
 //! `dvc push` / `dvc pull`). A pull fills the local store; the next `run`
 //! or `step` restores from it instead of recomputing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::exit;
@@ -69,17 +69,18 @@ pub fn run(root: &Path, args: &Args, direction: Direction) -> Result<u8, Error> 
         }
     }
     // `cache: false` outputs are never stored: nothing to push or pull.
-    let uncached: HashSet<(&str, String)> = loaded
+    let uncached: HashMap<&str, HashSet<String>> = loaded
         .specs
         .pipelines
         .iter()
-        .flat_map(|doc| {
-            doc.spec.steps.values().flat_map(move |step| {
+        .map(|doc| {
+            let paths = doc.spec.steps.values().flat_map(|step| {
                 step.outputs
                     .values()
                     .filter(|output| !output.cache)
-                    .map(move |output| (doc.spec.name.as_str(), normalized(&output.path)))
-            })
+                    .map(|output| normalized(&output.path))
+            });
+            (doc.spec.name.as_str(), paths.collect())
         })
         .collect();
     let hashes: Vec<String> = {
@@ -93,7 +94,11 @@ pub fn run(root: &Path, args: &Args, direction: Direction) -> Result<u8, Error> 
                     .steps
                     .values()
                     .flat_map(|step| step.outputs.iter())
-                    .filter(|(path, _)| !uncached.contains(&(name.as_str(), path.to_string())))
+                    .filter(|(path, _)| {
+                        !uncached
+                            .get(name.as_str())
+                            .is_some_and(|paths| paths.contains(*path))
+                    })
                     .map(|(_, digest)| digest.hash.clone())
             })
             .collect()

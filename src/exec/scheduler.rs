@@ -413,8 +413,8 @@ async fn run_step(
                 None,
                 Some(format!("killed by signal {signal}")),
             ),
-            Ok(Exit::Code(0)) => match missing_output(plan, index) {
-                None => {
+            Ok(Exit::Code(0)) => match written_outputs(plan, index) {
+                Ok(light) => {
                     // Bad data stops here: a failing check fails the step,
                     // and it is not recorded, so it runs again next time.
                     let (checks, failed) = crate::gate::check_step(plan, index);
@@ -433,10 +433,6 @@ async fn run_step(
                         return finish(StepStatus::Succeeded, Some(0), attempt, None);
                     };
                     let (plan_ref, cache_ref) = (Arc::clone(plan), Arc::clone(cache));
-                    let light = small_files(
-                        &plan.root,
-                        step.outputs.iter().map(|(_, path)| path.as_str()),
-                    );
                     match cache_work(light, move || {
                         let step = &plan_ref.steps[index];
                         cache_ref.record(
@@ -479,7 +475,7 @@ async fn run_step(
                         }
                     }
                 }
-                Some(missing) => (StepStatus::Failed, Some(0), Some(missing)),
+                Err(missing) => (StepStatus::Failed, Some(0), Some(missing)),
             },
             Ok(Exit::Code(code)) => (
                 StepStatus::Failed,
@@ -518,16 +514,24 @@ const INLINE_BYTES: u64 = 4 << 20;
 /// True when `paths` (repo-relative) are regular files, at most
 /// [`INLINE_BYTES`] together.
 fn small_files<'a>(root: &Path, paths: impl IntoIterator<Item = &'a str>) -> bool {
+    small_in_all(
+        paths
+            .into_iter()
+            .map(|path| std::fs::metadata(root.join(path)).ok()),
+    )
+}
+
+/// True when every file is there, regular, and all are at most
+/// [`INLINE_BYTES`] together.
+fn small_in_all(files: impl IntoIterator<Item = Option<std::fs::Metadata>>) -> bool {
     let mut total = 0u64;
-    paths
-        .into_iter()
-        .all(|path| match std::fs::metadata(root.join(path)) {
-            Ok(meta) if meta.is_file() => {
-                total += meta.len();
-                total <= INLINE_BYTES
-            }
-            _ => false,
-        })
+    files.into_iter().all(|file| match file {
+        Some(meta) if meta.is_file() => {
+            total += meta.len();
+            total <= INLINE_BYTES
+        }
+        _ => false,
+    })
 }
 
 /// Runs blocking cache `work` here when `light`, else on the blocking pool;
@@ -570,13 +574,20 @@ fn clear_outputs(plan: &Plan, index: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// "declared output `model` (build/model.json) was not written", when one is missing.
-fn missing_output(plan: &Plan, index: usize) -> Option<String> {
+/// After the step exited 0: whether its outputs are small enough for their
+/// cache work in place ([`small_in_all`]), or "declared output `model`
+/// (build/model.json) was not written" when one is missing. One stat of
+/// each output answers both.
+fn written_outputs(plan: &Plan, index: usize) -> Result<bool, String> {
     let step = &plan.steps[index];
-    step.outputs
-        .iter()
-        .find(|(_, path)| !plan.root.join(path).exists())
-        .map(|(name, path)| format!("declared output `{name}` ({path}) was not written"))
+    let mut written = Vec::with_capacity(step.outputs.len());
+    for (name, path) in &step.outputs {
+        match std::fs::metadata(plan.root.join(path)) {
+            Ok(meta) => written.push(Some(meta)),
+            Err(_) => return Err(format!("declared output `{name}` ({path}) was not written")),
+        }
+    }
+    Ok(small_in_all(written))
 }
 
 #[cfg(test)]
