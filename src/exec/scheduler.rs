@@ -535,13 +535,14 @@ fn small_in_all(files: impl IntoIterator<Item = Option<std::fs::Metadata>>) -> b
 }
 
 /// Runs blocking cache `work` here when `light`, else on the blocking pool;
-/// `None` when it panicked there.
+/// `None` when it panicked (a bug: the step fails, the run goes on, either
+/// way).
 async fn cache_work<T: Send + 'static>(
     light: bool,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
     if light {
-        return Some(work());
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok();
     }
     tokio::task::spawn_blocking(work).await.ok()
 }
