@@ -2,8 +2,10 @@
 //! runner.lock, run records, deployment state and reports all go through
 //! here.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use crate::error::Error;
 
@@ -11,6 +13,17 @@ use crate::error::Error;
 /// file next to it, then a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     replace_with(path, |tmp| std::fs::write(tmp, bytes))
+}
+
+/// [`write_atomic`], dated `mtime`: a file runner writes and trusts by its
+/// stat at once (`runner.lock`) is dated before the stat cache's racy
+/// window, so any later write, dated by the clock, changes its stat.
+pub fn write_atomic_dated(path: &Path, bytes: &[u8], mtime: SystemTime) -> Result<(), Error> {
+    replace_with(path, |tmp| {
+        let mut file = std::fs::File::create(tmp)?;
+        file.write_all(bytes)?;
+        file.set_modified(mtime)
+    })
 }
 
 /// Copies `from` to `path` atomically, in the kernel (`copy_file_range`:

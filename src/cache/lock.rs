@@ -212,8 +212,9 @@ impl Lock {
             {
                 lock.set(&entry.pipeline, &entry.step, entry.entry);
             }
-            if persist {
-                lock.save()?;
+            if persist && lock.save()? {
+                // Hashed now, while it is in the page cache.
+                let _ = hasher.digest(LOCK_FILE);
             }
         }
         Ok(lock)
@@ -280,8 +281,12 @@ impl Lock {
         self.dirty |= p.steps.len() != before;
     }
 
-    /// Writes `runner.lock` (atomically, only when it changed) and clears the journal.
-    pub fn save(&mut self) -> Result<(), Error> {
+    /// Writes `runner.lock` (atomically, only when it changed) and clears
+    /// the journal; true when it wrote the file. The file is dated just
+    /// before the stat cache's racy window, so the runs right after this
+    /// one find it by its stat instead of reading it again.
+    pub fn save(&mut self) -> Result<bool, Error> {
+        let mut written = false;
         if self.dirty {
             let path = self.root.join(LOCK_FILE);
             let text = format!(
@@ -289,7 +294,9 @@ impl Lock {
                 serde_saphyr::to_string(&self.file).unwrap_or_default()
             );
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                crate::files::write_atomic(&path, text.as_bytes())?;
+                let mtime = super::stat_cache::settled_mtime();
+                crate::files::write_atomic_dated(&path, text.as_bytes(), mtime)?;
+                written = true;
             }
             let source = blake3::hash(text.as_bytes()).to_hex().to_string();
             remember_parsed(&self.root, &source, &self.file);
@@ -301,7 +308,7 @@ impl Lock {
                 path: self.root.join(JOURNAL),
                 source: e,
             }),
-            _ => Ok(()),
+            _ => Ok(written),
         }
     }
 }
@@ -473,6 +480,28 @@ mod tests {
         assert!(text.starts_with(HEADER), "{text}");
         let reread: LockFile = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(reread, lock.file);
+    }
+
+    #[test]
+    fn the_run_after_the_one_that_wrote_the_lock_trusts_it_by_its_stat() {
+        let (dir, mut hasher) = checkout();
+        let mut lock = Lock::open(dir.path(), true, &mut hasher).unwrap();
+        lock.set("p", "a", entry("echo a"));
+        assert!(lock.save().unwrap());
+        hasher.digest(LOCK_FILE).unwrap();
+        hasher.save().unwrap();
+        // At once, with no wait for the racy window to pass.
+        let mut next = Hasher::open(dir.path(), dir.path().join(".runner/stat-cache.bin"));
+        let lock = Lock::open(dir.path(), true, &mut next).unwrap();
+        assert_eq!(lock.get("p", "a").unwrap().command, "echo a");
+        assert_eq!(next.counts.files_read, 0, "{:?}", next.counts);
+        // An edit after the write is dated by the clock: it is seen.
+        let path = dir.path().join(LOCK_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("echo a", "echo b")).unwrap();
+        let mut after_edit = Hasher::open(dir.path(), dir.path().join(".runner/stat-cache.bin"));
+        let lock = Lock::open(dir.path(), true, &mut after_edit).unwrap();
+        assert_eq!(lock.get("p", "a").unwrap().command, "echo b");
     }
 
     #[test]

@@ -315,11 +315,17 @@ impl Cache {
         pipeline: &str,
         steps: impl Iterator<Item = &'a str>,
     ) -> Result<(), Error> {
+        let mut lock_written = false;
         if let Ok(mut lock) = self.lock.lock() {
             lock.retain_steps(pipeline, steps.collect());
-            lock.save()?;
+            lock_written = lock.save()?;
         }
         if let Ok(mut hasher) = self.hasher.lock() {
+            if lock_written {
+                // Hashed now, while it is in the page cache: the next run
+                // finds it by its stat (it is dated to be trusted at once).
+                hasher.digest(lock::LOCK_FILE)?;
+            }
             hasher.rehash_settled();
             hasher.save()?;
         }

@@ -70,8 +70,20 @@ impl Entry {
 fn racy_margin(mtime_ns: i64) -> i64 {
     match mtime_ns % 1_000_000_000 {
         0 => 2_000_000_000,
-        _ => 100_000_000,
+        _ => NANOSECOND_MTIME_MARGIN_NS,
     }
+}
+
+const NANOSECOND_MTIME_MARGIN_NS: i64 = 100_000_000;
+
+/// A modification time for a file written now that its stat vouches for
+/// as soon as it is hashed: just before the racy window (where mtimes have
+/// nanoseconds; whole-second ones stay racy for their two seconds).
+pub fn settled_mtime() -> std::time::SystemTime {
+    let margin = std::time::Duration::from_nanos(NANOSECOND_MTIME_MARGIN_NS as u64);
+    let before = margin + std::time::Duration::from_millis(1);
+    let now = std::time::SystemTime::now();
+    now.checked_sub(before).unwrap_or(now)
 }
 
 /// What a directory was when it was last hashed whole.
