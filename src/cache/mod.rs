@@ -324,7 +324,9 @@ impl Cache {
             if lock_written {
                 // Hashed now, while it is in the page cache: the next run
                 // finds it by its stat (it is dated to be trusted at once).
-                hasher.digest(lock::LOCK_FILE)?;
+                // Only for speed: a failure here is not a failed write (the
+                // next run hashes it), as in the journal replay.
+                let _ = hasher.digest(lock::LOCK_FILE);
             }
             hasher.rehash_settled();
             hasher.save()?;
