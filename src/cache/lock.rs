@@ -151,7 +151,10 @@ impl<'de> Deserialize<'de> for Digests {
                 self,
                 mut map: A,
             ) -> Result<Digests, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+                // Without a hint (JSON gives none), room for one: most
+                // steps have a dep or an output, and a first push would
+                // reserve four (168 wasted bytes each, twice per step).
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(1).min(4096));
                 while let Some(entry) = map.next_entry()? {
                     entries.push(entry);
                 }

@@ -326,7 +326,16 @@ async fn run_step(
     let spec = ProcessSpec {
         argv: step.argv.clone(),
         cwd: step.cwd.clone(),
-        env: step.env.clone(),
+        env: step
+            .env
+            .iter()
+            .cloned()
+            .chain([
+                ("RUNNER_RUN_ID".to_string(), plan.run_id.clone()),
+                ("RUNNER_PIPELINE".to_string(), plan.pipeline.clone()),
+                ("RUNNER_STEP".to_string(), step.name.clone()),
+            ])
+            .collect(),
         timeout: step.timeout,
         grace: options.grace,
     };
