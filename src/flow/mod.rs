@@ -465,6 +465,10 @@ fn promote(
     (state_only_head, tracking): (Option<String>, Option<&Session>),
     sink: &mut Sink,
 ) -> End {
+    // Nothing to gate or deploy: no Ctrl-C thread to start and stop.
+    if plan.promotion.is_none() {
+        return End::Succeeded(None);
+    }
     // Deploying blocks this thread (health checks); Ctrl-C still reaches it
     // through the runtime, driven by a second thread meanwhile, and gives up
     // an update that is not healthy yet.
