@@ -64,6 +64,21 @@ pub struct PlannedStep {
     pub checks: Vec<String>,
 }
 
+/// The plan's edges the other way, flat: a list per step would be an
+/// allocation per step (and a fan-in's source's list grown a dozen times).
+pub struct Dependents {
+    /// Step `i`'s dependents are `targets[starts[i]..starts[i + 1]]`.
+    starts: Vec<usize>,
+    targets: Vec<usize>,
+}
+
+impl Dependents {
+    /// The positions of the steps that list step `step` upstream, in order.
+    pub fn of(&self, step: usize) -> &[usize] {
+        &self.targets[self.starts[step]..self.starts[step + 1]]
+    }
+}
+
 /// Whether a step runs, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -909,6 +924,22 @@ mod tests {
     }
 
     #[test]
+    fn dependents_are_the_upstream_lists_turned_around() {
+        // d needs b and c, which both read a's output; e stands alone.
+        let plan = plan_of(
+            "apiVersion: runner/v1\nkind: Pipeline\nname: p\nsteps:\n  a:\n    run: \"true\"\n    outputs: {out: a.txt}\n  b:\n    run: \"true\"\n    deps: [a.txt]\n  c:\n    run: \"true\"\n    deps: [a.txt]\n  d:\n    run: \"true\"\n    needs: [c, b]\n  e:\n    run: \"true\"\n",
+            &PlanOptions::default(),
+        );
+        let dependents = plan.dependents();
+        let of = |step: usize| dependents.of(step).to_vec();
+        assert_eq!(
+            (of(0), of(1), of(2), of(3), of(4)),
+            (vec![1, 2], vec![3], vec![3], vec![], vec![])
+        );
+        assert_eq!(plan.order(), vec![0, 4, 1, 2, 3]);
+    }
+
+    #[test]
     fn a_command_reads_params_outputs_run_and_pipeline() {
         let options = PlanOptions {
             run_id: Some("r1".into()),
@@ -1260,21 +1291,38 @@ impl Plan {
     }
 
     /// Steps in an order where every step comes after its upstream.
+    /// Each step's dependents (the steps listing it upstream), by position.
+    pub fn dependents(&self) -> Dependents {
+        let mut starts = vec![0; self.steps.len() + 1];
+        for step in &self.steps {
+            for &up in &step.upstream {
+                starts[up + 1] += 1;
+            }
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut next = starts.clone();
+        let mut targets = vec![0; starts[self.steps.len()]];
+        for (i, step) in self.steps.iter().enumerate() {
+            for &up in &step.upstream {
+                targets[next[up]] = i;
+                next[up] += 1;
+            }
+        }
+        Dependents { starts, targets }
+    }
+
     fn order(&self) -> Vec<usize> {
         let n = self.steps.len();
         let mut waiting: Vec<usize> = self.steps.iter().map(|s| s.upstream.len()).collect();
-        let mut dependents = vec![Vec::new(); n];
-        for (i, s) in self.steps.iter().enumerate() {
-            for &u in &s.upstream {
-                dependents[u].push(i);
-            }
-        }
+        let dependents = self.dependents();
         let mut ready: std::collections::VecDeque<usize> =
             (0..n).filter(|&i| waiting[i] == 0).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(i) = ready.pop_front() {
             order.push(i);
-            for &d in &dependents[i] {
+            for &d in dependents.of(i) {
                 waiting[d] -= 1;
                 if waiting[d] == 0 {
                     ready.push_back(d);

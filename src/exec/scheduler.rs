@@ -13,7 +13,7 @@ use super::events::{Emitter, Event, RunStatus, StepStatus};
 use super::process::{self, Exit, ProcessSpec};
 use crate::cache::Cache;
 use crate::cache::lock::StepLock;
-use crate::plan::{Decision, Plan};
+use crate::plan::{Decision, Dependents, Plan};
 use crate::secret::Masker;
 
 /// How failures and stops are handled.
@@ -77,12 +77,7 @@ pub async fn execute(
         steps: n,
     });
     let mut waiting_on: Vec<usize> = plan.steps.iter().map(|s| s.upstream.len()).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, step) in plan.steps.iter().enumerate() {
-        for &up in &step.upstream {
-            dependents[up].push(i);
-        }
-    }
+    let dependents = plan.dependents();
     let mut status: Vec<Option<StepStatus>> = vec![None; n];
     let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting_on[i] == 0).collect();
     let mut running: JoinSet<Finished> = JoinSet::new();
@@ -196,12 +191,12 @@ pub async fn execute(
 /// Makes the steps that were waiting only on `done` ready.
 fn release(
     done: usize,
-    dependents: &[Vec<usize>],
+    dependents: &Dependents,
     waiting_on: &mut [usize],
     status: &[Option<StepStatus>],
     ready: &mut VecDeque<usize>,
 ) {
-    for &d in &dependents[done] {
+    for &d in dependents.of(done) {
         waiting_on[d] -= 1;
         if waiting_on[d] == 0 && status[d].is_none() {
             ready.push_back(d);
@@ -255,11 +250,11 @@ fn failed_before_start(plan: &Plan, index: usize, reason: String, events: &Emitt
 fn skip_dependents(
     plan: &Plan,
     failed: usize,
-    dependents: &[Vec<usize>],
+    dependents: &Dependents,
     status: &mut [Option<StepStatus>],
     events: &Emitter,
 ) {
-    let mut stack = dependents[failed].clone();
+    let mut stack = dependents.of(failed).to_vec();
     while let Some(d) = stack.pop() {
         if status[d].is_some() {
             continue;
@@ -269,7 +264,7 @@ fn skip_dependents(
             step: plan.steps[d].name.clone(),
             reason: format!("depends on `{}`, which failed", plan.steps[failed].name),
         });
-        stack.extend(&dependents[d]);
+        stack.extend(dependents.of(d));
     }
 }
 
