@@ -40,7 +40,7 @@ pub fn group_of(name: &str) -> &str {
 pub fn expand(specs: &mut Specs, report: &mut Report) {
     let templates = Templates::new();
     for doc in &mut specs.pipelines {
-        if !doc.spec.steps.values().any(Step::fans_out) {
+        if !doc.spec.steps.values().any(|step| step.fans_out()) {
             continue;
         }
         let steps = std::mem::take(&mut doc.spec.steps);
@@ -52,7 +52,11 @@ pub fn expand(specs: &mut Specs, report: &mut Report) {
                 continue;
             }
             match members(doc, &templates, &name, &step) {
-                Ok(members) => expanded.extend(members),
+                Ok(members) => expanded.extend(
+                    members
+                        .into_iter()
+                        .map(|(name, member)| (name, Box::new(member))),
+                ),
                 Err(found) => {
                     problems.extend(found);
                     expanded.insert(name, step);

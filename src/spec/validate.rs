@@ -377,7 +377,12 @@ impl<'a> PipelineCheck<'a> {
     }
 
     fn check_steps(&mut self, written: &BTreeMap<String, Written<'a>>) {
-        let steps: Vec<(&'a String, &'a Step)> = self.spec().steps.iter().collect();
+        let steps: Vec<(&'a String, &'a Step)> = self
+            .spec()
+            .steps
+            .iter()
+            .map(|(name, step)| (name, &**step))
+            .collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         if threads < 2 || steps.len() < PARALLEL_STEPS {
             for (name, step) in steps {
