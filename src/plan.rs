@@ -1290,7 +1290,6 @@ impl Plan {
         Ok(missing)
     }
 
-    /// Steps in an order where every step comes after its upstream.
     /// Each step's dependents (the steps listing it upstream), by position.
     pub fn dependents(&self) -> Dependents {
         let mut starts = vec![0; self.steps.len() + 1];
@@ -1313,6 +1312,7 @@ impl Plan {
         Dependents { starts, targets }
     }
 
+    /// Steps in an order where every step comes after its upstream.
     fn order(&self) -> Vec<usize> {
         let n = self.steps.len();
         let mut waiting: Vec<usize> = self.steps.iter().map(|s| s.upstream.len()).collect();

@@ -135,9 +135,9 @@ pub struct Pipeline {
     #[serde(default, rename = "on", skip_serializing_if = "Option::is_none")]
     pub triggers: Option<Triggers>,
     /// The steps, by name. Order is kept for display; execution order comes from the DAG.
-    /// Boxed: a `Step` is ~400 bytes, and the map's entries are moved each
-    /// time it grows while a 1,000-step pipeline is read (~170 page faults
-    /// of a no-op run, when the entries held the steps themselves).
+    // Boxed: a `Step` is ~400 bytes, and the map's entries are moved each
+    // time it grows while a 1,000-step pipeline is read (~170 page faults of
+    // a no-op run, when the entries held the steps themselves).
     #[schemars(extend("propertyNames" = {"pattern": IDENT_PATTERN}), extend("minProperties" = 1))]
     pub steps: Map<String, Box<Step>>,
     /// How a trained model is gated, deployed and served.
