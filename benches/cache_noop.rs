@@ -14,7 +14,9 @@
 //! Every tool gets the same files and the same commands, with real outputs
 //! and real dependencies, so each tool's own up-to-date logic decides what
 //! runs: runner's `runner.lock` and content hashes, make's and ninja's
-//! mtimes, DVC's `dvc.lock`, Snakemake's mtimes and metadata.
+//! mtimes, DVC's `dvc.lock`, Snakemake's mtimes and metadata. Each prints
+//! what it prints in a CI log: runner `--format plain` (what `auto` is off
+//! a terminal, and a line per step that ran), not `json`'s event per step.
 //!
 //! - cold: a fresh copy with nothing built (a new directory every run);
 //! - no-op: run again right after, nothing changed. `no-op#1` is the first
@@ -399,7 +401,7 @@ fn tool_cmd(tool: Tool, ws: &Workspace) -> Command {
             cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
             cmd.arg("-C")
                 .arg(&ws.dir)
-                .args(["run", "--format", "json", "-j", &jobs]);
+                .args(["run", "--format", "plain", "-j", &jobs]);
         }
         Tool::Make => {
             cmd = Command::new("make");
