@@ -27,6 +27,8 @@
 //!   untrusted, and are re-hashed, at every no-op within those 100 ms (the
 //!   inputs are dated 60 s back beforehand, so they are not re-hashed);
 //! - no-op@3s: 3 no-ops after 3 s without runs (outputs settled);
+//! - no-op warm: 5 more right after those, settled and without a pause:
+//!   the no-op of an edit-run loop, apart from both of the above;
 //! - one-change: new content in one input (chain and diamond: `in/in.txt`,
 //!   which reruns all N steps; wide: `in/i0.txt`, which reruns one), rerun.
 //!
@@ -153,15 +155,17 @@ enum Scenario {
     NoopFirst,
     Noop,
     NoopSettled,
+    NoopWarm,
     OneChange,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 6] = [
         Scenario::Cold,
         Scenario::NoopFirst,
         Scenario::Noop,
         Scenario::NoopSettled,
+        Scenario::NoopWarm,
         Scenario::OneChange,
     ];
 
@@ -171,6 +175,7 @@ impl Scenario {
             Scenario::NoopFirst => "no-op#1",
             Scenario::Noop => "no-op",
             Scenario::NoopSettled => "no-op@3s",
+            Scenario::NoopWarm => "no-op warm",
             Scenario::OneChange => "one-change",
         }
     }
@@ -577,8 +582,9 @@ impl Series {
     }
 }
 
-/// A no-op measurement: shape, N, tool, and two medians in ms.
-type NoopRow = (Shape, usize, Tool, Option<f64>, Option<f64>);
+/// A no-op measurement: shape, N, tool, and its medians in ms (right after
+/// the cold run, then after 3 s idle, then warm).
+type NoopRow = (Shape, usize, Tool, Option<f64>, Option<f64>, Option<f64>);
 
 /// One timed run in `ws`, checked: exactly `expected` outputs rewritten, and
 /// (when given) the witness output holds what it must.
@@ -622,7 +628,7 @@ fn checked_run(
 }
 
 /// Cells of one tool on one workload, in `Scenario::ALL` order.
-fn bench(tool: Tool, w: &Workload, notes: &mut Vec<String>) -> [Cell; 5] {
+fn bench(tool: Tool, w: &Workload, notes: &mut Vec<String>) -> [Cell; 6] {
     match bench_inner(tool, w, notes) {
         Ok(cells) => cells,
         Err(e) => {
@@ -632,7 +638,7 @@ fn bench(tool: Tool, w: &Workload, notes: &mut Vec<String>) -> [Cell; 5] {
     }
 }
 
-fn bench_inner(tool: Tool, w: &Workload, notes: &mut Vec<String>) -> Result<[Cell; 5], String> {
+fn bench_inner(tool: Tool, w: &Workload, notes: &mut Vec<String>) -> Result<[Cell; 6], String> {
     let full = w.n <= tool.max_full_n();
     let changed = w.changed_input();
     let mut generation = 0;
@@ -695,6 +701,16 @@ fn bench_inner(tool: Tool, w: &Workload, notes: &mut Vec<String>) -> Result<[Cel
     } else {
         Cell::Skipped
     };
+    // And back to back after those: settled, and nothing idle in between.
+    let warm = if full {
+        let mut series = Series::new();
+        for _ in 0..NOOP_RUNS {
+            checked_run(tool, &ws, w, 0, None, "no-op warm", &mut series, notes)?;
+        }
+        series.cell()
+    } else {
+        Cell::Skipped
+    };
 
     let one_change = if full {
         let mut series = Series::new();
@@ -721,7 +737,7 @@ fn bench_inner(tool: Tool, w: &Workload, notes: &mut Vec<String>) -> Result<[Cel
     } else {
         Cell::Skipped
     };
-    Ok([cold, noop_first, noop.cell(), settled, one_change])
+    Ok([cold, noop_first, noop.cell(), settled, warm, one_change])
 }
 
 fn installed(program: &str) -> Option<String> {
@@ -948,7 +964,8 @@ fn main() {
     );
     println!(
         "wall ms, median of {RUNS} runs (no-op: {NOOP_RUNS} right after the last cold run; \
-         no-op#1: the first of those; no-op@3s: {RUNS} more after {} s idle); \
+         no-op#1: the first of those; no-op@3s: {RUNS} more after {} s idle; \
+         no-op warm: {NOOP_RUNS} more right after those); \
          ¹ one run; ! rewrote other outputs than it had to (see notes); - not timed",
         SETTLE.as_secs()
     );
@@ -1011,9 +1028,9 @@ fn main() {
     for &shape in &shapes {
         for &n in &sizes {
             let w = Workload { shape, n };
-            let cells: Vec<[Cell; 5]> = tools.iter().map(|&t| bench(t, &w, &mut notes)).collect();
+            let cells: Vec<[Cell; 6]> = tools.iter().map(|&t| bench(t, &w, &mut notes)).collect();
             for (&tool, c) in tools.iter().zip(&cells) {
-                noops.push((shape, n, tool, c[2].ms(), c[3].ms()));
+                noops.push((shape, n, tool, c[2].ms(), c[3].ms(), c[4].ms()));
                 colds.push((shape, n, tool, c[0].ms()));
             }
             for (k, scenario) in Scenario::ALL.iter().enumerate() {
@@ -1027,7 +1044,10 @@ fn main() {
                 };
                 let ratios = matches!(
                     scenario,
-                    Scenario::Noop | Scenario::NoopFirst | Scenario::NoopSettled
+                    Scenario::Noop
+                        | Scenario::NoopFirst
+                        | Scenario::NoopSettled
+                        | Scenario::NoopWarm
                 );
                 // Beside ninja every scenario: both did the same work.
                 if has(Tool::Runner) && has(Tool::Ninja) {
@@ -1094,8 +1114,8 @@ fn main() {
     let noop = |shape: Shape, n: usize, tool: Tool| {
         noops
             .iter()
-            .find(|(s, m, t, _, _)| *s == shape && *m == n && *t == tool)
-            .map(|x| (x.3, x.4))
+            .find(|(s, m, t, ..)| *s == shape && *m == n && *t == tool)
+            .map(|x| (x.3, x.4, x.5))
     };
     let verdict = |other: Tool,
                    what: &str,
@@ -1110,12 +1130,12 @@ fn main() {
         for &shape in &shapes {
             // The largest N at which both were measured.
             let found = sizes.iter().rev().find_map(|&n| {
-                let (r, rs) = noop(shape, n, Tool::Runner)?;
-                let (o, os) = noop(shape, n, other)?;
-                Some((n, r?, o?, rs.zip(os)))
+                let (r, rs, rw) = noop(shape, n, Tool::Runner)?;
+                let (o, os, ow) = noop(shape, n, other)?;
+                Some((n, r?, o?, rs.zip(os), rw.zip(ow)))
             });
             match found {
-                Some((n, r, o, settled)) => {
+                Some((n, r, o, settled, warm)) => {
                     let good = ok(r, o);
                     all_ok &= good;
                     let at = if n == 1_000 {
@@ -1123,9 +1143,15 @@ fn main() {
                     } else {
                         format!(" (at N={n}, not 1000)")
                     };
-                    let later = settled.map_or(String::new(), |(rs, os)| {
-                        format!(" [no-op@3s: {}]", show(rs, os))
-                    });
+                    let later = match (settled, warm) {
+                        (Some((rs, os)), Some((rw, ow))) => format!(
+                            " [no-op@3s: {}; no-op warm: {}]",
+                            show(rs, os),
+                            show(rw, ow)
+                        ),
+                        (Some((rs, os)), None) => format!(" [no-op@3s: {}]", show(rs, os)),
+                        _ => String::new(),
+                    };
                     parts.push(format!(
                         "{} {}{at} {}{later}",
                         shape.name(),
