@@ -50,15 +50,15 @@ pub struct PromoteOptions<'a> {
     pub tracking: Option<&'a crate::tracking::Session>,
 }
 
-/// Gate, then deploy and write back, reporting through `emit`. `None` when
-/// the pipeline promotes nothing.
+/// Gate `promotion` (the plan's), then deploy and write back, reporting
+/// through `emit`.
 pub fn promote(
     plan: &Plan,
+    promotion: &PlannedPromotion,
     cache: &Cache,
     options: &PromoteOptions,
     emit: &mut dyn FnMut(Event),
-) -> Option<Promoted> {
-    let promotion = plan.promotion.as_ref()?;
+) -> Promoted {
     let _span = tracing::debug_span!(
         "promote",
         service = %promotion.spec.service.name,
@@ -79,10 +79,10 @@ pub fn promote(
         digest: outcome.digest,
         url: outcome.url,
     });
-    Some(Promoted {
+    Promoted {
         status: outcome.status,
         write_back,
-    })
+    }
 }
 
 /// How the promotion and its write-back ended, for the exit code.

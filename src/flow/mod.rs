@@ -466,9 +466,9 @@ fn promote(
     sink: &mut Sink,
 ) -> End {
     // Nothing to gate or deploy: no Ctrl-C thread to start and stop.
-    if plan.promotion.is_none() {
+    let Some(promotion) = &plan.promotion else {
         return End::Succeeded(None);
-    }
+    };
     // Deploying blocks this thread (health checks); Ctrl-C still reaches it
     // through the runtime, driven by a second thread meanwhile, and gives up
     // an update that is not healthy yet.
@@ -496,19 +496,17 @@ fn promote(
             state_only_head: state_only_head.as_deref(),
             tracking,
         };
-        let promoted = crate::promote::promote(plan, cache, &promote_options, &mut |event| {
-            sink.event(&event);
-            sink.reporter.flush();
-        });
+        let promoted =
+            crate::promote::promote(plan, promotion, cache, &promote_options, &mut |event| {
+                sink.event(&event);
+                sink.reporter.flush();
+            });
         let _ = done.send(());
         promoted
     });
     if stop.load(Ordering::Relaxed) {
         return End::Cancelled;
     }
-    let Some(promoted) = promoted else {
-        return End::Succeeded(None);
-    };
     match (promoted.status, promoted.write_back) {
         (_, Some(WriteBackStatus::Failed)) => End::WriteBackFailed,
         (status, _) if status.is_failure() => End::PromotionFailed,
