@@ -690,26 +690,20 @@ fn bench_inner(tool: Tool, w: &Workload, notes: &mut Vec<String>) -> Result<[Cel
         flagged: noop.flagged,
     };
 
-    // The same, once every output is older than runner's racy window.
-    let settled = if full {
-        std::thread::sleep(SETTLE);
+    let mut noops = |runs: usize, what: &str| -> Result<Cell, String> {
         let mut series = Series::new();
-        for _ in 0..RUNS {
-            checked_run(tool, &ws, w, 0, None, "no-op@3s", &mut series, notes)?;
+        for _ in 0..runs {
+            checked_run(tool, &ws, w, 0, None, what, &mut series, notes)?;
         }
-        series.cell()
-    } else {
-        Cell::Skipped
+        Ok(series.cell())
     };
-    // And back to back after those: settled, and nothing idle in between.
-    let warm = if full {
-        let mut series = Series::new();
-        for _ in 0..NOOP_RUNS {
-            checked_run(tool, &ws, w, 0, None, "no-op warm", &mut series, notes)?;
-        }
-        series.cell()
+    // The same, once every output is older than runner's racy window; then
+    // back to back after those: settled, and nothing idle in between.
+    let (settled, warm) = if full {
+        std::thread::sleep(SETTLE);
+        (noops(RUNS, "no-op@3s")?, noops(NOOP_RUNS, "no-op warm")?)
     } else {
-        Cell::Skipped
+        (Cell::Skipped, Cell::Skipped)
     };
 
     let one_change = if full {
