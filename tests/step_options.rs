@@ -270,3 +270,26 @@ fn a_step_listing_a_whole_params_file_reruns_when_any_of_its_params_changes() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_step_sees_its_run_pipeline_and_name_in_its_environment() {
+    let dir = repo()
+        .pipeline(
+            "",
+            "  named:
+    run: echo \"$RUNNER_RUN_ID $RUNNER_PIPELINE $RUNNER_STEP\" > {{ outputs.out }}
+    outputs: {out: seen.txt}
+",
+        )
+        .init();
+    let root = dir.path();
+    let out = runner(root, &["run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run_id = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event["event"] == "run_started")
+        .and_then(|event| event["run_id"].as_str().map(str::to_string))
+        .expect("a run_started event with its run id");
+    assert_eq!(read(root, "seen.txt"), format!("{run_id} p named\n"));
+}
